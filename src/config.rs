@@ -1,0 +1,207 @@
+//! Command line and environment. Every setting of INTERFACE.md is both an `AGENTIDP_*`
+//! variable and a flag; nothing is required to start the embedded default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::Secret;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentidp",
+    version,
+    about = "An identity provider for software agents"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (migrates the database first).
+    Serve(Settings),
+    /// Apply pending migrations and exit.
+    Migrate(Settings),
+    /// Signing-key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create new signing keys (all organizations, or one). Old keys stay published until every
+    /// token they signed has expired.
+    Rotate {
+        /// Only this organization (slug).
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("expected true or false, got {s:?}")),
+    }
+}
+
+fn parse_secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
+}
+
+/// All settings; shared by every subcommand so `migrate` and `keys rotate` see the same database.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Listen address; the bound address is logged as `listening on ADDR`.
+    #[arg(long, env = "AGENTIDP_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// The base URL clients use; issuers and did:web identifiers derive from it.
+    /// Default: `http://localhost:` + the bound port.
+    #[arg(long, env = "AGENTIDP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Accept a public URL different from the one recorded at first start, and move every
+    /// organization's issuer and DID to it.
+    #[arg(long, env = "AGENTIDP_MOVE_PUBLIC_URL", value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub move_public_url: bool,
+    /// Where the embedded default keeps its SQLite file and generated master key.
+    #[arg(long, env = "AGENTIDP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `sqlite:` or `postgres:` URL. Default: `sqlite://$AGENTIDP_DATA_DIR/agentidp.db`.
+    #[arg(long, env = "AGENTIDP_DATABASE_URL", value_parser = parse_secret)]
+    pub database_url: Option<Secret>,
+    /// Redis URL: replay caches and cache invalidation are shared through it.
+    #[arg(long, env = "AGENTIDP_REDIS_URL", value_parser = parse_secret)]
+    pub redis_url: Option<Secret>,
+    /// Base64 of 32 bytes; encrypts private keys and secrets at rest.
+    #[arg(long, env = "AGENTIDP_MASTER_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub master_key: Option<Secret>,
+    /// Platform-admin bearer token for the admin API; only its digest is stored.
+    #[arg(long, env = "AGENTIDP_BOOTSTRAP_TOKEN", value_parser = parse_secret, hide_env_values = true)]
+    pub bootstrap_token: Option<Secret>,
+    /// PEM certificate chain; with `--tls-key` the server speaks HTTPS.
+    #[arg(long, env = "AGENTIDP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "AGENTIDP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// `text` or `json` (JSON lines on stderr). `RUST_LOG` filters.
+    #[arg(long, env = "AGENTIDP_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Default access-token lifetime in seconds (per agent it may be lower).
+    #[arg(long, env = "AGENTIDP_ACCESS_TOKEN_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(i64).range(1..=86_400))]
+    pub access_token_ttl_secs: i64,
+    /// How long a new signing key is published before it signs.
+    /// Default: the JWKS `max-age` plus a minute.
+    #[arg(long, env = "AGENTIDP_KEY_ACTIVATION_DELAY_SECS", value_parser = clap::value_parser!(i64).range(0..=30 * 86_400))]
+    pub key_activation_delay_secs: Option<i64>,
+    /// Let outbound fetches use plain HTTP to loopback addresses (development and tests only).
+    #[arg(long, env = "AGENTIDP_ALLOW_INSECURE_LOOPBACK", value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_insecure_loopback: bool,
+}
+
+/// `Cache-Control: max-age` of JWKS responses, in seconds.
+pub const JWKS_MAX_AGE_SECS: i64 = 300;
+
+impl Settings {
+    /// Settings with every default, as if no variable and no flag were given.
+    pub fn defaults() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".parse().expect("literal address"),
+            public_url: None,
+            move_public_url: false,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            redis_url: None,
+            master_key: None,
+            bootstrap_token: None,
+            tls_cert: None,
+            tls_key: None,
+            log_format: "text".into(),
+            access_token_ttl_secs: 900,
+            key_activation_delay_secs: None,
+            allow_insecure_loopback: false,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.expose().to_owned(),
+            None => format!("sqlite://{}/agentidp.db", self.data_dir.display()),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        let u = self.database_url();
+        u.starts_with("postgres:") || u.starts_with("postgresql:")
+    }
+
+    pub fn key_activation_delay(&self) -> i64 {
+        self.key_activation_delay_secs
+            .unwrap_or(JWKS_MAX_AGE_SECS + 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_is_a_flag() {
+        let cli = Cli::try_parse_from([
+            "agentidp",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--public-url",
+            "https://idp.example.com",
+            "--data-dir",
+            "/tmp/x",
+            "--database-url",
+            "sqlite::memory:",
+            "--redis-url",
+            "redis://127.0.0.1",
+            "--master-key",
+            "AAAA",
+            "--bootstrap-token",
+            "t",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--log-format",
+            "json",
+            "--access-token-ttl-secs",
+            "60",
+            "--key-activation-delay-secs",
+            "5",
+            "--allow-insecure-loopback",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.public_url.as_deref(), Some("https://idp.example.com"));
+        assert_eq!(s.access_token_ttl_secs, 60);
+        assert_eq!(s.key_activation_delay(), 5);
+        assert!(s.allow_insecure_loopback);
+        assert_eq!(s.log_format, "json");
+        assert!(s.tls_key.is_some());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut s = Settings::defaults();
+        s.master_key = Some(Secret::new("c2VjcmV0"));
+        s.database_url = Some(Secret::new("postgres://u:pw@h/db"));
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("c2VjcmV0") && !dbg.contains("pw@"));
+    }
+}

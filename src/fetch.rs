@@ -1,0 +1,359 @@
+//! Hardened outbound HTTP for keys and documents published by others (agent `jwks_uri`, later
+//! partner metadata and did:web documents).
+//!
+//! SSRF guard: host names are resolved by our own resolver, which refuses private, loopback,
+//! link-local, multicast and mapped addresses, and the connection goes to the address that was
+//! checked (no second resolution). IP-literal URLs are checked before the request and on every
+//! redirect. Only HTTPS, except plain HTTP to loopback when `AGENTIDP_ALLOW_INSECURE_LOOPBACK`
+//! is set. Bodies are capped while streaming, whatever `Content-Length` says.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use url::Url;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("URL not allowed: {0}")]
+    Forbidden(String),
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("response is not valid JSON")]
+    NotJson,
+}
+
+/// What the fetcher may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchPolicy {
+    pub allow_insecure_loopback: bool,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl FetchPolicy {
+    pub fn new(allow_insecure_loopback: bool) -> Self {
+        Self {
+            allow_insecure_loopback,
+            max_bytes: 256 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Is this address one we must never connect to?
+pub fn ip_forbidden(ip: IpAddr, allow_loopback: bool) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4_forbidden(v4, allow_loopback),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4_forbidden(v4, allow_loopback);
+            }
+            let seg = v6.segments();
+            // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
+            if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+                let v4 = Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                );
+                return v4_forbidden(v4, allow_loopback);
+            }
+            if v6.is_loopback() {
+                return !allow_loopback;
+            }
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || (seg[0..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible ::a.b.c.d
+        }
+    }
+}
+
+fn v4_forbidden(ip: Ipv4Addr, allow_loopback: bool) -> bool {
+    if ip.is_loopback() {
+        return !allow_loopback;
+    }
+    let o = ip.octets();
+    ip.is_private()
+        || ip.is_link_local() // 169.254/16, cloud metadata
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space 100.64/10
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
+        || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking 198.18/15
+        || o[0] >= 240 // reserved
+}
+
+/// Checks scheme and literal-IP hosts of a URL we are about to request.
+pub fn check_url(url: &Url, policy: &FetchPolicy) -> Result<(), FetchError> {
+    let host = url
+        .host()
+        .ok_or_else(|| FetchError::Forbidden("no host".into()))?;
+    let literal: Option<IpAddr> = match host {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    };
+    if let Some(ip) = literal
+        && ip_forbidden(ip, policy.allow_insecure_loopback)
+    {
+        return Err(FetchError::Forbidden(format!("address {ip} is not public")));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if policy.allow_insecure_loopback => {
+            let loopback = match host {
+                url::Host::Domain(d) => d == "localhost" || d.ends_with(".localhost"),
+                _ => literal.is_some_and(|ip| ip.is_loopback() || is_mapped_loopback(ip)),
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(FetchError::Forbidden(
+                    "plain HTTP is only allowed to loopback".into(),
+                ))
+            }
+        }
+        _ => Err(FetchError::Forbidden("only https URLs are fetched".into())),
+    }
+}
+
+fn is_mapped_loopback(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+}
+
+/// The resolver that enforces the address policy; reqwest connects only to what it returns.
+struct GuardedResolver {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| !ip_forbidden(a.ip(), allow_loopback))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            let it: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+/// The shared outbound client.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: FetchPolicy,
+}
+
+/// A successful fetch: the body and the `Cache-Control: max-age`, if any.
+pub struct Fetched {
+    pub body: Vec<u8>,
+    pub max_age: Option<u64>,
+}
+
+impl Fetcher {
+    pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
+        let redirect_policy = policy;
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_loopback: policy.allow_insecure_loopback,
+            }))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 3 {
+                    attempt.error("too many redirects")
+                } else if let Err(e) = check_url(attempt.url(), &redirect_policy) {
+                    attempt.error(e.to_string())
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(policy.timeout)
+            .user_agent(concat!("agentidp/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        Ok(Self { client, policy })
+    }
+
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.policy
+    }
+
+    /// GET `url` with `Accept: accept`, enforcing the address policy, the time limit and the size cap.
+    pub async fn get(&self, url: &str, accept: &str) -> Result<Fetched, FetchError> {
+        let parsed = Url::parse(url).map_err(|_| FetchError::Forbidden("not a URL".into()))?;
+        check_url(&parsed, &self.policy)?;
+        let fut = async {
+            let resp = self
+                .client
+                .get(parsed)
+                .header(reqwest::header::ACCEPT, accept)
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        FetchError::Timeout
+                    } else {
+                        FetchError::Transport(e.to_string())
+                    }
+                })?;
+            if !resp.status().is_success() {
+                return Err(FetchError::Status(resp.status().as_u16()));
+            }
+            let max_age = resp
+                .headers()
+                .get(reqwest::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_max_age);
+            let mut body = Vec::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| FetchError::Transport(e.to_string()))?;
+                if body.len() + chunk.len() > self.policy.max_bytes {
+                    return Err(FetchError::TooLarge(self.policy.max_bytes));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Fetched { body, max_age })
+        };
+        tokio::time::timeout(self.policy.timeout, fut)
+            .await
+            .map_err(|_| FetchError::Timeout)?
+    }
+
+    /// GET and parse JSON.
+    pub async fn get_json(
+        &self,
+        url: &str,
+    ) -> Result<(serde_json::Value, Option<u64>), FetchError> {
+        let f = self.get(url, "application/json").await?;
+        let v = serde_json::from_slice(&f.body).map_err(|_| FetchError::NotJson)?;
+        Ok((v, f.max_age))
+    }
+}
+
+/// `max-age` from a Cache-Control value; `no-store`/`no-cache` count as zero.
+pub fn parse_max_age(cc: &str) -> Option<u64> {
+    let mut max_age = None;
+    for d in cc.split(',').map(str::trim) {
+        let lower = d.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(0);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            max_age = v.trim_matches('"').parse().ok();
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(loopback: bool) -> FetchPolicy {
+        FetchPolicy::new(loopback)
+    }
+
+    #[test]
+    fn forbidden_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "fd00::1",
+            "64:ff9b::a9fe:a9fe",
+            "::",
+            "255.255.255.255",
+            "224.0.0.1",
+        ] {
+            assert!(
+                ip_forbidden(ip.parse().unwrap(), false),
+                "{ip} should be forbidden"
+            );
+        }
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
+            assert!(
+                !ip_forbidden(ip.parse().unwrap(), false),
+                "{ip} should be allowed"
+            );
+        }
+        assert!(!ip_forbidden("127.0.0.1".parse().unwrap(), true));
+        assert!(!ip_forbidden("::ffff:127.0.0.1".parse().unwrap(), true));
+        assert!(ip_forbidden("10.0.0.1".parse().unwrap(), true));
+    }
+
+    #[test]
+    fn url_checks() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(check_url(&u("https://example.com/jwks"), &p(false)).is_ok());
+        assert!(check_url(&u("http://example.com/jwks"), &p(false)).is_err());
+        assert!(check_url(&u("http://example.com/jwks"), &p(true)).is_err());
+        assert!(check_url(&u("http://127.0.0.1:9/jwks"), &p(false)).is_err());
+        assert!(check_url(&u("http://127.0.0.1:9/jwks"), &p(true)).is_ok());
+        assert!(check_url(&u("http://[::ffff:127.0.0.1]/"), &p(false)).is_err());
+        assert!(check_url(&u("https://169.254.169.254/latest"), &p(true)).is_err());
+        assert!(check_url(&u("file:///etc/passwd"), &p(true)).is_err());
+    }
+
+    #[test]
+    fn cache_control() {
+        assert_eq!(parse_max_age("public, max-age=300"), Some(300));
+        assert_eq!(parse_max_age("no-store"), Some(0));
+        assert_eq!(parse_max_age("public"), None);
+    }
+
+    #[tokio::test]
+    async fn refuses_private_targets_without_connecting() {
+        let f = Fetcher::new(p(false)).unwrap();
+        assert!(matches!(
+            f.get("http://127.0.0.1:1/x", "*/*").await,
+            Err(FetchError::Forbidden(_))
+        ));
+        assert!(matches!(
+            f.get("https://10.0.0.1/x", "*/*").await,
+            Err(FetchError::Forbidden(_))
+        ));
+        // A name resolving to loopback is refused by the resolver.
+        assert!(matches!(
+            f.get("https://localhost:1/x", "*/*").await,
+            Err(FetchError::Transport(_))
+        ));
+    }
+}

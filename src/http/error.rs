@@ -1,0 +1,175 @@
+//! Every error-to-response mapping of the HTTP edge.
+//!
+//! - OAuth endpoints: RFC 6749 §5.2 JSON; 400 by default, 401 with `WWW-Authenticate: Basic` for
+//!   `invalid_client` when the client used the Authorization header (and 401 without it too, as
+//!   most servers do), 500 for `server_error`.
+//! - Bearer-protected resources (`/agent-info`): RFC 6750 §3 `WWW-Authenticate: Bearer` challenges.
+//! - Admin API: `{"error", "error_description"}` with 400/401/403/404/409/422/429.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::admin_error::AdminError;
+use crate::oauth::error::{ErrorCode, OAuthError};
+
+/// An OAuth endpoint's error response.
+pub struct OAuthResponse(pub OAuthError);
+
+impl From<OAuthError> for OAuthResponse {
+    fn from(e: OAuthError) -> Self {
+        Self(e)
+    }
+}
+
+fn quote(s: &str) -> String {
+    // RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E.
+    s.chars()
+        .filter(|c| matches!(*c as u32, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+        .collect()
+}
+
+impl IntoResponse for OAuthResponse {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = match e.code {
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = json!({"error": e.code.as_str(), "error_description": e.description});
+        let mut resp = (status, Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if e.code == ErrorCode::InvalidClient {
+            let v = if e.used_basic {
+                "Basic realm=\"agentidp\", charset=\"UTF-8\""
+            } else {
+                "Basic realm=\"agentidp\""
+            };
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        }
+        resp
+    }
+}
+
+/// An RFC 6750 error from a Bearer-protected resource. `None` code: no credentials were sent
+/// (§3.1: the challenge then carries no error code).
+pub struct BearerError(pub Option<OAuthError>);
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        let (status, challenge, body) = match &self.0 {
+            None => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"agentidp\"".to_owned(),
+                json!({"error": "invalid_request", "error_description": "a Bearer access token is required"}),
+            ),
+            Some(e) => {
+                let status = match e.code {
+                    ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+                    ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+                    ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                (
+                    status,
+                    format!(
+                        "Bearer realm=\"agentidp\", error=\"{}\", error_description=\"{}\"",
+                        e.code.as_str(),
+                        quote(&e.description)
+                    ),
+                    json!({"error": e.code.as_str(), "error_description": e.description}),
+                )
+            }
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+/// An admin API error.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: String,
+    pub field: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+            field: None,
+        }
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        )
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+    }
+    pub fn bad_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Field { field, message } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_field",
+                description: format!("{field}: {message}"),
+                field: Some(field),
+            },
+            AdminError::NotFound => ApiError::not_found(),
+            AdminError::Forbidden => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "not allowed for this principal",
+            ),
+            AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            AdminError::Internal(m) => {
+                tracing::error!(error = %m, "admin request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.code, "error_description": self.description});
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"agentidp-admin\""),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,214 @@
+//! The HTTP edge: routes, middleware and every response mapping. Nothing outside `app` imports it.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod oauth;
+pub mod oidc;
+pub mod state;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use state::AppState;
+
+/// Largest request body accepted anywhere (token requests are a few hundred bytes; agent
+/// registrations with an inline JWKS a few kilobytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": "not_found", "error_description": "no such resource"})),
+    )
+}
+
+async fn healthz_get() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz_get(State(state): State<AppState>) -> Response {
+    match state.idp.store.ping().await {
+        Ok(()) => axum::Json(json!({"status": "ready", "database": state.idp.store.backend()}))
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_get(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(h) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Marks OAuth responses uncacheable (RFC 6749 §5.1).
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Request count and latency by route template (never by raw path: unbounded label values).
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("agentidp_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("agentidp_http_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Builds the router with its middleware stack.
+pub fn router(state: AppState) -> Router {
+    let oauth = Router::new()
+        .route("/orgs/{slug}/oauth2/token", post(oauth::token_post))
+        .route(
+            "/orgs/{slug}/oauth2/introspect",
+            post(oauth::introspect_post),
+        )
+        .route("/orgs/{slug}/oauth2/revoke", post(oauth::revoke_post))
+        .layer(middleware::from_fn(no_store));
+
+    let public = Router::new()
+        .route(
+            "/orgs/{slug}/.well-known/openid-configuration",
+            get(oidc::openid_configuration_get),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/orgs/{slug}",
+            get(oidc::oauth_metadata_get),
+        )
+        .route("/orgs/{slug}/jwks.json", get(oidc::jwks_get))
+        .route(
+            "/orgs/{slug}/agent-info",
+            get(oidc::agent_info_get).post(oidc::agent_info_post),
+        )
+        .route("/healthz", get(healthz_get))
+        .route("/readyz", get(readyz_get))
+        .route("/metrics", get(metrics_get));
+
+    let admin = Router::new()
+        .route("/api/v1/orgs", post(admin::orgs_post).get(admin::orgs_get))
+        .route(
+            "/api/v1/orgs/{org}",
+            get(admin::org_get)
+                .patch(admin::org_patch)
+                .delete(admin::org_delete),
+        )
+        .route("/api/v1/orgs/{org}/keys", get(admin::keys_get))
+        .route(
+            "/api/v1/orgs/{org}/keys/rotate",
+            post(admin::keys_rotate_post),
+        )
+        .route(
+            "/api/v1/orgs/{org}/agents",
+            post(admin::agents_post).get(admin::agents_get),
+        )
+        .route(
+            "/api/v1/orgs/{org}/agents/{id}",
+            get(admin::agent_get)
+                .patch(admin::agent_patch)
+                .delete(admin::agent_delete),
+        )
+        .route(
+            "/api/v1/orgs/{org}/agents/{id}/suspend",
+            post(admin::agent_suspend_post),
+        )
+        .route(
+            "/api/v1/orgs/{org}/agents/{id}/reactivate",
+            post(admin::agent_reactivate_post),
+        )
+        .route(
+            "/api/v1/orgs/{org}/agents/{id}/revoke",
+            post(admin::agent_revoke_post),
+        )
+        .route(
+            "/api/v1/orgs/{org}/agents/{id}/rotate-secret",
+            post(admin::agent_rotate_secret_post),
+        )
+        .layer(middleware::from_fn(no_store));
+
+    // Order (outermost first): request id is set before the trace span reads it; sensitive
+    // headers are marked before anything could log them; panics become 500s inside the trace
+    // span; the timeout bounds the handler; the body limit applies to every extractor.
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            header::PROXY_AUTHORIZATION,
+        ]))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    // The path only: a query string may carry anything a client put there.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::DEBUG)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(json!({"error": "server_error", "error_description": "internal error"})),
+            )
+                .into_response()
+        }))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
+
+    Router::new()
+        .merge(oauth)
+        .merge(public)
+        .merge(admin)
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(layers)
+        .with_state(state)
+}

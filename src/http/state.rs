@@ -1,0 +1,31 @@
+//! Application state shared by every handler: the domain (`Idp`) plus edge-only pieces.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::idp::Idp;
+use crate::model::Secret;
+use crate::tenancy::access::Principal;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub idp: Arc<Idp>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Digest (and its key version) of the platform-admin bootstrap token.
+    pub bootstrap: Arc<(i64, Vec<u8>)>,
+    /// Serialized discovery documents by organization id.
+    pub discovery: moka::future::Cache<String, axum::body::Bytes>,
+}
+
+impl AppState {
+    /// Maps an admin bearer token to its principal. Only the bootstrap token exists so far;
+    /// organization API keys plug in here.
+    pub fn admin_principal(&self, token: &Secret) -> Option<Principal> {
+        let (version, digest) = self.bootstrap.as_ref();
+        self.idp
+            .digester
+            .verify(token.expose(), *version, digest)
+            .then_some(Principal::Platform)
+    }
+}

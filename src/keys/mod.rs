@@ -1,0 +1,325 @@
+//! Organization signing keys: creation, the key-lifecycle state machine, a lazy per-organization
+//! cache of decrypted key pairs, JWKS rendering and rotation.
+//!
+//! Lifecycle as data: each key row has created / activates-at / retires-at / removed-at times and
+//! its state is computed from them at `now`, so every instance agrees without messages.
+//! A new key is published (pending) before it signs; a retired key stays published until every
+//! token it signed has expired (RFC 7517 consumers cache JWKS for `max-age`).
+
+pub mod envelope;
+pub mod signing;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use moka::future::Cache;
+use serde_json::Value;
+
+use crate::model::Alg;
+use crate::storage::{DynStore, Event, KeyRecord, OrgRecord, StorageError};
+pub use envelope::{DataKey, MasterKey, SecretDigester};
+pub use signing::{Signer, SigningError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    #[error("key material does not open: {0}")]
+    Envelope(#[from] envelope::EnvelopeError),
+    #[error("no active {0} key")]
+    NoActiveKey(Alg),
+    #[error("key generation task failed")]
+    Join,
+}
+
+/// The state of a key at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, not yet signing.
+    Pending,
+    /// Published and signing.
+    Active,
+    /// Published so tokens it signed still verify; no longer signing.
+    Retired,
+    /// Neither published nor signing.
+    Gone,
+}
+
+pub fn key_state(
+    activates_at: i64,
+    retires_at: Option<i64>,
+    removed_at: Option<i64>,
+    now: i64,
+) -> KeyState {
+    if removed_at.is_some_and(|r| now >= r) {
+        KeyState::Gone
+    } else if retires_at.is_some_and(|r| now >= r) {
+        KeyState::Retired
+    } else if now < activates_at {
+        KeyState::Pending
+    } else {
+        KeyState::Active
+    }
+}
+
+/// A decrypted key, ready to sign and verify.
+pub struct LoadedKey {
+    pub kid: String,
+    pub alg: Alg,
+    pub public_jwk: Value,
+    pub signer: Signer,
+    pub decoding: jsonwebtoken::DecodingKey,
+    pub activates_at: i64,
+    pub retires_at: Option<i64>,
+    pub removed_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl LoadedKey {
+    pub fn state(&self, now: i64) -> KeyState {
+        key_state(self.activates_at, self.retires_at, self.removed_at, now)
+    }
+    pub fn is_published(&self, now: i64) -> bool {
+        self.state(now) != KeyState::Gone
+    }
+}
+
+/// One organization's keys, as loaded from storage.
+pub struct OrgKeys {
+    pub org_id: String,
+    pub keys: Vec<Arc<LoadedKey>>,
+    jwks_cache: RwLock<Option<(i64, i64, Arc<[u8]>)>>,
+}
+
+impl OrgKeys {
+    /// The key that signs for `alg` at `now`: the most recently activated active key.
+    pub fn signing_key(&self, alg: Alg, now: i64) -> Option<&Arc<LoadedKey>> {
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.state(now) == KeyState::Active)
+            .max_by_key(|k| (k.activates_at, k.created_at))
+    }
+
+    /// A published key by `kid` (verification accepts pending, active and retired keys).
+    pub fn published(&self, kid: &str, now: i64) -> Option<&Arc<LoadedKey>> {
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid && k.is_published(now))
+    }
+
+    /// The earliest future instant at which some key changes state.
+    fn next_transition(&self, now: i64) -> i64 {
+        self.keys
+            .iter()
+            .flat_map(|k| [Some(k.activates_at), k.retires_at, k.removed_at])
+            .flatten()
+            .filter(|t| *t > now)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// The RFC 7517 JWK Set of every published key, serialized once per state change.
+    pub fn jwks_json(&self, now: i64) -> Arc<[u8]> {
+        if let Ok(guard) = self.jwks_cache.read()
+            && let Some((from, until, bytes)) = guard.as_ref()
+            && now >= *from
+            && now < *until
+        {
+            return bytes.clone();
+        }
+        let keys: Vec<&Value> = self
+            .keys
+            .iter()
+            .filter(|k| k.is_published(now))
+            .map(|k| &k.public_jwk)
+            .collect();
+        let bytes: Arc<[u8]> = serde_json::to_vec(&serde_json::json!({ "keys": keys }))
+            .unwrap_or_default()
+            .into();
+        if let Ok(mut guard) = self.jwks_cache.write() {
+            *guard = Some((now, self.next_transition(now), bytes.clone()));
+        }
+        bytes
+    }
+}
+
+/// Creates, caches and rotates organization keys.
+pub struct KeyService {
+    store: DynStore,
+    master: Arc<MasterKey>,
+    cache: Cache<String, Arc<OrgKeys>>,
+    activation_delay: i64,
+    max_token_lifetime: i64,
+}
+
+/// How long a loaded key set is trusted before it is re-read: a key rotated by another instance
+/// or the CLI is seen within this time, well inside the activation delay.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Leeway added after a retired key's last token expires before the key leaves the JWKS.
+const REMOVAL_LEEWAY_SECS: i64 = 120;
+
+impl KeyService {
+    pub fn new(
+        store: DynStore,
+        master: Arc<MasterKey>,
+        activation_delay: i64,
+        max_token_lifetime: i64,
+    ) -> Self {
+        Self {
+            store,
+            master,
+            cache: Cache::builder()
+                .max_capacity(20_000)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            activation_delay,
+            max_token_lifetime,
+        }
+    }
+
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// Generates one key per alg and seals it under `dek`. RSA generation runs on the blocking pool.
+    pub async fn generate_records(
+        org_id: &str,
+        dek: Arc<DataKey>,
+        now: i64,
+        activates_at: i64,
+    ) -> Result<Vec<KeyRecord>, KeyError> {
+        let mut records = Vec::with_capacity(3);
+        for alg in Alg::ALL {
+            let g = tokio::task::spawn_blocking(move || signing::generate(alg))
+                .await
+                .map_err(|_| KeyError::Join)??;
+            records.push(KeyRecord {
+                org_id: org_id.to_owned(),
+                kid: g.kid.clone(),
+                alg: alg.as_str().to_owned(),
+                public_jwk: g.public_jwk.to_string(),
+                private_enc: dek.seal_private_key(org_id, &g.kid, alg.as_str(), &g.pkcs8),
+                created_at: now,
+                activates_at,
+                retires_at: None,
+                removed_at: None,
+            });
+        }
+        Ok(records)
+    }
+
+    /// The keys of `org`, loaded and decrypted on first use and cached.
+    pub async fn org_keys(&self, org: &OrgRecord, now: i64) -> Result<Arc<OrgKeys>, KeyError> {
+        if let Some(k) = self.cache.get(&org.id).await {
+            return Ok(k);
+        }
+        let loaded = Arc::new(self.load(org, now).await?);
+        self.cache.insert(org.id.clone(), loaded.clone()).await;
+        Ok(loaded)
+    }
+
+    async fn load(&self, org: &OrgRecord, now: i64) -> Result<OrgKeys, KeyError> {
+        let records = self.store.keys_for_org(&org.id, now).await?;
+        let dek = self
+            .master
+            .unwrap_data_key(&org.id, org.dek_mk_version, &org.dek_wrapped)?;
+        let mut keys = Vec::with_capacity(records.len());
+        for r in records {
+            let Some(alg) = Alg::parse(&r.alg) else {
+                continue;
+            };
+            let pkcs8 = dek.open_private_key(&org.id, &r.kid, &r.alg, &r.private_enc)?;
+            let signer = Signer::from_pkcs8(alg, &pkcs8)?;
+            let public_jwk: Value = serde_json::from_str(&r.public_jwk)
+                .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
+            let decoding =
+                decoding_key(&public_jwk).ok_or(KeyError::Signing(SigningError::BadPrivateKey))?;
+            keys.push(Arc::new(LoadedKey {
+                kid: r.kid,
+                alg,
+                public_jwk,
+                signer,
+                decoding,
+                activates_at: r.activates_at,
+                retires_at: r.retires_at,
+                removed_at: r.removed_at,
+                created_at: r.created_at,
+            }));
+        }
+        Ok(OrgKeys {
+            org_id: org.id.clone(),
+            keys,
+            jwks_cache: RwLock::new(None),
+        })
+    }
+
+    /// Forget the cached keys of an organization (after a rotation here or elsewhere).
+    pub async fn invalidate(&self, org_id: &str) {
+        self.cache.invalidate(org_id).await;
+    }
+
+    /// Rotates every alg of `org`: new keys are published now and sign after the activation delay;
+    /// current keys retire when the new ones activate and leave the JWKS once their last token has expired.
+    pub async fn rotate(&self, org: &OrgRecord, now: i64) -> Result<Vec<KeyRecord>, KeyError> {
+        let dek = Arc::new(self.master.unwrap_data_key(
+            &org.id,
+            org.dek_mk_version,
+            &org.dek_wrapped,
+        )?);
+        let activates_at = now + self.activation_delay;
+        let new_keys = Self::generate_records(&org.id, dek, now, activates_at).await?;
+        let removed_at = activates_at + self.max_token_lifetime + REMOVAL_LEEWAY_SECS;
+        let retire: Vec<(String, i64, i64)> = self
+            .store
+            .keys_for_org(&org.id, now)
+            .await?
+            .into_iter()
+            .filter(|k| k.retires_at.is_none_or(|r| r > activates_at))
+            .map(|k| (k.kid, activates_at, removed_at))
+            .collect();
+        let event = Event {
+            org_id: Some(org.id.clone()),
+            kind: "keys.rotated",
+            subject: org.id.clone(),
+            data: serde_json::json!({
+                "new_kids": new_keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+                "activates_at": activates_at,
+                "retired_kids": retire.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            }),
+            at: now,
+        };
+        self.store
+            .keys_rotate(&org.id, &new_keys, &retire, &event)
+            .await?;
+        self.invalidate(&org.id).await;
+        Ok(new_keys)
+    }
+}
+
+/// A verification key for one of our public JWKs.
+pub fn decoding_key(jwk: &Value) -> Option<jsonwebtoken::DecodingKey> {
+    let s = |k: &str| jwk.get(k).and_then(Value::as_str);
+    match s("kty")? {
+        "EC" => jsonwebtoken::DecodingKey::from_ec_components(s("x")?, s("y")?).ok(),
+        "RSA" => jsonwebtoken::DecodingKey::from_rsa_components(s("n")?, s("e")?).ok(),
+        "OKP" => jsonwebtoken::DecodingKey::from_ed_components(s("x")?).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_states() {
+        assert_eq!(key_state(100, None, None, 50), KeyState::Pending);
+        assert_eq!(key_state(100, None, None, 100), KeyState::Active);
+        assert_eq!(key_state(100, Some(200), Some(300), 199), KeyState::Active);
+        assert_eq!(key_state(100, Some(200), Some(300), 200), KeyState::Retired);
+        assert_eq!(key_state(100, Some(200), Some(300), 300), KeyState::Gone);
+    }
+}

@@ -1,0 +1,45 @@
+//! RFC 7662 token introspection. The caller authenticates as a client of the organization.
+//! A token that is not good for any reason answers `{"active": false}` (§2.2), never an error.
+
+use serde_json::{Value, json};
+
+use super::client_auth::{authenticate, presented};
+use super::error::OAuthError;
+use super::form::FormParams;
+use super::{TokenStateError, active_token};
+use crate::idp::Idp;
+use crate::storage::OrgRecord;
+
+pub async fn introspect(
+    idp: &Idp,
+    org: &OrgRecord,
+    authorization: Option<&str>,
+    form: &FormParams,
+    now: i64,
+) -> Result<Value, OAuthError> {
+    let p = presented(authorization, form)?;
+    let used_basic = p.used_basic();
+    authenticate(idp, org, p, now).await?;
+    let token = form
+        .require("token")
+        .map_err(|e| e.with_basic(used_basic))?;
+    match active_token(idp, org, token, now).await {
+        Ok((c, _agent)) => Ok(json!({
+            "active": true,
+            "scope": c.scope,
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "aud": c.aud,
+            "iss": c.iss,
+            "exp": c.exp,
+            "iat": c.iat,
+            "jti": c.jti,
+            "token_type": "Bearer",
+            "org_id": c.org_id,
+            "did": c.did,
+            "agent_name": c.agent_name,
+        })),
+        Err(TokenStateError::Unavailable) => Err(OAuthError::server_error()),
+        Err(_) => Ok(json!({ "active": false })),
+    }
+}

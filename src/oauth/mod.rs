@@ -1,0 +1,80 @@
+//! OAuth 2.0 endpoints of each organization's issuer: token (RFC 6749 §4.4 client credentials),
+//! introspection (RFC 7662) and revocation (RFC 7009), with client authentication.
+
+pub mod client_auth;
+pub mod error;
+pub mod form;
+pub mod grants;
+pub mod introspect;
+pub mod remote_jwks;
+pub mod revoke;
+pub mod token;
+
+use std::sync::Arc;
+
+use crate::idp::Idp;
+use crate::storage::OrgRecord;
+use crate::tenancy::{Agent, AgentStatus};
+use crate::tokens::access_token::{self, AccessClaims, AccessTokenError};
+use error::OAuthError;
+
+/// Why an access token is not (or no longer) good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenStateError {
+    #[error(transparent)]
+    Token(#[from] AccessTokenError),
+    #[error("token revoked")]
+    Revoked,
+    #[error("the agent is not active")]
+    AgentInactive,
+    #[error("storage unavailable")]
+    Unavailable,
+}
+
+/// Validates an access token of `org` and checks that it is still in force: not revoked, its
+/// agent active, issued after the agent's "tokens valid after" instant.
+pub async fn active_token(
+    idp: &Idp,
+    org: &OrgRecord,
+    token: &str,
+    now: i64,
+) -> Result<(AccessClaims, Arc<Agent>), TokenStateError> {
+    let keys = idp
+        .keys
+        .org_keys(org, now)
+        .await
+        .map_err(|_| TokenStateError::Unavailable)?;
+    let claims = access_token::validate(&keys, &org.issuer, token, now)?;
+    let agent = idp
+        .directory
+        .agent(&org.id, &claims.client_id)
+        .await
+        .map_err(|_| TokenStateError::Unavailable)?
+        .ok_or(TokenStateError::AgentInactive)?;
+    if agent.status != AgentStatus::Active {
+        return Err(TokenStateError::AgentInactive);
+    }
+    let issued_ms =
+        crate::model::uuid_v7_millis(&claims.jti).unwrap_or(claims.iat.saturating_mul(1000));
+    if issued_ms <= agent.record.tokens_valid_after_ms {
+        return Err(TokenStateError::AgentInactive);
+    }
+    if idp
+        .store
+        .token_is_revoked(&org.id, &claims.jti)
+        .await
+        .map_err(|_| TokenStateError::Unavailable)?
+    {
+        return Err(TokenStateError::Revoked);
+    }
+    Ok((claims, agent))
+}
+
+impl From<TokenStateError> for OAuthError {
+    fn from(e: TokenStateError) -> Self {
+        match e {
+            TokenStateError::Unavailable => OAuthError::server_error(),
+            other => OAuthError::invalid_token(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! JWK Sets published by others (agents' `jwks_uri`; partners, later), cached honouring
+//! `Cache-Control` within bounds.
+//!
+//! Fetches are single-flight and rate-limited per URI: every caller that needs a fetch within
+//! [`REFRESH_INTERVAL`] shares the one attempt's outcome, so a flood of unknown `kid`s causes at
+//! most one fetch per interval. When the endpoint fails, the last good copy keeps serving until
+//! it is stale, then verification fails closed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use serde_json::Value;
+
+use crate::fetch::{FetchError, Fetcher};
+
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+const MIN_FRESH: Duration = Duration::from_secs(60);
+const MAX_FRESH: Duration = Duration::from_secs(3600);
+const DEFAULT_FRESH: Duration = Duration::from_secs(300);
+/// How long past freshness a copy may still be used while its endpoint fails.
+const STALE_GRACE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct JwksEntry {
+    pub jwks: Value,
+    fresh_until: Instant,
+    stale_until: Instant,
+}
+
+pub struct RemoteJwks {
+    fetcher: Fetcher,
+    latest: Cache<String, Arc<JwksEntry>>,
+    attempts: Cache<String, Result<Arc<JwksEntry>, FetchError>>,
+}
+
+impl RemoteJwks {
+    pub fn new(fetcher: Fetcher) -> Self {
+        Self {
+            fetcher,
+            latest: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(MAX_FRESH + STALE_GRACE)
+                .build(),
+            attempts: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REFRESH_INTERVAL)
+                .build(),
+        }
+    }
+
+    /// The key set at `uri`: cached while fresh, else fetched (once per interval).
+    pub async fn get(&self, uri: &str) -> Result<Arc<JwksEntry>, FetchError> {
+        if let Some(e) = self.latest.get(uri).await
+            && Instant::now() < e.fresh_until
+        {
+            return Ok(e);
+        }
+        self.refresh(uri).await
+    }
+
+    /// A fetch for a `kid` the cached set lacks; rate-limited like every fetch.
+    pub async fn refresh(&self, uri: &str) -> Result<Arc<JwksEntry>, FetchError> {
+        let fetcher = self.fetcher.clone();
+        let owned = uri.to_owned();
+        let attempt = self
+            .attempts
+            .get_with(uri.to_owned(), async move {
+                let (jwks, max_age) = fetcher.get_json(&owned).await?;
+                if !jwks.get("keys").is_some_and(Value::is_array) {
+                    return Err(FetchError::NotJson);
+                }
+                let fresh = max_age
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_FRESH)
+                    .clamp(MIN_FRESH, MAX_FRESH);
+                let now = Instant::now();
+                Ok(Arc::new(JwksEntry {
+                    jwks,
+                    fresh_until: now + fresh,
+                    stale_until: now + fresh + STALE_GRACE,
+                }))
+            })
+            .await;
+        match attempt {
+            Ok(e) => {
+                let newer = match self.latest.get(uri).await {
+                    Some(old) => !Arc::ptr_eq(&old, &e),
+                    None => true,
+                };
+                if newer {
+                    self.latest.insert(uri.to_owned(), e.clone()).await;
+                }
+                Ok(e)
+            }
+            Err(err) => match self.latest.get(uri).await {
+                Some(old) if Instant::now() < old.stale_until => {
+                    tracing::warn!(error = %err, "JWKS fetch failed; using the cached copy");
+                    Ok(old)
+                }
+                _ => Err(err),
+            },
+        }
+    }
+
+    /// Forget a URI (its owner changed registration).
+    pub async fn forget(&self, uri: &str) {
+        self.latest.invalidate(uri).await;
+        self.attempts.invalidate(uri).await;
+    }
+}

@@ -1,0 +1,55 @@
+//! The token endpoint (RFC 6749 §3.2): authenticate the client, then dispatch on `grant_type`.
+
+use serde::Serialize;
+
+use super::client_auth::{authenticate, presented};
+use super::error::{ErrorCode, OAuthError};
+use super::form::FormParams;
+use super::grants;
+use crate::idp::Idp;
+use crate::storage::OrgRecord;
+
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+
+/// The grant types this server supports, as listed in discovery.
+pub const GRANT_TYPES: [&str; 1] = [GRANT_CLIENT_CREDENTIALS];
+
+/// RFC 6749 §5.1 successful response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// Handles one token request. `authorization` is the raw Authorization header, if any.
+pub async fn token(
+    idp: &Idp,
+    org: &OrgRecord,
+    authorization: Option<&str>,
+    form: &FormParams,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    let grant_type = form.require("grant_type")?;
+    match grant_type {
+        GRANT_CLIENT_CREDENTIALS => {
+            let p = presented(authorization, form)?;
+            let used_basic = p.used_basic();
+            let agent = authenticate(idp, org, p, now).await?;
+            grants::client_credentials::issue(idp, org, &agent, form, now)
+                .await
+                .map_err(|e| e.with_basic(used_basic))
+        }
+        other => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!(
+                "grant_type {:?} is not supported",
+                other.chars().take(80).collect::<String>()
+            ),
+        )),
+    }
+}

@@ -1,0 +1,66 @@
+//! Provider metadata. Every URL listed is routed (a test walks them all), and every capability
+//! listed is implemented; nothing more.
+
+use serde_json::{Value, json};
+
+use crate::oauth::client_auth::ASSERTION_ALGS;
+use crate::oauth::token::GRANT_TYPES;
+use crate::storage::OrgRecord;
+use crate::tenancy::AuthMethod;
+
+/// Claims that `/agent-info`, access tokens and ID tokens carry.
+pub const CLAIMS: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "azp",
+    "client_id",
+    "scope",
+    "org_id",
+    "did",
+    "agent_name",
+    "name",
+];
+
+/// The metadata shared by OIDC Discovery (§3) and RFC 8414 (§2).
+///
+/// `response_types_supported` is empty and there is no `authorization_endpoint` until the human
+/// sign-in (authorization code) flow exists: agents use only the token endpoint.
+pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
+    let iss = &org.issuer;
+    json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "jwks_uri": format!("{iss}/jwks.json"),
+        "userinfo_endpoint": format!("{iss}/agent-info"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "grant_types_supported": GRANT_TYPES,
+        "response_types_supported": [],
+        "scopes_supported": scopes,
+        "claims_supported": CLAIMS,
+        "subject_types_supported": ["public"],
+        "token_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "userinfo_signing_alg_values_supported": [],
+        "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "did": org.did,
+    })
+}
+
+/// Scopes advertised: `openid` plus the standard ones we honour. Agent-specific scopes are
+/// configured per agent and are not enumerated (OIDC Discovery §3 allows listing a subset).
+pub fn advertised_scopes() -> Vec<String> {
+    vec!["openid".to_owned()]
+}

@@ -1,0 +1,526 @@
+//! Agent use cases: register (secret or `private_key_jwt`), read, list, update, suspend,
+//! reactivate, revoke (final), delete (tombstone) and secret rotation with an optional grace period.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::access::Action;
+use super::access::Principal;
+use super::{Agent, AgentStatus, AuthMethod, orgs};
+use crate::admin_error::AdminError;
+use crate::ephemeral::Invalidation;
+use crate::idp::Idp;
+use crate::keys::envelope::random_token;
+use crate::model::{Alg, Secret, is_uuid, new_id, rfc3339};
+use crate::storage::{AgentRecord, Event, OrgRecord};
+
+/// Registration and update input (RFC 7591 client-metadata names where one exists).
+/// On update every field is optional and only the given ones change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub jwks: Option<Value>,
+    pub jwks_uri: Option<String>,
+    pub access_token_signed_response_alg: Option<String>,
+    pub id_token_signed_response_alg: Option<String>,
+    pub access_token_ttl_secs: Option<i64>,
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+pub fn valid_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+const PRIVATE_JWK_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
+/// A registered JWK Set must hold only public asymmetric keys (no `oct`, no private members).
+pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
+    let keys = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AdminError::field("jwks", "must be a JWK Set: {\"keys\": [...]}"))?;
+    if keys.is_empty() || keys.len() > 20 {
+        return Err(AdminError::field("jwks", "must hold 1 to 20 keys"));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let kty = k.get("kty").and_then(Value::as_str).unwrap_or("");
+        if !matches!(kty, "EC" | "RSA" | "OKP") {
+            return Err(AdminError::field(
+                "jwks",
+                format!("keys[{i}].kty must be EC, RSA or OKP"),
+            ));
+        }
+        if PRIVATE_JWK_MEMBERS.iter().any(|m| k.get(m).is_some()) {
+            return Err(AdminError::field(
+                "jwks",
+                format!("keys[{i}] contains private key material"),
+            ));
+        }
+        if crate::oauth::client_auth::jwk_decoding_key(k).is_none() {
+            return Err(AdminError::field(
+                "jwks",
+                format!("keys[{i}] is not a usable public key"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_jwks_uri(idp: &Idp, uri: &str) -> Result<(), AdminError> {
+    let u = url::Url::parse(uri)
+        .map_err(|_| AdminError::field("jwks_uri", "must be an absolute URL"))?;
+    crate::fetch::check_url(&u, idp.fetcher.policy())
+        .map_err(|e| AdminError::field("jwks_uri", e.to_string()))
+}
+
+fn parse_alg(field: &'static str, v: &str) -> Result<Alg, AdminError> {
+    Alg::parse(v).ok_or_else(|| AdminError::field(field, "must be ES256, RS256 or EdDSA"))
+}
+
+fn validate_scopes(scopes: &[String]) -> Result<(), AdminError> {
+    if scopes.len() > 100 {
+        return Err(AdminError::field("scopes", "at most 100 scopes"));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !valid_scope_token(s)) {
+        return Err(AdminError::field(
+            "scopes",
+            format!("{bad:?} is not a valid scope token (RFC 6749 §3.3)"),
+        ));
+    }
+    Ok(())
+}
+
+fn event(agent: &AgentRecord, kind: &'static str, data: Value, at: i64) -> Event {
+    Event {
+        org_id: Some(agent.org_id.clone()),
+        kind,
+        subject: agent.id.clone(),
+        data,
+        at,
+    }
+}
+
+/// Applies the given fields of `input` to `rec`, validating each.
+fn apply_input(idp: &Idp, rec: &mut AgentRecord, input: AgentInput) -> Result<(), AdminError> {
+    if let Some(name) = input.name {
+        orgs::validate_name("name", &name)?;
+        rec.name = name.trim().to_owned();
+    }
+    if let Some(d) = input.description {
+        if d.chars().count() > 2000 {
+            return Err(AdminError::field("description", "at most 2000 characters"));
+        }
+        rec.description = Some(d);
+    }
+    if let Some(mut scopes) = input.scopes {
+        validate_scopes(&scopes)?;
+        scopes.dedup();
+        rec.scopes = serde_json::to_string(&scopes).unwrap_or_else(|_| "[]".into());
+    }
+    if let Some(alg) = input.access_token_signed_response_alg {
+        rec.access_token_alg = parse_alg("access_token_signed_response_alg", &alg)?
+            .as_str()
+            .to_owned();
+    }
+    if let Some(alg) = input.id_token_signed_response_alg {
+        rec.id_token_alg = parse_alg("id_token_signed_response_alg", &alg)?
+            .as_str()
+            .to_owned();
+    }
+    if let Some(ttl) = input.access_token_ttl_secs {
+        if !(1..=idp.access_token_ttl).contains(&ttl) {
+            return Err(AdminError::field(
+                "access_token_ttl_secs",
+                format!(
+                    "must be between 1 and the instance default {}",
+                    idp.access_token_ttl
+                ),
+            ));
+        }
+        rec.access_token_ttl = Some(ttl);
+    }
+    if let Some(m) = input.token_endpoint_auth_method {
+        let m = AuthMethod::parse(&m).ok_or_else(|| {
+            AdminError::field(
+                "token_endpoint_auth_method",
+                "must be client_secret_basic, client_secret_post or private_key_jwt",
+            )
+        })?;
+        let was_secret = AuthMethod::parse(&rec.auth_method).is_some_and(AuthMethod::uses_secret);
+        if m.uses_secret() != was_secret && !rec.created_at.eq(&0) {
+            return Err(AdminError::field(
+                "token_endpoint_auth_method",
+                "cannot switch between secret and private_key_jwt authentication; register a new agent",
+            ));
+        }
+        rec.auth_method = m.as_str().to_owned();
+    }
+    if let Some(jwks) = input.jwks {
+        validate_jwks(&jwks)?;
+        rec.jwks = Some(jwks.to_string());
+        rec.jwks_uri = None;
+    }
+    if let Some(uri) = input.jwks_uri {
+        validate_jwks_uri(idp, &uri)?;
+        rec.jwks_uri = Some(uri);
+        rec.jwks = None;
+    }
+    let method = AuthMethod::parse(&rec.auth_method).unwrap_or(AuthMethod::ClientSecretBasic);
+    if method == AuthMethod::PrivateKeyJwt && rec.jwks.is_none() && rec.jwks_uri.is_none() {
+        return Err(AdminError::field(
+            "jwks",
+            "private_key_jwt needs jwks or jwks_uri",
+        ));
+    }
+    if method.uses_secret() && (rec.jwks.is_some() || rec.jwks_uri.is_some()) {
+        return Err(AdminError::field(
+            "token_endpoint_auth_method",
+            "jwks and jwks_uri go with private_key_jwt",
+        ));
+    }
+    Ok(())
+}
+
+/// Registers an agent. Secret-based agents get a 256-bit secret, returned once and stored only as
+/// a keyed digest.
+pub async fn create(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    input: AgentInput,
+) -> Result<(Agent, Option<Secret>), AdminError> {
+    let org = orgs::visible(idp, principal, org_slug, Action::Write).await?;
+    let name = input
+        .name
+        .clone()
+        .ok_or_else(|| AdminError::field("name", "is required"))?;
+    if input.scopes.is_none() {
+        return Err(AdminError::field("scopes", "is required (may be empty)"));
+    }
+    let now = idp.clock.now();
+    let id = new_id();
+    let method = match &input.token_endpoint_auth_method {
+        Some(m) => AuthMethod::parse(m).ok_or_else(|| {
+            AdminError::field(
+                "token_endpoint_auth_method",
+                "must be client_secret_basic, client_secret_post or private_key_jwt",
+            )
+        })?,
+        None if input.jwks.is_some() || input.jwks_uri.is_some() => AuthMethod::PrivateKeyJwt,
+        None => AuthMethod::ClientSecretBasic,
+    };
+    let mut rec = AgentRecord {
+        org_id: org.id.clone(),
+        id: id.clone(),
+        name,
+        description: None,
+        did: crate::did::agent_did(&org.did, &id),
+        scopes: "[]".into(),
+        status: AgentStatus::Active.as_str().into(),
+        auth_method: method.as_str().into(),
+        secret_digest: None,
+        secret_digest_version: None,
+        prev_secret_digest: None,
+        prev_secret_version: None,
+        prev_secret_expires_at: None,
+        jwks: None,
+        jwks_uri: None,
+        access_token_alg: Alg::ES256.as_str().into(),
+        id_token_alg: Alg::RS256.as_str().into(),
+        access_token_ttl: None,
+        tokens_valid_after_ms: 0,
+        created_at: 0,
+        updated_at: now,
+    };
+    let mut input = input;
+    input.token_endpoint_auth_method = None;
+    apply_input(idp, &mut rec, input)?;
+    rec.created_at = now;
+    let secret = method.uses_secret().then(random_token);
+    if let Some(s) = &secret {
+        rec.secret_digest = Some(idp.digester.digest(s.expose()));
+        rec.secret_digest_version = Some(idp.digester.version());
+    }
+    let ev = event(
+        &rec,
+        "agent.created",
+        json!({"name": rec.name, "auth_method": rec.auth_method}),
+        now,
+    );
+    idp.store.agent_create(&rec, &ev).await?;
+    idp.directory
+        .invalidate(Invalidation::Agent {
+            org_id: org.id,
+            agent_id: id,
+        })
+        .await;
+    Ok((Agent::from_record(rec)?, secret))
+}
+
+async fn load(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    action: Action,
+) -> Result<(OrgRecord, Agent), AdminError> {
+    let org = orgs::visible(idp, principal, org_slug, action).await?;
+    if !is_uuid(id) {
+        return Err(AdminError::NotFound);
+    }
+    let rec = idp
+        .store
+        .agent_get(&org.id, id)
+        .await?
+        .ok_or(AdminError::NotFound)?;
+    Ok((org, Agent::from_record(rec)?))
+}
+
+pub async fn get(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+) -> Result<Agent, AdminError> {
+    Ok(load(idp, principal, org_slug, id, Action::Read).await?.1)
+}
+
+pub async fn list(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Agent>, AdminError> {
+    let org = orgs::visible(idp, principal, org_slug, Action::Read).await?;
+    let rows = idp.store.agent_list(&org.id, after, limit).await?;
+    rows.into_iter()
+        .map(|r| Agent::from_record(r).map_err(AdminError::from))
+        .collect()
+}
+
+async fn save(idp: &Idp, rec: &AgentRecord, ev: Event) -> Result<Agent, AdminError> {
+    idp.store.agent_update(rec, &ev).await?;
+    idp.directory
+        .invalidate(Invalidation::Agent {
+            org_id: rec.org_id.clone(),
+            agent_id: rec.id.clone(),
+        })
+        .await;
+    if let Some(uri) = &rec.jwks_uri {
+        idp.agent_jwks.forget(uri).await;
+    }
+    Ok(Agent::from_record(rec.clone())?)
+}
+
+fn ensure_not_revoked(agent: &Agent) -> Result<(), AdminError> {
+    if agent.status == AgentStatus::Revoked {
+        return Err(AdminError::Conflict(
+            "the agent is revoked; revocation is final".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn update(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    input: AgentInput,
+) -> Result<Agent, AdminError> {
+    let (_, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
+    ensure_not_revoked(&agent)?;
+    let mut rec = agent.record.clone();
+    let fields: Vec<&str> = [
+        ("name", input.name.is_some()),
+        ("description", input.description.is_some()),
+        ("scopes", input.scopes.is_some()),
+        (
+            "token_endpoint_auth_method",
+            input.token_endpoint_auth_method.is_some(),
+        ),
+        ("jwks", input.jwks.is_some()),
+        ("jwks_uri", input.jwks_uri.is_some()),
+        (
+            "access_token_signed_response_alg",
+            input.access_token_signed_response_alg.is_some(),
+        ),
+        (
+            "id_token_signed_response_alg",
+            input.id_token_signed_response_alg.is_some(),
+        ),
+        (
+            "access_token_ttl_secs",
+            input.access_token_ttl_secs.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    apply_input(idp, &mut rec, input)?;
+    let now = idp.clock.now();
+    rec.updated_at = now;
+    save(
+        idp,
+        &rec,
+        event(&rec, "agent.updated", json!({ "fields": fields }), now),
+    )
+    .await
+}
+
+/// Suspend, reactivate or revoke. Suspending and revoking end every token issued before now.
+pub async fn set_status(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    status: AgentStatus,
+) -> Result<Agent, AdminError> {
+    let (_, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
+    if agent.status == status {
+        return Ok(agent);
+    }
+    ensure_not_revoked(&agent)?;
+    let mut rec = agent.record.clone();
+    let now_ms = idp.clock.now_ms();
+    rec.status = status.as_str().into();
+    if status != AgentStatus::Active {
+        rec.tokens_valid_after_ms = now_ms;
+    }
+    rec.updated_at = now_ms / 1000;
+    let kind = match status {
+        AgentStatus::Active => "agent.reactivated",
+        AgentStatus::Suspended => "agent.suspended",
+        AgentStatus::Revoked => "agent.revoked",
+    };
+    save(idp, &rec, event(&rec, kind, json!({}), rec.updated_at)).await
+}
+
+pub async fn delete(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+) -> Result<(), AdminError> {
+    let (org, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
+    let now = idp.clock.now();
+    idp.store
+        .agent_delete(
+            &org.id,
+            agent.id(),
+            now,
+            &event(&agent.record, "agent.deleted", json!({}), now),
+        )
+        .await?;
+    idp.directory
+        .invalidate(Invalidation::Agent {
+            org_id: org.id,
+            agent_id: agent.id().to_owned(),
+        })
+        .await;
+    Ok(())
+}
+
+/// Issues a new client secret. With `grace_period_secs` the old one keeps working that long;
+/// without, it stops at once and tokens issued before now stop introspecting as active.
+pub async fn rotate_secret(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    grace_period_secs: Option<i64>,
+) -> Result<(Agent, Secret), AdminError> {
+    let (_, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
+    ensure_not_revoked(&agent)?;
+    if !agent.auth_method.uses_secret() {
+        return Err(AdminError::Conflict(
+            "the agent authenticates with private_key_jwt and has no secret".into(),
+        ));
+    }
+    let grace = grace_period_secs.unwrap_or(0);
+    if !(0..=7 * 86_400).contains(&grace) {
+        return Err(AdminError::field(
+            "grace_period_secs",
+            "must be between 0 and 604800",
+        ));
+    }
+    let now_ms = idp.clock.now_ms();
+    let now = now_ms / 1000;
+    let mut rec = agent.record.clone();
+    if grace > 0 {
+        rec.prev_secret_digest = rec.secret_digest.take();
+        rec.prev_secret_version = rec.secret_digest_version.take();
+        rec.prev_secret_expires_at = Some(now + grace);
+    } else {
+        rec.prev_secret_digest = None;
+        rec.prev_secret_version = None;
+        rec.prev_secret_expires_at = None;
+        rec.tokens_valid_after_ms = now_ms;
+    }
+    let secret = random_token();
+    rec.secret_digest = Some(idp.digester.digest(secret.expose()));
+    rec.secret_digest_version = Some(idp.digester.version());
+    rec.updated_at = now;
+    let agent = save(
+        idp,
+        &rec,
+        event(
+            &rec,
+            "agent.secret_rotated",
+            json!({"grace_period_secs": grace}),
+            now,
+        ),
+    )
+    .await?;
+    Ok((agent, secret))
+}
+
+/// The admin view of an agent. The secret appears only in the answer that created it.
+pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> Value {
+    let r = &agent.record;
+    let mut v = json!({
+        "id": r.id,
+        "client_id": r.id,
+        "did": r.did,
+        "name": r.name,
+        "description": r.description,
+        "scopes": agent.scopes,
+        "status": agent.status.as_str(),
+        "token_endpoint_auth_method": agent.auth_method.as_str(),
+        "access_token_signed_response_alg": agent.access_token_alg.as_str(),
+        "id_token_signed_response_alg": agent.id_token_alg.as_str(),
+        "access_token_ttl_secs": r.access_token_ttl,
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+    });
+    if let Value::Object(m) = &mut v {
+        if let Some(o) = org {
+            m.insert("org".into(), json!(o));
+        }
+        if let Some(j) = &agent.jwks {
+            m.insert("jwks".into(), j.clone());
+        }
+        if let Some(u) = &r.jwks_uri {
+            m.insert("jwks_uri".into(), json!(u));
+        }
+        if let Some(s) = secret {
+            m.insert("client_secret".into(), json!(s.expose()));
+        }
+        if let Some(exp) = r.prev_secret_expires_at {
+            m.insert("previous_secret_expires_at".into(), json!(rfc3339(exp)));
+        }
+    }
+    v
+}
+
+pub type SharedAgent = Arc<Agent>;

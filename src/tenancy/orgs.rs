@@ -1,0 +1,231 @@
+//! Organization use cases: create (with its first keys), read, rename, delete, rotate keys.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::access::{AccessError, Action, Principal};
+use crate::admin_error::AdminError;
+use crate::ephemeral::Invalidation;
+use crate::idp::Idp;
+use crate::keys::KeyService;
+use crate::model::{OrgSlug, new_id, rfc3339};
+use crate::storage::{Event, OrgRecord, StorageError};
+
+pub fn validate_name(field: &'static str, name: &str) -> Result<(), AdminError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+        return Err(AdminError::field(
+            field,
+            "must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates an organization with its ES256, RS256 and EdDSA keys (active at once: nobody can have
+/// cached a JWKS of an organization that did not exist).
+pub async fn create(
+    idp: &Idp,
+    principal: &Principal,
+    slug: &str,
+    name: &str,
+) -> Result<OrgRecord, AdminError> {
+    if !principal.is_platform() {
+        return Err(AdminError::Forbidden);
+    }
+    let slug = OrgSlug::parse(slug)
+        .ok_or_else(|| AdminError::field("slug", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
+    validate_name("name", name)?;
+    let now = idp.clock.now();
+    let id = new_id();
+    let (dek_wrapped, dek) = idp.keys.master().new_data_key(&id);
+    let keys = KeyService::generate_records(&id, Arc::new(dek), now, now).await?;
+    let org = OrgRecord {
+        id: id.clone(),
+        slug: slug.as_str().to_owned(),
+        name: name.trim().to_owned(),
+        issuer: idp.issuer_for(slug.as_str()),
+        did: crate::did::org_did(&idp.public_url, slug.as_str()),
+        dek_wrapped,
+        dek_mk_version: idp.keys.master().version(),
+        created_at: now,
+        updated_at: now,
+    };
+    let event = Event {
+        org_id: Some(id.clone()),
+        kind: "org.created",
+        subject: id,
+        data: json!({"slug": org.slug, "kids": keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>()}),
+        at: now,
+    };
+    match idp.store.org_create(&org, &keys, &event).await {
+        Ok(()) => {}
+        Err(StorageError::Conflict(_)) => {
+            return Err(AdminError::Conflict(format!(
+                "slug {:?} is taken (slugs are never reused)",
+                org.slug
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    idp.directory
+        .invalidate(Invalidation::Org {
+            slug: org.slug.clone(),
+        })
+        .await;
+    Ok(org)
+}
+
+/// An organization the principal may act on; invisible ones answer `NotFound`.
+pub async fn visible(
+    idp: &Idp,
+    principal: &Principal,
+    slug: &str,
+    action: Action,
+) -> Result<OrgRecord, AdminError> {
+    let org = match OrgSlug::parse(slug) {
+        Some(s) => idp.store.org_by_slug(s.as_str()).await?,
+        None => None,
+    }
+    .ok_or(AdminError::NotFound)?;
+    principal.check(&org.id, action).map_err(|e| match e {
+        AccessError::NotFound => AdminError::NotFound,
+        AccessError::Forbidden => AdminError::Forbidden,
+    })?;
+    Ok(org)
+}
+
+pub async fn list(
+    idp: &Idp,
+    principal: &Principal,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<OrgRecord>, AdminError> {
+    let all = idp.store.org_list(after, limit).await?;
+    Ok(all
+        .into_iter()
+        .filter(|o| principal.check(&o.id, Action::Read).is_ok())
+        .collect())
+}
+
+pub async fn rename(
+    idp: &Idp,
+    principal: &Principal,
+    slug: &str,
+    name: &str,
+) -> Result<OrgRecord, AdminError> {
+    let mut org = visible(idp, principal, slug, Action::Write).await?;
+    validate_name("name", name)?;
+    let now = idp.clock.now();
+    let event = Event {
+        org_id: Some(org.id.clone()),
+        kind: "org.updated",
+        subject: org.id.clone(),
+        data: json!({"name": name.trim()}),
+        at: now,
+    };
+    idp.store
+        .org_update_name(&org.id, name.trim(), now, &event)
+        .await?;
+    idp.directory
+        .invalidate(Invalidation::Org {
+            slug: org.slug.clone(),
+        })
+        .await;
+    org.name = name.trim().to_owned();
+    org.updated_at = now;
+    Ok(org)
+}
+
+/// Tombstones the organization; its agents are revoked and its keys leave the JWKS.
+pub async fn delete(idp: &Idp, principal: &Principal, slug: &str) -> Result<(), AdminError> {
+    if !principal.is_platform() {
+        visible(idp, principal, slug, Action::Write).await?;
+        return Err(AdminError::Forbidden);
+    }
+    let org = visible(idp, principal, slug, Action::Write).await?;
+    let now = idp.clock.now();
+    let event = Event {
+        org_id: Some(org.id.clone()),
+        kind: "org.deleted",
+        subject: org.id.clone(),
+        data: json!({"slug": org.slug}),
+        at: now,
+    };
+    idp.store.org_delete(&org.id, now, &event).await?;
+    idp.directory
+        .invalidate(Invalidation::Org {
+            slug: org.slug.clone(),
+        })
+        .await;
+    idp.directory
+        .invalidate(Invalidation::Keys {
+            org_id: org.id.clone(),
+        })
+        .await;
+    idp.keys.invalidate(&org.id).await;
+    Ok(())
+}
+
+/// Rotates the organization's keys; answers the new keys' public view.
+pub async fn rotate_keys(
+    idp: &Idp,
+    principal: &Principal,
+    slug: &str,
+) -> Result<Value, AdminError> {
+    let org = visible(idp, principal, slug, Action::Write).await?;
+    let now = idp.clock.now();
+    let new = idp.keys.rotate(&org, now).await?;
+    idp.directory
+        .invalidate(Invalidation::Keys {
+            org_id: org.id.clone(),
+        })
+        .await;
+    keys_view(
+        idp,
+        &org,
+        now,
+        Some(&new.iter().map(|k| k.kid.clone()).collect::<Vec<_>>()),
+    )
+    .await
+}
+
+/// Every published key of the organization with its lifecycle state.
+pub async fn keys_view(
+    idp: &Idp,
+    org: &OrgRecord,
+    now: i64,
+    only: Option<&[String]>,
+) -> Result<Value, AdminError> {
+    let records = idp.store.keys_for_org(&org.id, now).await?;
+    let keys: Vec<Value> = records
+        .iter()
+        .filter(|k| only.is_none_or(|o| o.contains(&k.kid)))
+        .map(|k| {
+            let state = crate::keys::key_state(k.activates_at, k.retires_at, k.removed_at, now);
+            json!({
+                "kid": k.kid,
+                "alg": k.alg,
+                "state": format!("{state:?}").to_lowercase(),
+                "created_at": rfc3339(k.created_at),
+                "activates_at": rfc3339(k.activates_at),
+                "retires_at": k.retires_at.map(rfc3339),
+                "removed_at": k.removed_at.map(rfc3339),
+            })
+        })
+        .collect();
+    Ok(json!({ "keys": keys }))
+}
+
+pub fn view(org: &OrgRecord) -> Value {
+    json!({
+        "id": org.id,
+        "slug": org.slug,
+        "name": org.name,
+        "issuer": org.issuer,
+        "did": org.did,
+        "created_at": rfc3339(org.created_at),
+        "updated_at": rfc3339(org.updated_at),
+    })
+}

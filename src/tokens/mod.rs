@@ -1,0 +1,166 @@
+//! JWT minting and validation shared by the OAuth and OIDC endpoints: RFC 9068 access tokens,
+//! OIDC ID tokens, and the JOSE header checks `jsonwebtoken` does not do (`typ`, `crit`).
+
+pub mod access_token;
+pub mod id_token;
+
+use base64::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{LoadedKey, SigningError};
+
+/// Largest compact JWS we parse at all; real tokens are well under this.
+pub const MAX_JWT_LEN: usize = 16 * 1024;
+
+/// The JOSE header members we look at. Unknown members are ignored, except that `crit`
+/// (RFC 7515 §4.1.11) must be absent because we understand no extension. `jku`, `x5u` and `jwk`
+/// are never used to find a key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JoseHeader {
+    pub alg: String,
+    #[serde(default)]
+    pub typ: Option<String>,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default)]
+    pub crit: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("not a compact JWS")]
+    Malformed,
+    #[error("the crit header names extensions this server does not understand")]
+    Crit,
+}
+
+/// Parses the protected header of a compact JWS without verifying anything.
+pub fn parse_header(token: &str) -> Result<JoseHeader, HeaderError> {
+    if token.len() > MAX_JWT_LEN {
+        return Err(HeaderError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeaderError::Malformed);
+    };
+    let raw = BASE64_URL_SAFE_NO_PAD
+        .decode(h)
+        .map_err(|_| HeaderError::Malformed)?;
+    let header: JoseHeader = serde_json::from_slice(&raw).map_err(|_| HeaderError::Malformed)?;
+    if header.crit.is_some() {
+        return Err(HeaderError::Crit);
+    }
+    Ok(header)
+}
+
+/// Compares a `typ` value with an expected media type, per RFC 7515 §4.1.9 (the `application/`
+/// prefix may be omitted; comparison is case-insensitive).
+pub fn typ_is(typ: Option<&str>, expected: &str) -> bool {
+    typ.is_some_and(|t| {
+        let t = t
+            .strip_prefix("application/")
+            .or_else(|| t.strip_prefix("APPLICATION/"))
+            .unwrap_or(t);
+        t.eq_ignore_ascii_case(expected)
+    })
+}
+
+/// Signs `claims` as a compact JWS with `key`, header `{alg, typ, kid}`.
+pub fn sign<T: Serialize>(key: &LoadedKey, typ: &str, claims: &T) -> Result<String, SigningError> {
+    #[derive(Serialize)]
+    struct Header<'a> {
+        alg: &'a str,
+        typ: &'a str,
+        kid: &'a str,
+    }
+    let header = serde_json::to_vec(&Header {
+        alg: key.alg.as_str(),
+        typ,
+        kid: &key.kid,
+    })
+    .map_err(|_| SigningError::Sign)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| SigningError::Sign)?;
+    let mut out = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 360);
+    BASE64_URL_SAFE_NO_PAD.encode_string(&header, &mut out);
+    out.push('.');
+    BASE64_URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
+    let sig = key.signer.sign(out.as_bytes())?;
+    out.push('.');
+    BASE64_URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
+    Ok(out)
+}
+
+/// `aud` as a JSON string when single, an array when several (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn from_vec(mut v: Vec<String>) -> Self {
+        if v.len() == 1 {
+            Audience::One(v.remove(0))
+        } else {
+            Audience::Many(v)
+        }
+    }
+    pub fn contains(&self, s: &str) -> bool {
+        match self {
+            Audience::One(a) => a == s,
+            Audience::Many(v) => v.iter().any(|a| a == s),
+        }
+    }
+    pub fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Audience::One(a) => Box::new(std::iter::once(a.as_str())),
+            Audience::Many(v) => Box::new(v.iter().map(String::as_str)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        BASE64_URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn header_parsing() {
+        let t = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"ES256","typ":"at+jwt","kid":"k"}"#),
+            b64("{}")
+        );
+        let h = parse_header(&t).unwrap();
+        assert_eq!((h.alg.as_str(), h.kid.as_deref()), ("ES256", Some("k")));
+        assert!(typ_is(h.typ.as_deref(), "at+jwt"));
+        assert!(typ_is(Some("application/AT+JWT"), "at+jwt"));
+        assert!(!typ_is(Some("JWT"), "at+jwt"));
+        assert!(!typ_is(None, "at+jwt"));
+        let crit = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"ES256","crit":["exp"],"exp":1}"#),
+            b64("{}")
+        );
+        assert_eq!(parse_header(&crit).unwrap_err(), HeaderError::Crit);
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.b.c",
+            &format!("{}.b.c", b64("[]")),
+        ] {
+            assert_eq!(
+                parse_header(bad).unwrap_err(),
+                HeaderError::Malformed,
+                "{bad}"
+            );
+        }
+    }
+}
