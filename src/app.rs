@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use base64::prelude::*;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use serde_json::Value;
 use url::Url;
 
 use crate::config::Settings;
@@ -23,7 +24,7 @@ use crate::idp::{Idp, parse_public_url};
 use crate::keys::envelope::random_token;
 use crate::keys::{KeyService, MasterKey};
 use crate::model::{Secret, SystemClock};
-use crate::oauth::remote_jwks::RemoteJwks;
+use crate::remote::RemoteJson;
 use crate::storage::{self, DynStore, Event};
 use crate::tenancy::Directory;
 
@@ -197,12 +198,14 @@ impl App {
 
         // Housekeeping: expired revocations and replay markers.
         let idp = state.idp.clone();
+        let limiter = state.foreign_resolution_limit.clone();
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
+                        limiter.retain_recent();
                         if let Err(e) = idp.store.purge_expired(idp.clock.now()).await {
                             tracing::warn!(error = %e, "purging expired state failed");
                         }
@@ -252,12 +255,28 @@ impl App {
         tracing::info!(addr = %self.addr, public_url = %self.public_url, "listening on {}", self.addr);
         match self.tls {
             None => {
-                axum::serve(self.listener, app)
+                // The drain is bounded as with TLS: a stalled client (say, one that never finishes
+                // its request headers) must not keep the process from exiting.
+                let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+                let serve = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(async move {
                         shutdown.await;
                         tracing::info!("shutting down: draining in-flight requests");
-                    })
-                    .await?;
+                        let _ = draining_tx.send(());
+                    });
+                let drain_deadline = async move {
+                    match draining_rx.await {
+                        Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    r = std::future::IntoFuture::into_future(serve) => r?,
+                    () = drain_deadline => tracing::warn!(
+                        timeout_secs = DRAIN_TIMEOUT.as_secs(),
+                        "drain timed out: closing the remaining connections"
+                    ),
+                }
             }
             Some(tls) => {
                 let handle = axum_server::Handle::new();
@@ -270,7 +289,7 @@ impl App {
                 let std_listener = self.listener.into_std()?;
                 axum_server::from_tcp_rustls(std_listener, tls)?
                     .handle(handle)
-                    .serve(app.into_make_service())
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                     .await?;
             }
         }
@@ -297,8 +316,12 @@ pub fn assemble(
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
         None => (Arc::new(DbReplayCache(store.clone())), Arc::new(LocalBus)),
     };
-    let fetcher = Fetcher::new(FetchPolicy::new(settings.allow_insecure_loopback))
-        .map_err(|e| anyhow!("{e}"))?;
+    let extra_roots = match &settings.outbound_ca_file {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
+        None => Vec::new(),
+    };
+    let fetcher = Fetcher::with_roots(FetchPolicy::new(settings.allow_insecure_loopback), &extra_roots)
+        .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
     let keys = KeyService::new(
         store.clone(),
         master,
@@ -311,9 +334,19 @@ pub fn assemble(
         keys,
         digester,
         replay,
-        agent_jwks: RemoteJwks::new(fetcher.clone()),
+        agent_jwks: RemoteJson::new(fetcher.clone(), "application/jwk-set+json, application/json", crate::remote::is_jwks),
+        partner_jwks: RemoteJson::new(
+            fetcher.clone(),
+            "application/jwk-set+json, application/json",
+            crate::remote::is_jwks,
+        ),
+        did_docs: RemoteJson::new(fetcher.clone(), "application/did+json, application/json", |v| {
+            v.get("id").is_some_and(Value::is_string)
+        }),
         fetcher,
+        cards: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build(),
         clock: Arc::new(SystemClock),
+        instance_did: crate::did::instance_did(&public_url),
         public_url,
         access_token_ttl: settings.access_token_ttl_secs,
     };
@@ -325,6 +358,10 @@ pub fn assemble(
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(60))
             .build(),
+        foreign_resolution_limit: Arc::new(governor::RateLimiter::keyed(
+            governor::Quota::per_second(std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN))
+                .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
+        )),
     })
 }
 

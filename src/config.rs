@@ -102,6 +102,10 @@ pub struct Settings {
     /// Default: the JWKS `max-age` plus a minute.
     #[arg(long, env = "AGENTIDP_KEY_ACTIVATION_DELAY_SECS", value_parser = clap::value_parser!(i64).range(0..=30 * 86_400))]
     pub key_activation_delay_secs: Option<i64>,
+    /// Extra PEM CA certificates trusted for outbound HTTPS (private PKI, tests), besides the
+    /// platform's roots.
+    #[arg(long, env = "AGENTIDP_OUTBOUND_CA_FILE")]
+    pub outbound_ca_file: Option<PathBuf>,
     /// Let outbound fetches use plain HTTP to loopback addresses (development and tests only).
     #[arg(long, env = "AGENTIDP_ALLOW_INSECURE_LOOPBACK", value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub allow_insecure_loopback: bool,
@@ -127,6 +131,7 @@ impl Settings {
             log_format: "text".into(),
             access_token_ttl_secs: 900,
             key_activation_delay_secs: None,
+            outbound_ca_file: None,
             allow_insecure_loopback: false,
         }
     }

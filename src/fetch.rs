@@ -177,8 +177,19 @@ pub struct Fetched {
 
 impl Fetcher {
     pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
+        Self::with_roots(policy, &[])
+    }
+
+    /// A fetcher that also trusts the CA certificates in `extra_roots_pem` (PEM bundles).
+    pub fn with_roots(policy: FetchPolicy, extra_roots_pem: &[u8]) -> Result<Self, FetchError> {
         let redirect_policy = policy;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !extra_roots_pem.is_empty() {
+            for cert in reqwest::Certificate::from_pem_bundle(extra_roots_pem).map_err(|e| FetchError::Transport(e.to_string()))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_loopback: policy.allow_insecure_loopback,
             }))

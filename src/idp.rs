@@ -9,7 +9,7 @@ use crate::ephemeral::DynReplay;
 use crate::fetch::Fetcher;
 use crate::keys::{KeyService, SecretDigester};
 use crate::model::Clock;
-use crate::oauth::remote_jwks::RemoteJwks;
+use crate::remote::RemoteJson;
 use crate::storage::DynStore;
 use crate::tenancy::Directory;
 
@@ -20,10 +20,18 @@ pub struct Idp {
     pub digester: SecretDigester,
     pub replay: DynReplay,
     pub fetcher: Fetcher,
-    pub agent_jwks: RemoteJwks,
+    pub agent_jwks: RemoteJson,
+    /// Partners' JWK Sets.
+    pub partner_jwks: RemoteJson,
+    /// Foreign did:web documents.
+    pub did_docs: RemoteJson,
+    /// Signed agent cards by (org id, agent id, signing kid).
+    pub cards: moka::future::Cache<(String, String, String), bytes::Bytes>,
     pub clock: Arc<dyn Clock>,
     /// The public base URL, without a trailing slash.
     pub public_url: Url,
+    /// The instance's did:web, derived from the public URL.
+    pub instance_did: String,
     pub access_token_ttl: i64,
 }
 

@@ -1,5 +1,6 @@
 //! Logging (tracing: text or JSON lines on stderr, filtered by `RUST_LOG`) and the metrics recorder.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -11,7 +12,9 @@ pub fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: piped into a file or a log collector they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if format == "json" {
         builder
             .json()

@@ -53,6 +53,7 @@ pub enum Invalidation {
     Org { slug: String },
     Agent { org_id: String, agent_id: String },
     Keys { org_id: String },
+    Partner { org_id: String, issuer: String },
 }
 
 impl Invalidation {
@@ -61,6 +62,7 @@ impl Invalidation {
             Invalidation::Org { slug } => format!("org {slug}"),
             Invalidation::Agent { org_id, agent_id } => format!("agent {org_id} {agent_id}"),
             Invalidation::Keys { org_id } => format!("keys {org_id}"),
+            Invalidation::Partner { org_id, issuer } => format!("partner {org_id} {issuer}"),
         }
     }
     pub fn decode(s: &str) -> Option<Self> {
@@ -119,6 +121,7 @@ mod tests {
                 agent_id: "a".into(),
             },
             Invalidation::Keys { org_id: "o".into() },
+            Invalidation::Partner { org_id: "o".into(), issuer: "https://p.example/orgs/x".into() },
         ] {
             assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
         }

@@ -14,7 +14,7 @@ use super::state::AppState;
 use crate::tenancy::agents::{self, AgentInput};
 use crate::tenancy::{AgentStatus, orgs};
 
-type ApiResult = Result<Response, ApiError>;
+pub type ApiResult = Result<Response, ApiError>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,12 +32,12 @@ pub struct OrgPatch {
 /// `?limit=&after=` cursor pagination; `next` is the cursor of the following page.
 #[derive(Debug, Deserialize)]
 pub struct Page {
-    limit: Option<i64>,
-    after: Option<String>,
+    pub limit: Option<i64>,
+    pub after: Option<String>,
 }
 
 impl Page {
-    fn limit(&self) -> Result<i64, ApiError> {
+    pub fn limit(&self) -> Result<i64, ApiError> {
         match self.limit {
             None => Ok(50),
             Some(l) if (1..=500).contains(&l) => Ok(l),
@@ -49,7 +49,7 @@ impl Page {
     }
 }
 
-fn page<T>(
+pub fn page<T>(
     items: Vec<T>,
     limit: i64,
     id: impl Fn(&T) -> &str,

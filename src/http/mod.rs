@@ -1,8 +1,10 @@
 //! The HTTP edge: routes, middleware and every response mapping. Nothing outside `app` imports it.
 
 pub mod admin;
+pub mod did;
 pub mod error;
 pub mod extract;
+pub mod federation;
 pub mod oauth;
 pub mod oidc;
 pub mod state;
@@ -107,6 +109,8 @@ pub fn router(state: AppState) -> Router {
             post(oauth::introspect_post),
         )
         .route("/orgs/{slug}/oauth2/revoke", post(oauth::revoke_post))
+        .route("/orgs/{slug}/agent-proof", post(did::agent_proof_post))
+        .route("/orgs/{slug}/federation/verify", post(federation::verify_post))
         .layer(middleware::from_fn(no_store));
 
     let public = Router::new()
@@ -123,6 +127,11 @@ pub fn router(state: AppState) -> Router {
             "/orgs/{slug}/agent-info",
             get(oidc::agent_info_get).post(oidc::agent_info_post),
         )
+        .route("/.well-known/did.json", get(did::instance_did_get))
+        .route("/orgs/{slug}/did.json", get(did::org_did_get))
+        .route("/orgs/{slug}/agents/{id}/did.json", get(did::agent_did_get))
+        .route("/orgs/{slug}/agents/{id}/card", get(did::agent_card_get))
+        .route("/1.0/identifiers/{did}", get(did::identifiers_get))
         .route("/healthz", get(healthz_get))
         .route("/readyz", get(readyz_get))
         .route("/metrics", get(metrics_get));
@@ -165,6 +174,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/orgs/{org}/agents/{id}/rotate-secret",
             post(admin::agent_rotate_secret_post),
+        )
+        .route("/api/v1/orgs/{org}/partners", post(federation::partners_post).get(federation::partners_get))
+        .route(
+            "/api/v1/orgs/{org}/partners/{id}",
+            get(federation::partner_get).patch(federation::partner_patch).delete(federation::partner_delete),
+        )
+        .route("/api/v1/orgs/{org}/partners/{id}/disable", post(federation::partner_disable_post))
+        .route("/api/v1/orgs/{org}/partners/{id}/enable", post(federation::partner_enable_post))
+        .route(
+            "/api/v1/orgs/{org}/agents/{id}/card",
+            get(did::agent_card_meta_get).put(did::agent_card_meta_put),
         )
         .layer(middleware::from_fn(no_store));
 

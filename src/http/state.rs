@@ -16,6 +16,8 @@ pub struct AppState {
     pub bootstrap: Arc<(i64, Vec<u8>)>,
     /// Serialized discovery documents by organization id.
     pub discovery: moka::future::Cache<String, axum::body::Bytes>,
+    /// Per-client-address limit on resolutions that fetch a foreign DID (no open proxy).
+    pub foreign_resolution_limit: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 impl AppState {

@@ -384,13 +384,13 @@ async fn verify_with_agent_keys(
         let entry = idp.agent_jwks.get(uri).await.map_err(|_| {
             OAuthError::invalid_client("the client's jwks_uri could not be fetched")
         })?;
-        match try_set(&entry.jwks) {
+        match try_set(&entry.doc) {
             // Unknown kid: the agent may have rotated; refetch (rate-limited, single-flight).
             None => {
                 let entry = idp.agent_jwks.refresh(uri).await.map_err(|_| {
                     OAuthError::invalid_client("the client's jwks_uri could not be fetched")
                 })?;
-                try_set(&entry.jwks)
+                try_set(&entry.doc)
             }
             some => some,
         }

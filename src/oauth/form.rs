@@ -82,3 +82,70 @@ mod tests {
         );
     }
 }
+
+/// Property tests: `FormParams::parse` never panics, and what it returns follows RFC 6749 §3.1
+/// (no empty value, no repeated parameter except the repeatable ones).
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn never_panics_on_bytes(body in vec(any::<u8>(), 0..512)) {
+            let _ = FormParams::parse(&body);
+        }
+
+        #[test]
+        fn accepted_forms_keep_the_rules(body in "[a-z%&=+0-9A-F_.~ -]{0,200}") {
+            if let Ok(f) = FormParams::parse(body.as_bytes()) {
+                for (k, v) in &f.pairs {
+                    prop_assert!(!v.is_empty(), "empty value of {k}");
+                    if !REPEATABLE.contains(&k.as_str()) {
+                        prop_assert_eq!(f.pairs.iter().filter(|(k2, _)| k2 == k).count(), 1);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn encoded_pairs_round_trip(map in btree_map(".{1,12}", ".{0,30}", 0..8)) {
+            let body = encode(map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let f = FormParams::parse(body.as_bytes()).unwrap();
+            for (k, v) in &map {
+                let expected = (!v.is_empty()).then_some(v.as_str());
+                prop_assert_eq!(f.get(k), expected);
+            }
+        }
+
+        #[test]
+        fn a_repeated_parameter_is_refused(name in "[a-z_]{1,12}", a in ".{1,10}", b in ".{1,10}") {
+            prop_assume!(!REPEATABLE.contains(&name.as_str()));
+            let body = encode([(name.as_str(), a.as_str()), (name.as_str(), b.as_str())]);
+            prop_assert!(FormParams::parse(body.as_bytes()).is_err());
+        }
+
+        #[test]
+        fn repeatable_parameters_keep_every_value(values in vec(".{1,10}", 0..6)) {
+            for name in REPEATABLE {
+                let body = encode(values.iter().map(|v| (name, v.as_str())));
+                let f = FormParams::parse(body.as_bytes()).unwrap();
+                prop_assert_eq!(f.all(name), values.clone());
+            }
+        }
+    }
+}

@@ -38,6 +38,7 @@ pub async fn introspect(
             "org_id": c.org_id,
             "did": c.did,
             "agent_name": c.agent_name,
+            "federated": c.federated,
         })),
         Err(TokenStateError::Unavailable) => Err(OAuthError::server_error()),
         Err(_) => Ok(json!({ "active": false })),

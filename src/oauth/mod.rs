@@ -6,7 +6,7 @@ pub mod error;
 pub mod form;
 pub mod grants;
 pub mod introspect;
-pub mod remote_jwks;
+pub mod proof;
 pub mod revoke;
 pub mod token;
 
@@ -38,36 +38,51 @@ pub async fn active_token(
     org: &OrgRecord,
     token: &str,
     now: i64,
-) -> Result<(AccessClaims, Arc<Agent>), TokenStateError> {
-    let keys = idp
-        .keys
-        .org_keys(org, now)
-        .await
-        .map_err(|_| TokenStateError::Unavailable)?;
+) -> Result<(AccessClaims, Holder), TokenStateError> {
+    let keys = idp.keys.org_keys(org, now).await.map_err(|_| TokenStateError::Unavailable)?;
     let claims = access_token::validate(&keys, &org.issuer, token, now)?;
-    let agent = idp
-        .directory
-        .agent(&org.id, &claims.client_id)
-        .await
-        .map_err(|_| TokenStateError::Unavailable)?
-        .ok_or(TokenStateError::AgentInactive)?;
-    if agent.status != AgentStatus::Active {
-        return Err(TokenStateError::AgentInactive);
-    }
-    let issued_ms =
-        crate::model::uuid_v7_millis(&claims.jti).unwrap_or(claims.iat.saturating_mul(1000));
-    if issued_ms <= agent.record.tokens_valid_after_ms {
-        return Err(TokenStateError::AgentInactive);
-    }
-    if idp
-        .store
-        .token_is_revoked(&org.id, &claims.jti)
-        .await
-        .map_err(|_| TokenStateError::Unavailable)?
-    {
+    let holder = match &claims.federated {
+        // A federated identity: good while its partner is registered and enabled.
+        Some(f) => {
+            let partner = idp
+                .directory
+                .partner(&org.id, &f.iss)
+                .await
+                .map_err(|_| TokenStateError::Unavailable)?
+                .filter(|p| p.enabled)
+                .ok_or(TokenStateError::AgentInactive)?;
+            Holder::Federated(partner)
+        }
+        None => {
+            let agent = idp
+                .directory
+                .agent(&org.id, &claims.client_id)
+                .await
+                .map_err(|_| TokenStateError::Unavailable)?
+                .ok_or(TokenStateError::AgentInactive)?;
+            if agent.status != AgentStatus::Active {
+                return Err(TokenStateError::AgentInactive);
+            }
+            let issued_ms = crate::model::uuid_v7_millis(&claims.jti).unwrap_or(claims.iat.saturating_mul(1000));
+            if issued_ms <= agent.record.tokens_valid_after_ms {
+                return Err(TokenStateError::AgentInactive);
+            }
+            Holder::Agent(agent)
+        }
+    };
+    if idp.store.token_is_revoked(&org.id, &claims.jti).await.map_err(|_| TokenStateError::Unavailable)? {
         return Err(TokenStateError::Revoked);
     }
-    Ok((claims, agent))
+    Ok((claims, holder))
+}
+
+/// Whom an access token speaks for.
+#[derive(Debug, Clone)]
+pub enum Holder {
+    /// A local agent.
+    Agent(Arc<Agent>),
+    /// A foreign identity vouched for by this partner.
+    Federated(Arc<crate::federation::Partner>),
 }
 
 impl From<TokenStateError> for OAuthError {

@@ -6,13 +6,14 @@ use super::client_auth::{authenticate, presented};
 use super::error::{ErrorCode, OAuthError};
 use super::form::FormParams;
 use super::grants;
+use super::grants::federated::{GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE};
 use crate::idp::Idp;
 use crate::storage::OrgRecord;
 
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// The grant types this server supports, as listed in discovery.
-pub const GRANT_TYPES: [&str; 1] = [GRANT_CLIENT_CREDENTIALS];
+pub const GRANT_TYPES: [&str; 3] = [GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE];
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Serialize)]
@@ -24,6 +25,9 @@ pub struct TokenResponse {
     pub scope: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// RFC 8693 §2.2.1, token exchange only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// Handles one token request. `authorization` is the raw Authorization header, if any.
@@ -43,6 +47,9 @@ pub async fn token(
             grants::client_credentials::issue(idp, org, &agent, form, now)
                 .await
                 .map_err(|e| e.with_basic(used_basic))
+        }
+        GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
+            grants::federated::exchange(idp, org, authorization, form, grant_type, now).await.map(|(t, _)| t)
         }
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,

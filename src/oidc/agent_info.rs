@@ -4,28 +4,35 @@
 use serde_json::{Value, json};
 
 use crate::idp::Idp;
-use crate::oauth::active_token;
+use crate::oauth::{Holder, active_token};
 use crate::oauth::error::OAuthError;
 use crate::storage::OrgRecord;
 
-pub async fn agent_info(
-    idp: &Idp,
-    org: &OrgRecord,
-    token: &str,
-    now: i64,
-) -> Result<Value, OAuthError> {
-    let (claims, agent) = active_token(idp, org, token, now).await?;
-    Ok(json!({
-        "sub": claims.sub,
-        "client_id": claims.client_id,
-        "name": agent.record.name,
-        "agent_name": agent.record.name,
-        "did": agent.record.did,
-        "org_id": org.id,
-        "org": org.slug,
-        "iss": org.issuer,
-        "scope": claims.scope,
-        "description": agent.record.description,
-        "status": agent.status.as_str(),
-    }))
+pub async fn agent_info(idp: &Idp, org: &OrgRecord, token: &str, now: i64) -> Result<Value, OAuthError> {
+    let (claims, holder) = active_token(idp, org, token, now).await?;
+    Ok(match holder {
+        Holder::Agent(agent) => json!({
+            "sub": claims.sub,
+            "client_id": claims.client_id,
+            "name": agent.record.name,
+            "agent_name": agent.record.name,
+            "did": agent.record.did,
+            "org_id": org.id,
+            "org": org.slug,
+            "iss": org.issuer,
+            "scope": claims.scope,
+            "description": agent.record.description,
+            "status": agent.status.as_str(),
+        }),
+        // A foreign identity: no local membership, only who vouched for whom.
+        Holder::Federated(partner) => json!({
+            "sub": claims.sub,
+            "client_id": claims.client_id,
+            "did": claims.did,
+            "iss": org.issuer,
+            "scope": claims.scope,
+            "federated": claims.federated,
+            "partner": {"id": partner.record.id, "issuer": partner.record.issuer, "name": partner.record.name},
+        }),
+    })
 }

@@ -82,6 +82,30 @@ pub struct AgentRecord {
     pub updated_at: i64,
 }
 
+/// A federation partner of an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartnerRecord {
+    pub org_id: String,
+    pub id: String,
+    pub issuer: String,
+    pub name: Option<String>,
+    pub jwks_uri: Option<String>,
+    /// Inline JWK Set (JSON).
+    pub jwks: Option<String>,
+    pub did: Option<String>,
+    /// JSON array.
+    pub allowed_scopes: String,
+    /// JSON array.
+    pub allowed_audiences: String,
+    pub max_assertion_lifetime: i64,
+    /// JSON object: partner claim name -> local claim name.
+    pub claim_mapping: String,
+    /// 1 or 0.
+    pub enabled: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A domain event written to the outbox in the same transaction as the change it records.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -169,6 +193,18 @@ pub trait Store: Send + Sync + 'static {
         at: i64,
         event: &Event,
     ) -> StorageResult<()>;
+
+    /// The agent's card metadata (JSON) and when it was set.
+    async fn agent_card_get(&self, org_id: &str, agent_id: &str) -> StorageResult<Option<(String, i64)>>;
+    async fn agent_card_set(&self, org_id: &str, agent_id: &str, card: &str, at: i64, event: &Event) -> StorageResult<()>;
+
+    /// `Conflict` if the organization already has a partner with this issuer.
+    async fn partner_create(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
+    async fn partner_get(&self, org_id: &str, id: &str) -> StorageResult<Option<PartnerRecord>>;
+    async fn partner_by_issuer(&self, org_id: &str, issuer: &str) -> StorageResult<Option<PartnerRecord>>;
+    async fn partner_list(&self, org_id: &str, after: Option<&str>, limit: i64) -> StorageResult<Vec<PartnerRecord>>;
+    async fn partner_update(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
+    async fn partner_delete(&self, org_id: &str, id: &str, event: &Event) -> StorageResult<()>;
 
     async fn token_revoke(&self, org_id: &str, jti: &str, expires_at: i64) -> StorageResult<()>;
     async fn token_is_revoked(&self, org_id: &str, jti: &str) -> StorageResult<bool>;

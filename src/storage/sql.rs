@@ -190,6 +190,48 @@ impl From<AgentRow> for AgentRecord {
 }
 
 #[derive(sqlx::FromRow)]
+struct PartnerRow {
+    org_id: String,
+    id: String,
+    issuer: String,
+    name: Option<String>,
+    jwks_uri: Option<String>,
+    jwks: Option<String>,
+    did: Option<String>,
+    allowed_scopes: String,
+    allowed_audiences: String,
+    max_assertion_lifetime: i64,
+    claim_mapping: String,
+    enabled: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<PartnerRow> for PartnerRecord {
+    fn from(r: PartnerRow) -> Self {
+        PartnerRecord {
+            org_id: r.org_id,
+            id: r.id,
+            issuer: r.issuer,
+            name: r.name,
+            jwks_uri: r.jwks_uri,
+            jwks: r.jwks,
+            did: r.did,
+            allowed_scopes: r.allowed_scopes,
+            allowed_audiences: r.allowed_audiences,
+            max_assertion_lifetime: r.max_assertion_lifetime,
+            claim_mapping: r.claim_mapping,
+            enabled: r.enabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+const PARTNER_COLS: &str = "org_id, id, issuer, name, jwks_uri, jwks, did, allowed_scopes, allowed_audiences, \
+     max_assertion_lifetime, claim_mapping, enabled, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
 struct EventRow {
     id: i64,
     org_id: Option<String>,
@@ -529,6 +571,158 @@ macro_rules! sql_store {
                 .await
                 .map_err(map_err)?
                 .rows_affected();
+                if n == 0 {
+                    return Err(StorageError::NotFound);
+                }
+                insert_event!(tx, event);
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn agent_card_get(&self, org_id: &str, agent_id: &str) -> StorageResult<Option<(String, i64)>> {
+                sqlx::query_as::<_, (String, i64)>(
+                    "SELECT c.card, c.updated_at FROM agent_cards c JOIN agents a ON a.org_id = c.org_id AND a.id = c.agent_id \
+                     WHERE c.org_id = $1 AND c.agent_id = $2 AND a.deleted_at IS NULL",
+                )
+                .bind(org_id)
+                .bind(agent_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)
+            }
+
+            async fn agent_card_set(&self, org_id: &str, agent_id: &str, card: &str, at: i64, event: &Event) -> StorageResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let live = sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM agents WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'revoked'",
+                )
+                .bind(org_id)
+                .bind(agent_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if live == 0 {
+                    return Err(StorageError::NotFound);
+                }
+                sqlx::query(
+                    "INSERT INTO agent_cards (org_id, agent_id, card, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (org_id, agent_id) DO UPDATE SET card = excluded.card, updated_at = excluded.updated_at",
+                )
+                .bind(org_id)
+                .bind(agent_id)
+                .bind(card)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                sqlx::query("UPDATE agents SET updated_at = $1 WHERE org_id = $2 AND id = $3")
+                    .bind(at)
+                    .bind(org_id)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                insert_event!(tx, event);
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn partner_create(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(static_sql!(
+                    "INSERT INTO partners (", PARTNER_COLS, ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                ))
+                .bind(&p.org_id)
+                .bind(&p.id)
+                .bind(&p.issuer)
+                .bind(&p.name)
+                .bind(&p.jwks_uri)
+                .bind(&p.jwks)
+                .bind(&p.did)
+                .bind(&p.allowed_scopes)
+                .bind(&p.allowed_audiences)
+                .bind(p.max_assertion_lifetime)
+                .bind(&p.claim_mapping)
+                .bind(p.enabled)
+                .bind(p.created_at)
+                .bind(p.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                insert_event!(tx, event);
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn partner_get(&self, org_id: &str, id: &str) -> StorageResult<Option<PartnerRecord>> {
+                let row = sqlx::query_as::<_, PartnerRow>(static_sql!("SELECT ", PARTNER_COLS, " FROM partners WHERE org_id = $1 AND id = $2"))
+                    .bind(org_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn partner_by_issuer(&self, org_id: &str, issuer: &str) -> StorageResult<Option<PartnerRecord>> {
+                let row = sqlx::query_as::<_, PartnerRow>(static_sql!("SELECT ", PARTNER_COLS, " FROM partners WHERE org_id = $1 AND issuer = $2"))
+                    .bind(org_id)
+                    .bind(issuer)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn partner_list(&self, org_id: &str, after: Option<&str>, limit: i64) -> StorageResult<Vec<PartnerRecord>> {
+                let rows = sqlx::query_as::<_, PartnerRow>(static_sql!(
+                    "SELECT ", PARTNER_COLS, " FROM partners WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(org_id)
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn partner_update(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let n = sqlx::query(
+                    "UPDATE partners SET name = $3, jwks_uri = $4, jwks = $5, did = $6, allowed_scopes = $7, \
+                     allowed_audiences = $8, max_assertion_lifetime = $9, claim_mapping = $10, enabled = $11, updated_at = $12 \
+                     WHERE org_id = $1 AND id = $2",
+                )
+                .bind(&p.org_id)
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(&p.jwks_uri)
+                .bind(&p.jwks)
+                .bind(&p.did)
+                .bind(&p.allowed_scopes)
+                .bind(&p.allowed_audiences)
+                .bind(p.max_assertion_lifetime)
+                .bind(&p.claim_mapping)
+                .bind(p.enabled)
+                .bind(p.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StorageError::NotFound);
+                }
+                insert_event!(tx, event);
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn partner_delete(&self, org_id: &str, id: &str, event: &Event) -> StorageResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let n = sqlx::query("DELETE FROM partners WHERE org_id = $1 AND id = $2")
+                    .bind(org_id)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
                 if n == 0 {
                     return Err(StorageError::NotFound);
                 }

@@ -65,7 +65,7 @@ pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
                 format!("keys[{i}] contains private key material"),
             ));
         }
-        if crate::oauth::client_auth::jwk_decoding_key(k).is_none() {
+        if crate::oauth::client_auth::jwk_decoding_key(k).is_none() || !curve_point_parses(k) {
             return Err(AdminError::field(
                 "jwks",
                 format!("keys[{i}] is not a usable public key"),
@@ -75,7 +75,48 @@ pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// `jsonwebtoken` accepts any bytes as EC/OKP coordinates and fails only when verifying: check
+/// that an EC point is on its curve and an Ed25519 key has the right length (RSA is left to it).
+fn curve_point_parses(k: &Value) -> bool {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
+        VerificationAlgorithm,
+    };
+    use base64::prelude::*;
+    let bytes = |m: &str| {
+        k.get(m)
+            .and_then(Value::as_str)
+            .and_then(|s| BASE64_URL_SAFE_NO_PAD.decode(s).ok())
+    };
+    let crv = k.get("crv").and_then(Value::as_str);
+    match k.get("kty").and_then(Value::as_str) {
+        Some("EC") => {
+            let (Some(x), Some(y)) = (bytes("x"), bytes("y")) else {
+                return false;
+            };
+            let (alg, len): (&'static dyn VerificationAlgorithm, usize) = match crv {
+                Some("P-256") => (&ECDSA_P256_SHA256_FIXED, 32),
+                Some("P-384") => (&ECDSA_P384_SHA384_FIXED, 48),
+                _ => return false,
+            };
+            let point = [&[4u8][..], &x, &y].concat();
+            x.len() == len && y.len() == len && ParsedPublicKey::new(alg, point).is_ok()
+        }
+        Some("OKP") => {
+            crv == Some("Ed25519")
+                && bytes("x")
+                    .is_some_and(|x| x.len() == 32 && ParsedPublicKey::new(&ED25519, x).is_ok())
+        }
+        _ => true,
+    }
+}
+
 fn validate_jwks_uri(idp: &Idp, uri: &str) -> Result<(), AdminError> {
+    // The URL parser percent-encodes control characters, but the string is stored as given
+    // (and PostgreSQL text cannot hold NUL).
+    if uri.chars().any(char::is_control) {
+        return Err(AdminError::field("jwks_uri", "must be an absolute URL"));
+    }
     let u = url::Url::parse(uri)
         .map_err(|_| AdminError::field("jwks_uri", "must be an absolute URL"))?;
     crate::fetch::check_url(&u, idp.fetcher.policy())
@@ -119,11 +160,17 @@ fn apply_input(idp: &Idp, rec: &mut AgentRecord, input: AgentInput) -> Result<()
         if d.chars().count() > 2000 {
             return Err(AdminError::field("description", "at most 2000 characters"));
         }
+        // PostgreSQL text cannot hold NUL (a 500 there, stored on SQLite).
+        if d.contains('\0') {
+            return Err(AdminError::field("description", "must not contain NUL"));
+        }
         rec.description = Some(d);
     }
     if let Some(mut scopes) = input.scopes {
         validate_scopes(&scopes)?;
-        scopes.dedup();
+        // A set: drop every repeat, not only adjacent ones (`Vec::dedup`).
+        let mut seen = std::collections::HashSet::new();
+        scopes.retain(|s| seen.insert(s.clone()));
         rec.scopes = serde_json::to_string(&scopes).unwrap_or_else(|_| "[]".into());
     }
     if let Some(alg) = input.access_token_signed_response_alg {
@@ -524,3 +571,36 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> Value 
 }
 
 pub type SharedAgent = Arc<Agent>;
+
+/// The card metadata of an agent (defaults when none was set).
+pub async fn card_meta(idp: &Idp, org_id: &str, agent_id: &str) -> Result<crate::did::card::CardMeta, AdminError> {
+    match idp.store.agent_card_get(org_id, agent_id).await? {
+        Some((json, _)) => serde_json::from_str(&json).map_err(|e| AdminError::Internal(format!("stored card: {e}"))),
+        None => Ok(Default::default()),
+    }
+}
+
+pub async fn get_card(idp: &Idp, principal: &Principal, org_slug: &str, id: &str) -> Result<crate::did::card::CardMeta, AdminError> {
+    let (org, agent) = load(idp, principal, org_slug, id, Action::Read).await?;
+    card_meta(idp, &org.id, agent.id()).await
+}
+
+/// Replaces the agent's card metadata (skills, capabilities, version, url, modes).
+pub async fn set_card(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    meta: crate::did::card::CardMeta,
+) -> Result<crate::did::card::CardMeta, AdminError> {
+    let (org, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
+    ensure_not_revoked(&agent)?;
+    meta.validate()?;
+    let now = idp.clock.now();
+    let json = serde_json::to_string(&meta).map_err(|e| AdminError::Internal(e.to_string()))?;
+    let ev = event(&agent.record, "agent.card_updated", json!({"skills": meta.skills.len()}), now);
+    idp.store.agent_card_set(&org.id, agent.id(), &json, now, &ev).await?;
+    idp.directory.invalidate(Invalidation::Agent { org_id: org.id.clone(), agent_id: agent.id().to_owned() }).await;
+    idp.cards.invalidate_all();
+    Ok(meta)
+}

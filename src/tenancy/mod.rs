@@ -119,6 +119,7 @@ pub struct Directory {
     bus: DynBus,
     orgs: Cache<String, Option<Arc<OrgRecord>>>,
     agents: Cache<(String, String), Option<Arc<Agent>>>,
+    partners: Cache<(String, String), Option<Arc<crate::federation::Partner>>>,
 }
 
 pub const CACHE_TTL_LOCAL: Duration = Duration::from_secs(3);
@@ -142,6 +143,7 @@ impl Directory {
                 .max_capacity(1_000_000)
                 .time_to_live(ttl)
                 .build(),
+            partners: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
         }
     }
 
@@ -182,6 +184,23 @@ impl Directory {
             .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
     }
 
+    /// The partner of `org_id` with this issuer.
+    pub async fn partner(&self, org_id: &str, issuer: &str) -> Result<Option<Arc<crate::federation::Partner>>, StorageError> {
+        if issuer.len() > 2048 {
+            return Ok(None);
+        }
+        let store = self.store.clone();
+        self.partners
+            .try_get_with((org_id.to_owned(), issuer.to_owned()), async move {
+                match store.partner_by_issuer(org_id, issuer).await? {
+                    Some(r) => Ok(Some(Arc::new(crate::federation::Partner::from_record(r)?))),
+                    None => Ok(None),
+                }
+            })
+            .await
+            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
+    }
+
     /// Forget locally, then tell the other instances.
     pub async fn invalidate(&self, inv: Invalidation) {
         self.apply(&inv).await;
@@ -197,6 +216,7 @@ impl Directory {
                     .invalidate(&(org_id.clone(), agent_id.clone()))
                     .await
             }
+            Invalidation::Partner { org_id, issuer } => self.partners.invalidate(&(org_id.clone(), issuer.clone())).await,
             Invalidation::Keys { .. } => {}
         }
     }

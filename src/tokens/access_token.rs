@@ -18,9 +18,24 @@ pub struct AccessClaims {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    pub org_id: String,
-    pub did: String,
-    pub agent_name: String,
+    /// The organization the agent belongs to; absent on federated tokens (no local membership).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub did: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    /// Set on tokens obtained by exchanging a partner's assertion: who vouched, for whom.
+    /// A dedicated claim: `act` is reserved for delegation (RFC 8693 §4.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<FederatedClaim>,
+}
+
+/// The partner issuer and the subject it asserted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FederatedClaim {
+    pub iss: String,
+    pub sub: String,
 }
 
 /// `typ` of access tokens (RFC 9068 §2.1).
@@ -81,7 +96,7 @@ pub fn validate(
     let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v)
         .map_err(|_| AccessTokenError::Invalid)?;
     let claims = data.claims;
-    if claims.iss != issuer || claims.org_id != keys.org_id {
+    if claims.iss != issuer || claims.org_id.as_deref().is_some_and(|o| o != keys.org_id) {
         return Err(AccessTokenError::WrongIssuer);
     }
     if claims.exp <= now {

@@ -164,3 +164,95 @@ mod tests {
         }
     }
 }
+
+/// Property tests: `parse_header` never panics, whatever it is given, and reads exactly the
+/// members it was given.
+#[cfg(test)]
+mod proptests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn b64(b: &[u8]) -> String {
+        BASE64_URL_SAFE_NO_PAD.encode(b)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn never_panics_on_strings(s in ".{0,300}") {
+            let _ = parse_header(&s);
+        }
+
+        #[test]
+        fn never_panics_on_bytes(b in vec(any::<u8>(), 0..400)) {
+            let _ = parse_header(&String::from_utf8_lossy(&b));
+        }
+
+        /// Three segments whose first one is random bytes: an error or a header, never a panic;
+        /// a header only when those bytes were a JSON object with a string `alg`.
+        #[test]
+        fn random_first_segment(h in vec(any::<u8>(), 0..200), rest in "[A-Za-z0-9_-]{0,20}") {
+            if let Ok(header) = parse_header(&format!("{}.{rest}.{rest}", b64(&h))) {
+                let v: serde_json::Value = serde_json::from_slice(&h).unwrap();
+                prop_assert_eq!(v["alg"].as_str(), Some(header.alg.as_str()));
+            }
+        }
+
+        #[test]
+        fn members_round_trip(
+            alg in ".{0,20}",
+            typ in proptest::option::of(".{0,20}"),
+            kid in proptest::option::of(".{0,20}"),
+            crit in any::<bool>(),
+            payload in "[A-Za-z0-9_-]{0,40}",
+            sig in "[A-Za-z0-9_-]{0,40}",
+        ) {
+            let mut h = json!({"alg": alg, "x-extra": [1, {"a": null}]});
+            if let Some(t) = &typ {
+                h["typ"] = json!(t);
+            }
+            if let Some(k) = &kid {
+                h["kid"] = json!(k);
+            }
+            if crit {
+                h["crit"] = json!(["exp"]);
+            }
+            let token = format!("{}.{payload}.{sig}", b64(h.to_string().as_bytes()));
+            match parse_header(&token) {
+                Ok(parsed) => {
+                    prop_assert!(!crit, "crit was accepted");
+                    prop_assert_eq!(parsed.alg, alg);
+                    prop_assert_eq!(parsed.typ, typ);
+                    prop_assert_eq!(parsed.kid, kid);
+                }
+                Err(e) => {
+                    prop_assert!(crit, "a plain header was refused: {e}");
+                    prop_assert_eq!(e, HeaderError::Crit);
+                }
+            }
+        }
+
+        #[test]
+        fn other_segment_counts_are_malformed(parts in vec("[A-Za-z0-9_-]{0,12}", 0..8)) {
+            prop_assume!(parts.len() != 3);
+            prop_assert_eq!(parse_header(&parts.join(".")).unwrap_err(), HeaderError::Malformed);
+        }
+
+        #[test]
+        fn oversized_tokens_are_malformed(extra in 1usize..64) {
+            let h = b64(br#"{"alg":"ES256"}"#);
+            let pad = MAX_JWT_LEN + extra - h.len() - 3;
+            let token = format!("{h}.{}.s", "a".repeat(pad));
+            prop_assert_eq!(token.len(), MAX_JWT_LEN + extra);
+            prop_assert_eq!(parse_header(&token).unwrap_err(), HeaderError::Malformed);
+        }
+    }
+}

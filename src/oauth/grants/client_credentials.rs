@@ -68,7 +68,8 @@ pub fn audiences(org: &OrgRecord, form: &FormParams) -> Result<Vec<String>, OAut
     if aud.is_empty() {
         aud.push(org.issuer.clone());
     }
-    aud.dedup();
+    let mut seen = std::collections::HashSet::new();
+    aud.retain(|a| seen.insert(a.clone()));
     Ok(aud)
 }
 
@@ -100,9 +101,10 @@ pub async fn issue(
         jti: new_id(),
         client_id: agent.client_id().to_owned(),
         scope: scope.clone(),
-        org_id: org.id.clone(),
-        did: agent.record.did.clone(),
-        agent_name: agent.record.name.clone(),
+        org_id: Some(org.id.clone()),
+        did: Some(agent.record.did.clone()),
+        agent_name: Some(agent.record.name.clone()),
+        federated: None,
     };
     let at_key = keys
         .signing_key(agent.access_token_alg, now)
@@ -143,5 +145,6 @@ pub async fn issue(
         expires_in: ttl,
         scope,
         id_token,
+        issued_token_type: None,
     })
 }

@@ -1,4 +1,5 @@
-//! JWK Sets published by others (agents' `jwks_uri`; partners, later), cached honouring
+//! JSON documents published by others (agents' `jwks_uri`, foreign did:web documents; partner
+//! metadata and keys, later), fetched through the hardened fetcher and cached honouring
 //! `Cache-Control` within bounds.
 //!
 //! Fetches are single-flight and rate-limited per URI: every caller that needs a fetch within
@@ -22,22 +23,33 @@ const DEFAULT_FRESH: Duration = Duration::from_secs(300);
 const STALE_GRACE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
-pub struct JwksEntry {
-    pub jwks: Value,
+pub struct RemoteEntry {
+    pub doc: Value,
     fresh_until: Instant,
     stale_until: Instant,
 }
 
-pub struct RemoteJwks {
+pub struct RemoteJson {
     fetcher: Fetcher,
-    latest: Cache<String, Arc<JwksEntry>>,
-    attempts: Cache<String, Result<Arc<JwksEntry>, FetchError>>,
+    /// Media type asked for.
+    accept: &'static str,
+    /// Shape check: a fetched document failing it counts as a failed fetch.
+    check: fn(&Value) -> bool,
+    latest: Cache<String, Arc<RemoteEntry>>,
+    attempts: Cache<String, Result<Arc<RemoteEntry>, FetchError>>,
 }
 
-impl RemoteJwks {
-    pub fn new(fetcher: Fetcher) -> Self {
+/// A JWK Set: `{"keys": [...]}`.
+pub fn is_jwks(v: &Value) -> bool {
+    v.get("keys").is_some_and(Value::is_array)
+}
+
+impl RemoteJson {
+    pub fn new(fetcher: Fetcher, accept: &'static str, check: fn(&Value) -> bool) -> Self {
         Self {
             fetcher,
+            accept,
+            check,
             latest: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(MAX_FRESH + STALE_GRACE)
@@ -49,8 +61,13 @@ impl RemoteJwks {
         }
     }
 
-    /// The key set at `uri`: cached while fresh, else fetched (once per interval).
-    pub async fn get(&self, uri: &str) -> Result<Arc<JwksEntry>, FetchError> {
+    /// The cached copy, fresh or stale, without fetching.
+    pub async fn cached(&self, uri: &str) -> Option<Arc<RemoteEntry>> {
+        self.latest.get(uri).await.filter(|e| Instant::now() < e.stale_until)
+    }
+
+    /// The document at `uri`: cached while fresh, else fetched (once per interval).
+    pub async fn get(&self, uri: &str) -> Result<Arc<RemoteEntry>, FetchError> {
         if let Some(e) = self.latest.get(uri).await
             && Instant::now() < e.fresh_until
         {
@@ -60,23 +77,26 @@ impl RemoteJwks {
     }
 
     /// A fetch for a `kid` the cached set lacks; rate-limited like every fetch.
-    pub async fn refresh(&self, uri: &str) -> Result<Arc<JwksEntry>, FetchError> {
+    pub async fn refresh(&self, uri: &str) -> Result<Arc<RemoteEntry>, FetchError> {
         let fetcher = self.fetcher.clone();
+        let (accept, check) = (self.accept, self.check);
         let owned = uri.to_owned();
         let attempt = self
             .attempts
             .get_with(uri.to_owned(), async move {
-                let (jwks, max_age) = fetcher.get_json(&owned).await?;
-                if !jwks.get("keys").is_some_and(Value::is_array) {
+                let fetched = fetcher.get(&owned, accept).await?;
+                let doc: Value = serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJson)?;
+                if !check(&doc) {
                     return Err(FetchError::NotJson);
                 }
+                let max_age = fetched.max_age;
                 let fresh = max_age
                     .map(Duration::from_secs)
                     .unwrap_or(DEFAULT_FRESH)
                     .clamp(MIN_FRESH, MAX_FRESH);
                 let now = Instant::now();
-                Ok(Arc::new(JwksEntry {
-                    jwks,
+                Ok(Arc::new(RemoteEntry {
+                    doc,
                     fresh_until: now + fresh,
                     stale_until: now + fresh + STALE_GRACE,
                 }))
@@ -95,7 +115,7 @@ impl RemoteJwks {
             }
             Err(err) => match self.latest.get(uri).await {
                 Some(old) if Instant::now() < old.stale_until => {
-                    tracing::warn!(error = %err, "JWKS fetch failed; using the cached copy");
+                    tracing::warn!(error = %err, "fetch failed; using the cached copy");
                     Ok(old)
                 }
                 _ => Err(err),

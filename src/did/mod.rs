@@ -1,0 +1,195 @@
+//! Decentralized identifiers: did:web identifiers derived from the public URL (W3C CCG did:web
+//! method specification §3.1), DID documents (W3C DID Core 1.0), DID resolution (DIF Universal
+//! Resolver HTTP binding), agent cards and proof-of-control JWTs.
+
+pub mod card;
+pub mod document;
+pub mod proof;
+pub mod resolver;
+
+use url::Url;
+
+/// The instance's did:web: the host, `:` in a port percent-encoded as `%3A`, then each path
+/// segment of the public URL joined with `:`.
+pub fn instance_did(public_url: &Url) -> String {
+    let mut did = String::from("did:web:");
+    did.push_str(
+        &percent_encoding::utf8_percent_encode(
+            public_url.host_str().unwrap_or("localhost"),
+            DID_HOST,
+        )
+        .to_string(),
+    );
+    if let Some(port) = public_url.port() {
+        did.push_str("%3A");
+        did.push_str(&port.to_string());
+    }
+    for seg in public_url
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+    {
+        did.push(':');
+        did.push_str(seg);
+    }
+    did
+}
+
+/// Characters of a host that must be percent-encoded inside a DID's method-specific id.
+const DID_HOST: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'_');
+
+pub fn org_did(public_url: &Url, slug: &str) -> String {
+    format!("{}:orgs:{slug}", instance_did(public_url))
+}
+
+pub fn agent_did(org_did: &str, agent_id: &str) -> String {
+    format!("{org_did}:agents:{agent_id}")
+}
+
+/// True when did:web resolvers elsewhere can resolve our DIDs (HTTPS and a host name, not an IP).
+pub fn resolvable_by_others(public_url: &Url) -> bool {
+    public_url.scheme() == "https" && matches!(public_url.host(), Some(url::Host::Domain(_)))
+}
+
+/// A syntactically valid DID (DID Core §3.1): `did:` method-name `:` method-specific-id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Did<'a> {
+    pub method: &'a str,
+    pub msid: &'a str,
+}
+
+/// Longest DID we accept at all.
+pub const MAX_DID_LEN: usize = 2048;
+
+pub fn parse_did(s: &str) -> Option<Did<'_>> {
+    if s.len() > MAX_DID_LEN {
+        return None;
+    }
+    let rest = s.strip_prefix("did:")?;
+    let (method, msid) = rest.split_once(':')?;
+    let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    // method-specific-id = *( *idchar ":" ) 1*idchar ; idchar = ALPHA / DIGIT / "." / "-" / "_" / pct-encoded
+    let b = msid.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            c if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':') => i += 1,
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => i += 3,
+            _ => return None,
+        }
+    }
+    let msid_ok = !msid.is_empty() && !msid.ends_with(':');
+    (method_ok && msid_ok).then_some(Did { method, msid })
+}
+
+/// Which of our own DIDs a DID names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnDid {
+    Instance,
+    Org { slug: String },
+    Agent { slug: String, agent_id: String },
+}
+
+/// Matches `did` against the instance DID and the `:orgs:SLUG[:agents:ID]` paths below it.
+pub fn own_did(instance: &str, did: &str) -> Option<OwnDid> {
+    if did == instance {
+        return Some(OwnDid::Instance);
+    }
+    let rest = did.strip_prefix(instance)?.strip_prefix(":orgs:")?;
+    let mut parts = rest.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(slug), None, None, None) => Some(OwnDid::Org { slug: slug.to_owned() }),
+        (Some(slug), Some("agents"), Some(id), None) => Some(OwnDid::Agent { slug: slug.to_owned(), agent_id: id.to_owned() }),
+        _ => None,
+    }
+}
+
+/// The HTTPS URL of a did:web document (did:web spec §3.2 "Read"): `:` separates path segments,
+/// `%3A` in the host is a port; no path means `/.well-known/did.json`.
+pub fn did_web_url(msid: &str) -> Option<String> {
+    let mut segs = msid.split(':');
+    let host = segs.next()?;
+    let host = percent_encoding::percent_decode_str(host).decode_utf8().ok()?;
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let path: Vec<String> = segs
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if path.iter().any(|p| p.is_empty() || p == "." || p == ".." || p.contains(['/', '?', '#'])) {
+        return None;
+    }
+    let url = if path.is_empty() {
+        format!("https://{host}/.well-known/did.json")
+    } else {
+        format!("https://{host}/{}/did.json", path.join("/"))
+    };
+    Url::parse(&url).ok().map(|u| u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_syntax() {
+        assert!(parse_did("did:web:example.com").is_some());
+        assert!(parse_did("did:web:localhost%3A8443:orgs:acme").is_some());
+        assert!(parse_did("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK").is_some());
+        for bad in ["", "did:", "did:web", "did:web:", "did:Web:x", "did:web:a b", "did:web:x:", "did:web:%zz", "web:x", "did:web:x%3"] {
+            assert!(parse_did(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_dids() {
+        let i = "did:web:idp.example.com";
+        assert_eq!(own_did(i, i), Some(OwnDid::Instance));
+        assert_eq!(own_did(i, "did:web:idp.example.com:orgs:acme"), Some(OwnDid::Org { slug: "acme".into() }));
+        assert_eq!(
+            own_did(i, "did:web:idp.example.com:orgs:acme:agents:A"),
+            Some(OwnDid::Agent { slug: "acme".into(), agent_id: "A".into() })
+        );
+        assert_eq!(own_did(i, "did:web:idp.example.com:orgs:acme:x:A"), None);
+        assert_eq!(own_did(i, "did:web:idp.example.comx:orgs:acme"), None);
+        assert_eq!(own_did(i, "did:web:other.example"), None);
+    }
+
+    #[test]
+    fn did_web_urls() {
+        assert_eq!(did_web_url("w3c-ccg.github.io").unwrap(), "https://w3c-ccg.github.io/.well-known/did.json");
+        assert_eq!(did_web_url("w3c-ccg.github.io:user:alice").unwrap(), "https://w3c-ccg.github.io/user/alice/did.json");
+        assert_eq!(did_web_url("example.com%3A3000:user:alice").unwrap(), "https://example.com:3000/user/alice/did.json");
+        assert!(did_web_url("example.com:..:x").is_none());
+        assert!(did_web_url("exa%2Fmple.com").is_none());
+    }
+
+    #[test]
+    fn did_web_encoding() {
+        let u = Url::parse("https://idp.example.com").unwrap();
+        assert_eq!(instance_did(&u), "did:web:idp.example.com");
+        assert_eq!(org_did(&u, "acme"), "did:web:idp.example.com:orgs:acme");
+        assert_eq!(
+            agent_did(&org_did(&u, "acme"), "A"),
+            "did:web:idp.example.com:orgs:acme:agents:A"
+        );
+        let u = Url::parse("https://localhost:8443").unwrap();
+        assert_eq!(org_did(&u, "acme"), "did:web:localhost%3A8443:orgs:acme");
+        let u = Url::parse("https://example.com/idp/").unwrap();
+        assert_eq!(instance_did(&u), "did:web:example.com:idp");
+        assert!(resolvable_by_others(
+            &Url::parse("https://example.com").unwrap()
+        ));
+        assert!(!resolvable_by_others(
+            &Url::parse("http://example.com").unwrap()
+        ));
+        assert!(!resolvable_by_others(
+            &Url::parse("https://127.0.0.1").unwrap()
+        ));
+    }
+}

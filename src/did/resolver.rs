@@ -1,0 +1,200 @@
+//! DID resolution (W3C DID Core §7.1; DIF Universal Resolver HTTP binding at the edge).
+//!
+//! Our own DIDs are answered from storage and never leave the process; `did:key` and `did:jwk`
+//! are decoded locally; a foreign `did:web` is fetched through the hardened fetcher (SSRF guard,
+//! time and size limits) and cached honouring `Cache-Control`; any other method is
+//! `methodNotSupported`.
+
+use base64::prelude::*;
+use serde_json::{Value, json};
+
+use super::document::{self, DocMeta, deactivated_document};
+use super::{OwnDid, own_did, parse_did};
+use crate::fetch::FetchError;
+use crate::idp::Idp;
+use crate::tenancy::AgentStatus;
+
+/// DID resolution errors (DID Resolution §7.1.2 / DIF binding codes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("invalidDid")]
+    InvalidDid,
+    #[error("notFound")]
+    NotFound,
+    #[error("methodNotSupported")]
+    MethodNotSupported,
+    /// Resolving a foreign DID is refused for now (rate limit).
+    #[error("rateLimited")]
+    RateLimited,
+    #[error("internalError: {0}")]
+    Internal(String),
+}
+
+impl ResolveError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResolveError::InvalidDid => "invalidDid",
+            ResolveError::NotFound => "notFound",
+            ResolveError::MethodNotSupported => "methodNotSupported",
+            ResolveError::RateLimited => "rateLimited",
+            ResolveError::Internal(_) => "internalError",
+        }
+    }
+}
+
+/// A resolved document with its metadata (`None` where the method has none, e.g. did:key).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub document: Value,
+    pub meta: Option<DocMeta>,
+}
+
+/// Our own DID documents: the instance's, an organization's, an agent's.
+pub async fn resolve_own(idp: &Idp, which: OwnDid, now: i64) -> Result<Resolved, ResolveError> {
+    let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
+    match which {
+        OwnDid::Instance => {
+            Ok(Resolved { document: document::instance_document(&idp.instance_did, idp.base()), meta: None })
+        }
+        OwnDid::Org { slug } => {
+            let org = idp.directory.org(&slug).await.map_err(|e| internal(&e))?.ok_or(ResolveError::NotFound)?;
+            let keys = idp.keys.org_keys(&org, now).await.map_err(|e| internal(&e))?;
+            let (doc, meta) = document::org_document(&org, &idp.instance_did, &keys, now);
+            Ok(Resolved { document: doc, meta: Some(meta) })
+        }
+        OwnDid::Agent { slug, agent_id } => {
+            let org = idp.directory.org(&slug).await.map_err(|e| internal(&e))?.ok_or(ResolveError::NotFound)?;
+            let agent = idp.directory.agent(&org.id, &agent_id).await.map_err(|e| internal(&e))?.ok_or(ResolveError::NotFound)?;
+            if agent.status == AgentStatus::Revoked {
+                let meta = DocMeta { created: agent.record.created_at, updated: agent.record.updated_at, deactivated: true };
+                return Ok(Resolved { document: deactivated_document(&agent.record.did), meta: Some(meta) });
+            }
+            let keys = idp.keys.org_keys(&org, now).await.map_err(|e| internal(&e))?;
+            // A jwks_uri agent's keys come from the last fetched copy: resolving our own DIDs
+            // never makes an outbound request.
+            let remote = match &agent.record.jwks_uri {
+                Some(uri) => idp.agent_jwks.cached(uri).await.map(|e| e.doc.clone()),
+                None => None,
+            };
+            let jwks = agent.jwks.as_ref().or(remote.as_ref());
+            let (doc, meta) = document::agent_document(&org, &keys, &agent, jwks, now);
+            Ok(Resolved { document: doc, meta: Some(meta) })
+        }
+    }
+}
+
+/// Resolves any DID. `may_fetch` is asked before a foreign did:web is fetched (rate limiting).
+pub async fn resolve(idp: &Idp, did: &str, now: i64, may_fetch: impl FnOnce() -> bool) -> Result<Resolved, ResolveError> {
+    let parsed = parse_did(did).ok_or(ResolveError::InvalidDid)?;
+    if let Some(which) = own_did(&idp.instance_did, did) {
+        return resolve_own(idp, which, now).await;
+    }
+    match parsed.method {
+        "key" => did_key(did, parsed.msid).map(|d| Resolved { document: d, meta: None }),
+        "jwk" => did_jwk(did, parsed.msid).map(|d| Resolved { document: d, meta: None }),
+        "web" => {
+            let url = super::did_web_url(parsed.msid).ok_or(ResolveError::InvalidDid)?;
+            if idp.did_docs.cached(&url).await.is_none() && !may_fetch() {
+                return Err(ResolveError::RateLimited);
+            }
+            let entry = idp.did_docs.get(&url).await.map_err(|e| match e {
+                FetchError::Status(404 | 410) => ResolveError::NotFound,
+                other => ResolveError::Internal(other.to_string()),
+            })?;
+            if entry.doc.get("id").and_then(Value::as_str) != Some(did) {
+                return Err(ResolveError::Internal("the document's id is not the DID asked for".into()));
+            }
+            Ok(Resolved { document: entry.doc.clone(), meta: None })
+        }
+        _ => Err(ResolveError::MethodNotSupported),
+    }
+}
+
+/// Multicodec prefixes (varint-encoded) of the public-key types did:key uses.
+const MULTICODECS: [(&[u8], usize, bool); 5] = [
+    (&[0xed, 0x01], 32, true),  // ed25519-pub
+    (&[0x80, 0x24], 33, true),  // p256-pub (compressed)
+    (&[0x81, 0x24], 49, true),  // p384-pub (compressed)
+    (&[0xe7, 0x01], 33, true),  // secp256k1-pub (compressed)
+    (&[0xec, 0x01], 32, false), // x25519-pub (key agreement only)
+];
+
+/// did:key (W3C CCG did:key §3.1.2): one Multikey verification method, `{did}#{msid}`.
+fn did_key(did: &str, msid: &str) -> Result<Value, ResolveError> {
+    let b58 = msid.strip_prefix('z').ok_or(ResolveError::InvalidDid)?;
+    let raw = bs58::decode(b58).into_vec().map_err(|_| ResolveError::InvalidDid)?;
+    let (_, _, signing) = MULTICODECS
+        .iter()
+        .find(|(prefix, len, _)| raw.starts_with(prefix) && raw.len() == prefix.len() + len)
+        .ok_or(ResolveError::InvalidDid)?;
+    let vm_id = format!("{did}#{msid}");
+    let vm = json!({"id": vm_id, "type": "Multikey", "controller": did, "publicKeyMultibase": msid});
+    let mut doc = json!({
+        "@context": [document::CONTEXT_DID, document::CONTEXT_MULTIKEY],
+        "id": did,
+        "verificationMethod": [vm],
+    });
+    let rels: &[&str] = if *signing {
+        &["authentication", "assertionMethod", "capabilityInvocation", "capabilityDelegation"]
+    } else {
+        &["keyAgreement"]
+    };
+    for r in rels {
+        doc[*r] = json!([vm_id]);
+    }
+    Ok(doc)
+}
+
+/// did:jwk (did:jwk spec §2.2): the base64url-encoded public JWK, method `{did}#0`.
+fn did_jwk(did: &str, msid: &str) -> Result<Value, ResolveError> {
+    let raw = BASE64_URL_SAFE_NO_PAD.decode(msid).map_err(|_| ResolveError::InvalidDid)?;
+    let jwk: Value = serde_json::from_slice(&raw).map_err(|_| ResolveError::InvalidDid)?;
+    let kty = jwk.get("kty").and_then(Value::as_str).ok_or(ResolveError::InvalidDid)?;
+    if !matches!(kty, "EC" | "RSA" | "OKP") || ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| jwk.get(m).is_some()) {
+        return Err(ResolveError::InvalidDid);
+    }
+    let vm_id = format!("{did}#0");
+    let mut doc = json!({
+        "@context": [document::CONTEXT_DID, document::CONTEXT_JWS_2020],
+        "id": did,
+        "verificationMethod": [{"id": vm_id, "type": "JsonWebKey2020", "controller": did, "publicKeyJwk": jwk}],
+    });
+    let use_ = jwk.get("use").and_then(Value::as_str);
+    if use_ != Some("enc") {
+        for r in ["authentication", "assertionMethod", "capabilityInvocation", "capabilityDelegation"] {
+            doc[r] = json!([vm_id]);
+        }
+    }
+    if use_ != Some("sig") {
+        doc["keyAgreement"] = json!([vm_id]);
+    }
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_key_ed25519_vector() {
+        // From the did:key specification's Ed25519 example.
+        let did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+        let doc = did_key(did, &did[8..]).unwrap();
+        assert_eq!(doc["verificationMethod"][0]["id"], format!("{did}#z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"));
+        assert_eq!(doc["assertionMethod"][0], doc["verificationMethod"][0]["id"]);
+        assert!(did_key("did:key:z123", "z123").is_err());
+        assert!(did_key("did:key:abc", "abc").is_err());
+    }
+
+    #[test]
+    fn did_jwk_vector() {
+        // did:jwk specification example (P-256).
+        let did = "did:jwk:eyJjcnYiOiJQLTI1NiIsImt0eSI6IkVDIiwieCI6ImFjYklRaXVNczNpOF91c3pFakoydHBUdFJNNEVVM3l6OTFQSDZDZEgyVjAiLCJ5IjoiX0tjeUxqOXZXTXB0bm1LdG00NkdxRHo4d2Y3NEk1TEtncmwyR3pIM25TRSJ9";
+        let doc = did_jwk(did, &did[8..]).unwrap();
+        assert_eq!(doc["verificationMethod"][0]["publicKeyJwk"]["crv"], "P-256");
+        assert_eq!(doc["verificationMethod"][0]["id"], format!("{did}#0"));
+        let private = BASE64_URL_SAFE_NO_PAD.encode(r#"{"kty":"OKP","crv":"Ed25519","x":"AA","d":"AA"}"#);
+        assert_eq!(did_jwk("did:jwk:x", &private).unwrap_err(), ResolveError::InvalidDid);
+        assert_eq!(did_jwk("did:jwk:x", "!!").unwrap_err(), ResolveError::InvalidDid);
+    }
+}

@@ -1,0 +1,230 @@
+//! did:web documents, DID resolution (DIF Universal Resolver HTTP binding), agent cards and
+//! proofs of control.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::admin::ApiResult;
+use super::error::{ApiError, OAuthResponse};
+use super::extract::{Admin, ApiJson, OAuthForm};
+use super::oauth::org_or_404;
+use super::state::AppState;
+use crate::did::card::{self, CardMeta};
+use crate::did::resolver::{self, ResolveError, Resolved};
+use crate::did::{OwnDid, document::DocMeta};
+use crate::model::rfc3339;
+use crate::oauth::error::OAuthError;
+use crate::tenancy::agents;
+
+const DID_JSON: &str = "application/did+json";
+const DID_LD_JSON: &str = "application/did+ld+json";
+const RESOLUTION_RESULT: &str = "application/ld+json;profile=\"https://w3id.org/did-resolution\"";
+
+/// `application/did+ld+json` when the client asks for it, else `application/did+json`.
+fn did_media_type(headers: &HeaderMap) -> &'static str {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains(DID_LD_JSON) { DID_LD_JSON } else { DID_JSON }
+}
+
+fn json_with(status: StatusCode, content_type: &'static str, body: &Value, cache: &'static str) -> Response {
+    let mut resp = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    resp
+}
+
+/// DID documents change with key rotation and lifecycle; a minute of caching is safe because a
+/// new key is published long before it signs.
+const DID_CACHE: &str = "public, max-age=60";
+
+async fn serve_own(state: &AppState, which: OwnDid, headers: &HeaderMap) -> Response {
+    let now = state.idp.clock.now();
+    match resolver::resolve_own(&state.idp, which, now).await {
+        Ok(Resolved { meta: Some(DocMeta { deactivated: true, .. }), .. }) => {
+            // did:web §3.2.4 Deactivate: the document is no longer served.
+            (StatusCode::GONE, Json(json!({"error": "deactivated", "error_description": "this DID is deactivated"})))
+                .into_response()
+        }
+        Ok(r) => json_with(StatusCode::OK, did_media_type(headers), &r.document, DID_CACHE),
+        Err(ResolveError::NotFound) => super::not_found().await.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a DID document failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "server_error"}))).into_response()
+        }
+    }
+}
+
+/// `GET /.well-known/did.json`: the instance's document.
+pub async fn instance_did_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    serve_own(&state, OwnDid::Instance, &headers).await
+}
+
+/// `GET {iss}/did.json`: the organization's document.
+pub async fn org_did_get(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
+    serve_own(&state, OwnDid::Org { slug }, &headers).await
+}
+
+/// `GET {iss}/agents/{id}/did.json`: an agent's document.
+pub async fn agent_did_get(
+    State(state): State<AppState>,
+    Path((slug, agent_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    serve_own(&state, OwnDid::Agent { slug, agent_id }, &headers).await
+}
+
+fn metadata_json(meta: Option<DocMeta>) -> Value {
+    match meta {
+        None => json!({}),
+        Some(m) => {
+            let mut v = json!({"created": rfc3339(m.created), "updated": rfc3339(m.updated)});
+            if m.deactivated {
+                v["deactivated"] = json!(true);
+            }
+            v
+        }
+    }
+}
+
+/// `GET /1.0/identifiers/{did}` (DIF Universal Resolver HTTP binding). The path is
+/// percent-decoded exactly once (the binding encodes the DID, so `%3A` arrives as `%253A`).
+/// `Accept: application/did+json` or `application/did+ld+json` gets the bare document; anything
+/// else the full resolution result.
+pub async fn identifiers_get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(did): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let now = state.idp.clock.now();
+    let limiter = state.foreign_resolution_limit.clone();
+    let result = resolver::resolve(&state.idp, &did, now, || limiter.check_key(&peer.ip()).is_ok()).await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bare = accept.contains(DID_JSON) || accept.contains(DID_LD_JSON);
+    let (status, doc, meta, error) = match result {
+        Ok(r) => {
+            let deactivated = r.meta.is_some_and(|m| m.deactivated);
+            let status = if deactivated { StatusCode::GONE } else { StatusCode::OK };
+            (status, Some(r.document), metadata_json(r.meta), None)
+        }
+        Err(e) => {
+            let status = match e {
+                ResolveError::InvalidDid => StatusCode::BAD_REQUEST,
+                ResolveError::NotFound => StatusCode::NOT_FOUND,
+                ResolveError::MethodNotSupported => StatusCode::NOT_IMPLEMENTED,
+                ResolveError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                ResolveError::Internal(ref m) => {
+                    tracing::debug!(error = %m, "DID resolution failed");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            (status, None, json!({}), Some(e.code()))
+        }
+    };
+    if bare && let Some(d) = &doc {
+        let ct = if accept.contains(DID_LD_JSON) { DID_LD_JSON } else { DID_JSON };
+        return json_with(status, ct, d, DID_CACHE);
+    }
+    let mut resolution_meta = json!({});
+    match error {
+        Some(code) => resolution_meta["error"] = json!(code),
+        None => resolution_meta["contentType"] = json!(DID_LD_JSON),
+    }
+    let body = json!({
+        "@context": "https://w3id.org/did-resolution/v1",
+        "didDocument": doc,
+        "didResolutionMetadata": resolution_meta,
+        "didDocumentMetadata": meta,
+    });
+    json_with(status, RESOLUTION_RESULT, &body, "no-store")
+}
+
+/// `GET {iss}/agents/{id}/card`: the signed agent card. Signed with the organization's active
+/// key when served (and cached briefly), so a card never outlives its key.
+pub async fn agent_card_get(State(state): State<AppState>, Path((slug, agent_id)): Path<(String, String)>) -> Response {
+    let org = match org_or_404(&state, &slug).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let idp = &state.idp;
+    let now = idp.clock.now();
+    let agent = match idp.directory.agent(&org.id, &agent_id).await {
+        Ok(Some(a)) if a.status != crate::tenancy::AgentStatus::Revoked => a,
+        Ok(_) => return super::not_found().await.into_response(),
+        Err(_) => return OAuthResponse(OAuthError::server_error()).into_response(),
+    };
+    let keys = match idp.keys.org_keys(&org, now).await {
+        Ok(k) => k,
+        Err(_) => return OAuthResponse(OAuthError::server_error()).into_response(),
+    };
+    let Some(key) = keys.signing_key(crate::model::Alg::ES256, now).cloned() else {
+        return OAuthResponse(OAuthError::server_error()).into_response();
+    };
+    let cache_key = (org.id.clone(), agent.id().to_owned(), key.kid.clone());
+    let rendered = idp
+        .cards
+        .try_get_with(cache_key, async {
+            let meta = agents::card_meta(idp, &org.id, agent.id()).await.map_err(|e| e.to_string())?;
+            let unsigned = card::card(&org, &agent, &meta);
+            let signed = card::sign(unsigned, &key, &format!("{}/jwks.json", org.issuer)).map_err(|e| e.to_string())?;
+            Ok::<_, String>(Bytes::from(serde_json::to_vec(&signed).unwrap_or_default()))
+        })
+        .await;
+    match rendered {
+        Ok(bytes) => {
+            let mut resp = bytes.into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(DID_CACHE));
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rendering an agent card failed");
+            OAuthResponse(OAuthError::server_error()).into_response()
+        }
+    }
+}
+
+/// `POST {iss}/agent-proof`.
+pub async fn agent_proof_post(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    req: Result<OAuthForm, OAuthResponse>,
+) -> Response {
+    let org = match org_or_404(&state, &slug).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let now = state.idp.clock.now();
+    match crate::oauth::proof::agent_proof(&state.idp, &org, req.authorization.as_deref(), &req.form, now).await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => OAuthResponse(e).into_response(),
+    }
+}
+
+pub async fn agent_card_meta_get(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+    Ok(Json(agents::get_card(&s.idp, &p, &org, &id).await?).into_response())
+}
+
+pub async fn agent_card_meta_put(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+    ApiJson(meta): ApiJson<CardMeta>,
+) -> ApiResult {
+    let meta = agents::set_card(&s.idp, &p, &org, &id, meta).await.map_err(ApiError::from)?;
+    Ok(Json(meta).into_response())
+}

@@ -1,0 +1,119 @@
+//! `POST {iss}/federation/verify` and the partner admin API.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::admin::{ApiResult, Page};
+use super::error::{ApiError, BearerError};
+use super::extract::{Admin, ApiJson, bearer_from_header};
+use super::oauth::org_or_404;
+use super::state::AppState;
+use crate::federation::partners::{self, PartnerInput};
+use crate::federation::verify;
+use crate::oauth::error::OAuthError;
+use crate::oauth::{Holder, active_token};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    assertion: String,
+}
+
+/// Verifies a partner assertion. The caller is one of the organization's agents (Bearer access
+/// token) or the platform. A verified assertion is spent: it cannot be verified or exchanged again.
+pub async fn verify_post(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Result<ApiJson<VerifyRequest>, ApiError>,
+) -> Response {
+    let org = match org_or_404(&state, &slug).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(token) = bearer_from_header(&headers) else {
+        return BearerError(None).into_response();
+    };
+    let now = state.idp.clock.now();
+    if state.admin_principal(&token).is_none() {
+        match active_token(&state.idp, &org, token.expose(), now).await {
+            Ok((_, Holder::Agent(_))) => {}
+            Ok((_, Holder::Federated(_))) => {
+                return BearerError(Some(OAuthError::invalid_token("a federated identity cannot verify assertions")))
+                    .into_response();
+            }
+            Err(e) => return BearerError(Some(e.into())).into_response(),
+        }
+    }
+    let req = match body {
+        Ok(ApiJson(r)) => r,
+        Err(e) => return e.into_response(),
+    };
+    let answer = match verify::verify(&state.idp, &org, &req.assertion, now).await {
+        Ok(v) => json!({
+            "valid": true,
+            "partner": {"id": v.partner.record.id, "issuer": v.partner.record.issuer, "name": v.partner.record.name},
+            "subject": v.subject,
+            "claims": v.claims,
+            "local_claims": v.local_claims,
+        }),
+        Err(verify::VerifyError::Internal) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "server_error"}))).into_response();
+        }
+        Err(e) => json!({"valid": false, "error": e.code(), "error_description": e.to_string()}),
+    };
+    let mut resp = Json(answer).into_response();
+    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub async fn partners_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<PartnerInput>,
+) -> ApiResult {
+    let partner = partners::create(&s.idp, &p, &org, body).await?;
+    Ok((StatusCode::CREATED, Json(partners::view(&partner))).into_response())
+}
+
+pub async fn partners_get(State(s): State<AppState>, Admin(p): Admin, Path(org): Path<String>, Query(q): Query<Page>) -> ApiResult {
+    let limit = q.limit()?;
+    let items = partners::list(&s.idp, &p, &org, q.after.as_deref(), limit).await?;
+    Ok(Json(super::admin::page(items, limit, |p| p.record.id.as_str(), partners::view)).into_response())
+}
+
+pub async fn partner_get(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+    Ok(Json(partners::view(&partners::get(&s.idp, &p, &org, &id).await?)).into_response())
+}
+
+pub async fn partner_patch(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PartnerInput>,
+) -> ApiResult {
+    Ok(Json(partners::view(&partners::update(&s.idp, &p, &org, &id, body).await?)).into_response())
+}
+
+pub async fn partner_delete(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+    partners::delete(&s.idp, &p, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_enabled(s: AppState, p: crate::tenancy::access::Principal, org: String, id: String, enabled: bool) -> ApiResult {
+    let input = PartnerInput { enabled: Some(enabled), ..Default::default() };
+    Ok(Json(partners::view(&partners::update(&s.idp, &p, &org, &id, input).await?)).into_response())
+}
+
+pub async fn partner_disable_post(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+    set_enabled(s, p, org, id, false).await
+}
+
+pub async fn partner_enable_post(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+    set_enabled(s, p, org, id, true).await
+}

@@ -1,0 +1,132 @@
+//! Partner assertions exchanged for local access tokens: the JWT bearer grant (RFC 7523 §2.1)
+//! and token exchange (RFC 8693 §2.1). Client authentication is optional on both (RFC 7523 §3.1,
+//! RFC 8693 §2.1); when credentials are sent they must be valid.
+//!
+//! The local token's `sub` is the foreign identity (its DID when that lies under the partner
+//! issuer's did:web path, else `partner-issuer#sub`); the `federated` claim records the partner
+//! issuer and the original subject; there is no `org_id` (no local membership); scopes are at most
+//! the partner's allowed scopes.
+
+use super::client_credentials::audiences;
+use crate::federation::verify::{self, VerifyError};
+use crate::idp::Idp;
+use crate::model::new_id;
+use crate::oauth::client_auth::{Presented, authenticate, presented};
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::form::FormParams;
+use crate::oauth::token::TokenResponse;
+use crate::storage::OrgRecord;
+use crate::tenancy::agents::valid_scope_token;
+use crate::tokens::access_token::{self, AccessClaims, FederatedClaim};
+use crate::tokens::Audience;
+
+pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// RFC 8693 §3 token type identifiers.
+pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const TT_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+fn grant_error(e: VerifyError) -> OAuthError {
+    match e {
+        VerifyError::Internal => OAuthError::server_error(),
+        other => OAuthError::invalid_grant(format!("{}: {other}", other.code())),
+    }
+}
+
+/// Handles both grants; `grant_type` has been matched by the caller.
+pub async fn exchange(
+    idp: &Idp,
+    org: &OrgRecord,
+    authorization: Option<&str>,
+    form: &FormParams,
+    grant_type: &str,
+    now: i64,
+) -> Result<(TokenResponse, bool), OAuthError> {
+    let p = presented(authorization, form)?;
+    let used_basic = p.used_basic();
+    let client = match p {
+        Presented::None { .. } => None,
+        other => Some(authenticate(idp, org, other, now).await?),
+    };
+    let wrap = |e: OAuthError| e.with_basic(used_basic);
+
+    let (assertion, token_exchange) = if grant_type == GRANT_JWT_BEARER {
+        (form.require("assertion").map_err(wrap)?, false)
+    } else {
+        let token = form.require("subject_token").map_err(wrap)?;
+        let tt = form.require("subject_token_type").map_err(wrap)?;
+        if ![TT_JWT, TT_ACCESS_TOKEN, TT_ID_TOKEN].contains(&tt) {
+            return Err(wrap(OAuthError::invalid_request(format!(
+                "subject_token_type must be one of {TT_JWT}, {TT_ACCESS_TOKEN}, {TT_ID_TOKEN}"
+            ))));
+        }
+        if form.get("actor_token").is_some() {
+            return Err(wrap(OAuthError::invalid_request("actor_token (delegation) is not supported")));
+        }
+        if let Some(rt) = form.get("requested_token_type")
+            && rt != TT_ACCESS_TOKEN
+            && rt != TT_JWT
+        {
+            return Err(wrap(OAuthError::invalid_request("requested_token_type must be access_token or jwt")));
+        }
+        (token, true)
+    };
+
+    let verified = verify::verify(idp, org, assertion, now).await.map_err(|e| wrap(grant_error(e)))?;
+    let partner = &verified.partner;
+
+    let scopes: Vec<String> = match form.get("scope") {
+        None => partner.allowed_scopes.clone(),
+        Some(req) => {
+            let mut out: Vec<String> = Vec::new();
+            for s in req.split(' ').filter(|s| !s.is_empty()) {
+                if !valid_scope_token(s) || !partner.allowed_scopes.iter().any(|a| a == s) {
+                    return Err(wrap(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        format!("scope {s:?} is not allowed for this partner"),
+                    )));
+                }
+                if !out.iter().any(|o| o == s) {
+                    out.push(s.to_owned());
+                }
+            }
+            out
+        }
+    };
+    let aud = audiences(org, form).map_err(wrap)?;
+    let ttl = idp.access_token_ttl;
+    let keys = idp.keys.org_keys(org, now).await.map_err(|_| OAuthError::server_error())?;
+    let key = keys.signing_key(crate::model::Alg::ES256, now).ok_or_else(OAuthError::server_error)?;
+    let foreign_sub = verified.claims.get("sub").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+    let claims = AccessClaims {
+        iss: org.issuer.clone(),
+        sub: verified.subject.clone(),
+        aud: Audience::from_vec(aud),
+        exp: now + ttl,
+        iat: now,
+        jti: new_id(),
+        client_id: client.as_ref().map_or_else(|| partner.record.issuer.clone(), |c| c.client_id().to_owned()),
+        scope: scope.clone(),
+        org_id: None,
+        did: verified.subject.starts_with("did:").then(|| verified.subject.clone()),
+        agent_name: None,
+        federated: Some(FederatedClaim { iss: partner.record.issuer.clone(), sub: foreign_sub }),
+    };
+    let access_token = crate::tokens::sign(key, access_token::TYP, &claims).map_err(|_| OAuthError::server_error())?;
+    metrics::counter!("agentidp_tokens_issued_total", "grant" => if token_exchange { "token_exchange" } else { "jwt_bearer" }, "alg" => "ES256")
+        .increment(1);
+    Ok((
+        TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            scope,
+            id_token: None,
+            issued_token_type: token_exchange.then_some(TT_ACCESS_TOKEN),
+        },
+        used_basic,
+    ))
+}
