@@ -3,4 +3,8 @@
 
 mod support;
 
+mod attacks;
 mod core_flow;
+mod keys;
+mod lifecycle;
+mod private_key_jwt;

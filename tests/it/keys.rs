@@ -1,0 +1,314 @@
+//! Organization signing-key rotation: new keys are published (pending) before they sign, old keys
+//! retire but stay published while tokens they signed may still be presented, and resource
+//! servers verifying with an independent library against the served JWKS keep working.
+
+use std::collections::HashSet;
+
+use openidconnect::core::CoreJwsSigningAlgorithm;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::core_flow::{verify_access_token, verify_id_token};
+use crate::on_all_backends;
+use crate::support::*;
+
+async fn jwks(app: &TestApp, org: &TestOrg) -> Value {
+    let (st, v) = app.get_json(&format!("{}/jwks.json", org.issuer)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+fn kids(jwks: &Value) -> HashSet<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn kid_of(jwt: &str) -> String {
+    jwt_header(jwt)["kid"].as_str().unwrap().to_owned()
+}
+
+async fn rotate(app: &TestApp, org: &TestOrg) -> Value {
+    let (st, v) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/rotate", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v
+}
+
+/// `kid -> state` from the admin key listing.
+async fn key_states(app: &TestApp, org: &TestOrg) -> Vec<(String, String, String)> {
+    let (st, v) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/orgs/{}/keys", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["alg"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn states_of(states: &[(String, String, String)], kids: &HashSet<String>) -> Vec<String> {
+    let mut v: Vec<String> = states
+        .iter()
+        .filter(|(k, _, _)| kids.contains(k))
+        .map(|(_, _, s)| s.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+const ALGS: [(&str, &str); 3] = [("ES256", "RS256"), ("RS256", "EdDSA"), ("EdDSA", "ES256")];
+
+async fn agents_for_every_alg(app: &TestApp, org: &TestOrg) -> Vec<TestAgent> {
+    let mut out = Vec::new();
+    for (at, id) in ALGS {
+        out.push(
+            app.create_agent_with(
+                org,
+                json!({"name": format!("{at} bot"), "scopes": ["read", "openid"],
+                       "access_token_signed_response_alg": at, "id_token_signed_response_alg": id}),
+            )
+            .await,
+        );
+    }
+    out
+}
+
+async fn rotation_signs_with_new_keys_and_keeps_old_ones_published(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let bystander = app.create_org().await;
+    let bystander_jwks = jwks(&app, &bystander).await;
+    let agents = agents_for_every_alg(&app, &org).await;
+    let rs = app.create_agent(&org, &[]).await;
+
+    let before_jwks = jwks(&app, &org).await;
+    let old_kids = kids(&before_jwks);
+    assert_eq!(old_kids.len(), 3);
+    let mut old_tokens = Vec::new();
+    for a in &agents {
+        let t = app.token(&org, a, &[]).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(old_kids.contains(&kid_of(&t)));
+        old_tokens.push(t);
+    }
+
+    let rotated = rotate(&app, &org).await;
+    let new_keys = rotated["keys"].as_array().unwrap();
+    assert_eq!(new_keys.len(), 3, "{rotated}");
+    let new_kids: HashSet<String> = new_keys
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    let algs: HashSet<&str> = new_keys
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    assert_eq!(algs, HashSet::from(["ES256", "RS256", "EdDSA"]));
+    assert!(new_kids.is_disjoint(&old_kids));
+    // Activation delay 0 (the harness default): the new keys sign at once.
+    for k in new_keys {
+        assert_eq!(k["state"], "active", "{k}");
+    }
+
+    let after_jwks = jwks(&app, &org).await;
+    assert_eq!(
+        after_jwks["keys"].as_array().unwrap().len(),
+        6,
+        "{after_jwks}"
+    );
+    assert!(
+        kids(&after_jwks).is_superset(&old_kids),
+        "retired keys stay published"
+    );
+    assert!(kids(&after_jwks).is_superset(&new_kids));
+    for k in after_jwks["keys"].as_array().unwrap() {
+        assert!(
+            k.get("d").is_none() && k.get("p").is_none(),
+            "public keys only: {k}"
+        );
+    }
+
+    let states = key_states(&app, &org).await;
+    assert_eq!(states.len(), 6);
+    assert_eq!(states_of(&states, &old_kids), vec!["retired"; 3]);
+    assert_eq!(states_of(&states, &new_kids), vec!["active"; 3]);
+
+    for (a, old) in agents.iter().zip(&old_tokens) {
+        // Tokens signed before the rotation still verify, here and at a resource server.
+        let (st, info, _) = app.agent_info(&org, old).await;
+        assert_eq!(st, StatusCode::OK, "{info}");
+        assert_eq!(app.introspect(&org, &rs, old).await["active"], true);
+        verify_access_token(old, &after_jwks, &org.issuer, &org.issuer);
+
+        // New tokens carry a new kid of the agent's algorithm and verify against the served JWKS.
+        let t = app.token(&org, a, &[("scope", "openid read")]).await;
+        let at = t["access_token"].as_str().unwrap();
+        let kid = kid_of(at);
+        assert!(new_kids.contains(&kid), "{kid} is one of the new keys");
+        assert_eq!(
+            jwt_header(at)["alg"],
+            a.body["access_token_signed_response_alg"]
+        );
+        let c = verify_access_token(at, &after_jwks, &org.issuer, &org.issuer);
+        assert_eq!(c["sub"], a.client_id);
+        let (st, info, _) = app.agent_info(&org, at).await;
+        assert_eq!(st, StatusCode::OK, "{info}");
+
+        let id_token = t["id_token"].as_str().unwrap();
+        assert!(new_kids.contains(&kid_of(id_token)));
+        let oidc_alg = match a.body["id_token_signed_response_alg"].as_str().unwrap() {
+            "RS256" => CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            "ES256" => CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            _ => CoreJwsSigningAlgorithm::EdDsa,
+        };
+        let sub = verify_id_token(id_token, &after_jwks, &org.issuer, &a.client_id, oidc_alg);
+        assert_eq!(sub, a.client_id);
+    }
+
+    // A second rotation: the first generation is still published (its tokens have not expired).
+    let second = rotate(&app, &org).await;
+    let newest: HashSet<String> = second["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    let third_jwks = jwks(&app, &org).await;
+    assert_eq!(
+        third_jwks["keys"].as_array().unwrap().len(),
+        9,
+        "{third_jwks}"
+    );
+    let states = key_states(&app, &org).await;
+    assert_eq!(states_of(&states, &old_kids), vec!["retired"; 3]);
+    assert_eq!(states_of(&states, &new_kids), vec!["retired"; 3]);
+    assert_eq!(states_of(&states, &newest), vec!["active"; 3]);
+    for old in &old_tokens {
+        let (st, info, _) = app.agent_info(&org, old).await;
+        assert_eq!(st, StatusCode::OK, "{info}");
+        verify_access_token(old, &third_jwks, &org.issuer, &org.issuer);
+    }
+    let t = app.token(&org, &agents[0], &[]).await;
+    assert!(newest.contains(&kid_of(t["access_token"].as_str().unwrap())));
+
+    // Another organization's keys did not move.
+    assert_eq!(jwks(&app, &bystander).await, bystander_jwks);
+}
+
+async fn pending_keys_are_published_before_they_sign(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.key_activation_delay_secs = Some(3600)).await;
+    let org = app.create_org().await;
+    let agents = agents_for_every_alg(&app, &org).await;
+    let old_kids = kids(&jwks(&app, &org).await);
+    assert_eq!(old_kids.len(), 3);
+    // A new organization's first keys sign at once, whatever the delay.
+    let states = key_states(&app, &org).await;
+    assert_eq!(states_of(&states, &old_kids), vec!["active"; 3]);
+
+    let rotated = rotate(&app, &org).await;
+    let new_kids: HashSet<String> = rotated["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            assert_eq!(k["state"], "pending", "{k}");
+            k["kid"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(new_kids.len(), 3);
+
+    let served = jwks(&app, &org).await;
+    assert_eq!(served["keys"].as_array().unwrap().len(), 6, "{served}");
+    assert!(
+        kids(&served).is_superset(&new_kids),
+        "pending keys are published"
+    );
+    let states = key_states(&app, &org).await;
+    assert_eq!(states_of(&states, &old_kids), vec!["active"; 3]);
+    assert_eq!(states_of(&states, &new_kids), vec!["pending"; 3]);
+
+    // Tokens are still signed by the old keys, and verify.
+    for a in &agents {
+        let t = app.token(&org, a, &[("scope", "openid read")]).await;
+        let at = t["access_token"].as_str().unwrap();
+        assert!(old_kids.contains(&kid_of(at)), "signed by an old key");
+        assert!(old_kids.contains(&kid_of(t["id_token"].as_str().unwrap())));
+        verify_access_token(at, &served, &org.issuer, &org.issuer);
+        let (st, info, _) = app.agent_info(&org, at).await;
+        assert_eq!(st, StatusCode::OK, "{info}");
+    }
+}
+
+async fn key_admin_calls_are_scoped_and_authenticated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let before = jwks(&app, &org).await;
+    for path in [
+        format!("/api/v1/orgs/{}/keys", org.slug),
+        format!("/api/v1/orgs/{}/keys/rotate", org.slug),
+    ] {
+        let method = if path.ends_with("rotate") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let resp = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        let (st, v) = json_of(resp).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}: {v}");
+        assert!(v["error"].is_string(), "{v}");
+        let (st, v) = app
+            .admin(method, &path.replace(&org.slug, &random_slug()), None)
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{path}: {v}");
+    }
+    // Nothing rotated.
+    assert_eq!(jwks(&app, &org).await, before);
+    // Listing shows no private material.
+    let (_, v) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/orgs/{}/keys", org.slug),
+            None,
+        )
+        .await;
+    for k in v["keys"].as_array().unwrap() {
+        assert!(
+            k.get("d").is_none() && k.get("private_enc").is_none(),
+            "{k}"
+        );
+    }
+}
+
+on_all_backends!(
+    rotation_signs_with_new_keys_and_keeps_old_ones_published,
+    pending_keys_are_published_before_they_sign,
+    key_admin_calls_are_scoped_and_authenticated,
+);
