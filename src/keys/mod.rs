@@ -86,11 +86,18 @@ impl LoadedKey {
     }
 }
 
+/// A serialized JWKS valid from one instant until the next key-state change.
+struct RenderedJwks {
+    from: i64,
+    until: i64,
+    bytes: Arc<[u8]>,
+}
+
 /// One organization's keys, as loaded from storage.
 pub struct OrgKeys {
     pub org_id: String,
     pub keys: Vec<Arc<LoadedKey>>,
-    jwks_cache: RwLock<Option<(i64, i64, Arc<[u8]>)>>,
+    jwks_cache: RwLock<Option<RenderedJwks>>,
 }
 
 impl OrgKeys {
@@ -123,11 +130,11 @@ impl OrgKeys {
     /// The RFC 7517 JWK Set of every published key, serialized once per state change.
     pub fn jwks_json(&self, now: i64) -> Arc<[u8]> {
         if let Ok(guard) = self.jwks_cache.read()
-            && let Some((from, until, bytes)) = guard.as_ref()
-            && now >= *from
-            && now < *until
+            && let Some(r) = guard.as_ref()
+            && now >= r.from
+            && now < r.until
         {
-            return bytes.clone();
+            return r.bytes.clone();
         }
         let keys: Vec<&Value> = self
             .keys
@@ -139,7 +146,7 @@ impl OrgKeys {
             .unwrap_or_default()
             .into();
         if let Ok(mut guard) = self.jwks_cache.write() {
-            *guard = Some((now, self.next_transition(now), bytes.clone()));
+            *guard = Some(RenderedJwks { from: now, until: self.next_transition(now), bytes: bytes.clone() });
         }
         bytes
     }

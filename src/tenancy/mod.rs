@@ -155,6 +155,10 @@ impl Directory {
         if crate::model::OrgSlug::parse(slug).is_none() {
             return Ok(None);
         }
+        // Hot path: a hit costs no allocation.
+        if let Some(hit) = self.orgs.get(slug).await {
+            return Ok(hit);
+        }
         let store = self.store.clone();
         self.orgs
             .try_get_with(slug.to_owned(), async move {
@@ -171,6 +175,9 @@ impl Directory {
     ) -> Result<Option<Arc<Agent>>, StorageError> {
         if !crate::model::is_uuid(agent_id) {
             return Ok(None);
+        }
+        if let Some(hit) = self.agents.get(&(org_id.to_owned(), agent_id.to_owned())).await {
+            return Ok(hit);
         }
         let store = self.store.clone();
         self.agents

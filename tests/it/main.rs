@@ -8,3 +8,4 @@ mod core_flow;
 mod keys;
 mod lifecycle;
 mod private_key_jwt;
+mod startup;
