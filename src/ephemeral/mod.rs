@@ -78,6 +78,10 @@ impl Invalidation {
             ("keys", Some(o), None) => Invalidation::Keys {
                 org_id: o.to_owned(),
             },
+            ("partner", Some(o), Some(i)) => Invalidation::Partner {
+                org_id: o.to_owned(),
+                issuer: i.to_owned(),
+            },
             _ => return None,
         };
         it.next().is_none().then_some(inv)

@@ -40,6 +40,13 @@ pub async fn not_found() -> impl IntoResponse {
     )
 }
 
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(json!({"error": "method_not_allowed", "error_description": "this method is not allowed here"})),
+    )
+}
+
 async fn healthz_get() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
@@ -228,6 +235,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .merge(admin)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
         .layer(layers)
         .with_state(state)

@@ -22,8 +22,14 @@ pub struct JoseHeader {
     pub typ: Option<String>,
     #[serde(default)]
     pub kid: Option<String>,
-    #[serde(default)]
+    /// Present (even as `null`) means rejected.
+    #[serde(default, deserialize_with = "present")]
     pub crit: Option<serde_json::Value>,
+}
+
+/// `Some` whenever the member is present, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +155,8 @@ mod tests {
             b64("{}")
         );
         assert_eq!(parse_header(&crit).unwrap_err(), HeaderError::Crit);
+        let null_crit = format!("{}.{}.sig", b64(r#"{"alg":"ES256","crit":null}"#), b64("{}"));
+        assert_eq!(parse_header(&null_crit).unwrap_err(), HeaderError::Crit);
         for bad in [
             "",
             "a.b",

@@ -5,7 +5,10 @@ mod support;
 
 mod attacks;
 mod core_flow;
+mod fuzz;
 mod keys;
 mod lifecycle;
 mod private_key_jwt;
+mod schemas;
 mod startup;
+mod storage;

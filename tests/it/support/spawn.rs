@@ -50,13 +50,12 @@ pub struct TestApp {
     pub base: String,
     pub token: String,
     pub http: reqwest::Client,
-    pub settings: Settings,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     cleanup: Option<Cleanup>,
 }
 
-enum Cleanup {
+pub enum Cleanup {
     Dir(PathBuf),
     Pg {
         admin_url: String,
@@ -127,7 +126,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-/// Starts a server with exactly these settings (used to restart over the same database).
+/// Starts a server with exactly these settings.
 pub async fn spawn_with_settings(settings: Settings, cleanup: Option<Cleanup>) -> TestApp {
     let startup = App::build(settings.clone()).await.expect("app builds");
     let app = startup.app;
@@ -151,27 +150,9 @@ pub async fn spawn_with_settings(settings: Settings, cleanup: Option<Cleanup>) -
         base,
         token,
         http,
-        settings,
         shutdown: Some(tx),
         server: Some(server),
         cleanup,
-    }
-}
-
-impl TestApp {
-    /// Stops the server and waits for it to drain, keeping the database (to restart over it).
-    pub async fn stop_keep_data(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(s) = self.server.take() {
-            let _ = s.await;
-        }
-    }
-
-    /// Takes over the database cleanup duty (the returned value drops it).
-    pub fn take_cleanup(&mut self) -> Option<Cleanup> {
-        self.cleanup.take()
     }
 }
 

@@ -1,0 +1,760 @@
+//! Storage conformance: the same contract checked directly against `agentidp::storage::open` on
+//! SQLite and on PostgreSQL (each over a fresh database, removed at the end).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use agentidp::storage::{
+    AgentRecord, DynStore, Event, KeyRecord, OrgRecord, StorageError, StoredEvent, open,
+};
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::on_all_backends;
+use crate::support::*;
+
+/// A fresh database of one backend: a SQLite file in a temporary directory, or a uniquely named
+/// PostgreSQL database. Dropping it removes the database (also when the test panics).
+struct FreshDb {
+    url: String,
+    dir: PathBuf,
+    pg: Option<(String, String)>,
+}
+
+impl FreshDb {
+    async fn new(backend: Backend) -> Self {
+        let dir = temp_dir();
+        match backend {
+            Backend::Sqlite => FreshDb {
+                url: format!("sqlite://{}/t.db", dir.display()),
+                dir,
+                pg: None,
+            },
+            Backend::Postgres { admin_url, .. } => {
+                let db = format!("agentidp_storage_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let mut u = url::Url::parse(&admin_url).unwrap();
+                u.set_path(&format!("/{db}"));
+                FreshDb {
+                    url: u.to_string(),
+                    dir,
+                    pg: Some((admin_url, db)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin_url, db)) = self.pg.take() {
+            // Drop runs inside the test's runtime: use a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Opens a store over a fresh database of `backend`; keep the second value alive while using it.
+async fn fresh_store(backend: Backend) -> (DynStore, FreshDb) {
+    let db = FreshDb::new(backend).await;
+    let store = open(&db.url).await.expect("the store opens");
+    (store, db)
+}
+
+fn uid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn org(slug: &str) -> OrgRecord {
+    let id = uid();
+    OrgRecord {
+        id: id.clone(),
+        slug: slug.to_owned(),
+        name: format!("Org {slug}"),
+        issuer: format!("https://idp.example.com/orgs/{slug}/{id}"),
+        did: format!("did:web:idp.example.com:orgs:{slug}:{id}"),
+        dek_wrapped: vec![0, 1, 2, 255, 254, 0],
+        dek_mk_version: 3,
+        created_at: 1_700_000_000,
+        updated_at: 1_700_000_001,
+    }
+}
+
+fn key(org_id: &str, kid: &str, alg: &str, removed_at: Option<i64>) -> KeyRecord {
+    KeyRecord {
+        org_id: org_id.to_owned(),
+        kid: kid.to_owned(),
+        alg: alg.to_owned(),
+        public_jwk: format!(r#"{{"kty":"EC","kid":"{kid}"}}"#),
+        private_enc: vec![9, 0, 8, 255],
+        created_at: 1_700_000_000,
+        activates_at: 1_700_000_010,
+        retires_at: removed_at.map(|r| r - 100),
+        removed_at,
+    }
+}
+
+fn agent(org_id: &str) -> AgentRecord {
+    let id = uid();
+    AgentRecord {
+        org_id: org_id.to_owned(),
+        id: id.clone(),
+        name: "Agent ünïcødé 🤖 'quoted' \"double\"".into(),
+        description: Some("line one\nline two\t'; DROP TABLE agents; --".into()),
+        did: format!("did:web:idp.example.com:orgs:x:agents:{id}"),
+        scopes: r#"["read","write:all"]"#.into(),
+        status: "active".into(),
+        auth_method: "client_secret_basic".into(),
+        secret_digest: Some(vec![0, 0, 1, 2, 3, 255]),
+        secret_digest_version: Some(2),
+        prev_secret_digest: Some(vec![255; 32]),
+        prev_secret_version: Some(1),
+        prev_secret_expires_at: Some(i64::MAX),
+        jwks: Some(r#"{"keys":[]}"#.into()),
+        jwks_uri: Some("https://agent.example/jwks.json".into()),
+        access_token_alg: "EdDSA".into(),
+        id_token_alg: "RS256".into(),
+        access_token_ttl: Some(300),
+        tokens_valid_after_ms: i64::MIN + 1,
+        created_at: 1_700_000_100,
+        updated_at: 1_700_000_101,
+    }
+}
+
+fn ev(org_id: Option<&str>, kind: &'static str, subject: &str, at: i64) -> Event {
+    Event {
+        org_id: org_id.map(str::to_owned),
+        kind,
+        subject: subject.to_owned(),
+        data: json!({"kind": kind, "n": at}),
+        at,
+    }
+}
+
+fn kinds(events: &[StoredEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    store.migrate().await.expect("first migration");
+    store.migrate().await.expect("second migration is a no-op");
+    store.ping().await.unwrap();
+    // Data survives a re-run of the migrations.
+    store.meta_set("k", "v1").await.unwrap();
+    store.meta_set("k", "v2").await.unwrap();
+    store.migrate().await.expect("third migration");
+    assert_eq!(store.meta_get("k").await.unwrap().as_deref(), Some("v2"));
+    assert_eq!(store.meta_get("absent").await.unwrap(), None);
+}
+
+async fn markers_are_single_use_until_expiry(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    store.migrate().await.unwrap();
+    let now = 1_000;
+    assert!(
+        store
+            .marker_set_if_absent("m", now + 60, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .marker_set_if_absent("m", now + 60, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .marker_set_if_absent("m", now + 600, now + 59)
+            .await
+            .unwrap(),
+        "a live marker is not taken over, even with a later expiry"
+    );
+    assert!(
+        store
+            .marker_set_if_absent("other", now + 60, now)
+            .await
+            .unwrap(),
+        "markers are per key"
+    );
+    // Past its expiry the key is free again, and the new marker is live until its own expiry.
+    assert!(
+        store
+            .marker_set_if_absent("m", now + 1_000, now + 61)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .marker_set_if_absent("m", now + 2_000, now + 999)
+            .await
+            .unwrap()
+    );
+
+    // Under concurrency exactly one caller wins.
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.marker_set_if_absent("race", now + 60, now).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap().expect("no storage error under contention") {
+            wins += 1;
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "exactly one of 50 concurrent callers sets the marker"
+    );
+}
+
+async fn orgs_slugs_are_never_reused(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    store.migrate().await.unwrap();
+    let a = org("acme");
+    let keys = [
+        key(&a.id, "k-es", "ES256", None),
+        key(&a.id, "k-rs", "RS256", None),
+    ];
+    store
+        .org_create(&a, &keys, &ev(Some(&a.id), "org.created", &a.id, 1))
+        .await
+        .unwrap();
+    assert_eq!(store.org_by_slug("acme").await.unwrap(), Some(a.clone()));
+    assert_eq!(store.org_by_slug("nope").await.unwrap(), None);
+    assert_eq!(
+        store.keys_for_org(&a.id, 1_700_000_000).await.unwrap(),
+        keys.to_vec()
+    );
+
+    // Same slug, everything else new: a conflict, and nothing of it is written (no key, no event).
+    let dup = org("acme");
+    let dup_keys = [key(&dup.id, "k-dup", "ES256", None)];
+    let e = store
+        .org_create(
+            &dup,
+            &dup_keys,
+            &ev(Some(&dup.id), "org.created", &dup.id, 2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict(_)), "{e:?}");
+    assert!(store.keys_for_org(&dup.id, 0).await.unwrap().is_empty());
+    // A failure after the organization row was written (a duplicate key) rolls it back too.
+    let half = org("half");
+    let twice = [
+        key(&half.id, "same", "ES256", None),
+        key(&half.id, "same", "ES256", None),
+    ];
+    let e = store
+        .org_create(
+            &half,
+            &twice,
+            &ev(Some(&half.id), "org.created", &half.id, 2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict(_)), "{e:?}");
+    assert_eq!(store.org_by_slug("half").await.unwrap(), None);
+    assert!(store.keys_for_org(&half.id, 0).await.unwrap().is_empty());
+
+    let b = org("beta");
+    store
+        .org_create(&b, &[], &ev(Some(&b.id), "org.created", &b.id, 3))
+        .await
+        .unwrap();
+    let mut ids = vec![a.id.clone(), b.id.clone()];
+    ids.sort();
+    let listed: Vec<String> = store
+        .org_list(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(listed, ids);
+    let page2 = store.org_list(Some(&ids[0]), 10).await.unwrap();
+    assert_eq!(page2.len(), 1);
+    assert_eq!(page2[0].id, ids[1]);
+
+    store
+        .org_update_name(
+            &b.id,
+            "Beta Renamed",
+            50,
+            &ev(Some(&b.id), "org.renamed", &b.id, 4),
+        )
+        .await
+        .unwrap();
+    let renamed = store.org_by_slug("beta").await.unwrap().unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.updated_at),
+        ("Beta Renamed", 50)
+    );
+
+    store
+        .org_delete(&a.id, 100, &ev(Some(&a.id), "org.deleted", &a.id, 5))
+        .await
+        .unwrap();
+    assert_eq!(store.org_by_slug("acme").await.unwrap(), None);
+    assert!(
+        store.keys_for_org(&a.id, 100).await.unwrap().is_empty(),
+        "a deleted organization publishes no key"
+    );
+    assert!(
+        !store
+            .org_all_ids()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| *id == a.id)
+    );
+    assert_eq!(store.org_list(None, 10).await.unwrap().len(), 1);
+    // The tombstone keeps the slug: a newcomer cannot take it.
+    let again = org("acme");
+    let e = store
+        .org_create(
+            &again,
+            &[],
+            &ev(Some(&again.id), "org.created", &again.id, 6),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict(_)), "{e:?}");
+    assert!(matches!(
+        store
+            .org_delete(&a.id, 101, &ev(Some(&a.id), "org.deleted", &a.id, 7))
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .org_update_name(&a.id, "x", 102, &ev(Some(&a.id), "org.renamed", &a.id, 8))
+            .await,
+        Err(StorageError::NotFound)
+    ));
+
+    // Only the successful mutations wrote their events, in order, with their data.
+    let events = store.events_after(0, 100).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        ["org.created", "org.created", "org.renamed", "org.deleted"]
+    );
+    let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+    assert_eq!(subjects, [&a.id, &b.id, &b.id, &a.id]);
+    let e0 = &events[0];
+    assert_eq!(e0.org_id.as_deref(), Some(a.id.as_str()));
+    assert_eq!(e0.created_at, 1);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&e0.data).unwrap(),
+        json!({"kind": "org.created", "n": 1})
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    let tail = store.events_after(events[1].id, 100).await.unwrap();
+    assert_eq!(kinds(&tail), ["org.renamed", "org.deleted"]);
+    assert_eq!(store.events_after(0, 2).await.unwrap().len(), 2);
+}
+
+async fn agents_round_trip_and_stay_in_their_org(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    store.migrate().await.unwrap();
+    let o = org("home");
+    let other = org("other");
+    store
+        .org_create(&o, &[], &ev(Some(&o.id), "org.created", &o.id, 1))
+        .await
+        .unwrap();
+    store
+        .org_create(
+            &other,
+            &[],
+            &ev(Some(&other.id), "org.created", &other.id, 2),
+        )
+        .await
+        .unwrap();
+
+    let a = agent(&o.id);
+    store
+        .agent_create(&a, &ev(Some(&o.id), "agent.created", &a.id, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.agent_get(&o.id, &a.id).await.unwrap(),
+        Some(a.clone())
+    );
+    // The same id again in the same org is a conflict.
+    let e = store
+        .agent_create(&a, &ev(Some(&o.id), "agent.created", &a.id, 4))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict(_)), "{e:?}");
+
+    // Every nullable field also round-trips as NULL.
+    let mut bare = agent(&o.id);
+    bare.description = None;
+    bare.secret_digest = None;
+    bare.secret_digest_version = None;
+    bare.prev_secret_digest = None;
+    bare.prev_secret_version = None;
+    bare.prev_secret_expires_at = None;
+    bare.jwks = None;
+    bare.jwks_uri = None;
+    bare.access_token_ttl = None;
+    bare.auth_method = "private_key_jwt".into();
+    store
+        .agent_create(&bare, &ev(Some(&o.id), "agent.created", &bare.id, 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.agent_get(&o.id, &bare.id).await.unwrap(),
+        Some(bare.clone())
+    );
+
+    // Update every mutable column, Some -> other Some and Some -> None.
+    let mut u = a.clone();
+    u.name = "renamed".into();
+    u.description = None;
+    u.scopes = "[]".into();
+    u.status = "suspended".into();
+    u.auth_method = "client_secret_post".into();
+    u.secret_digest = Some(vec![7; 32]);
+    u.secret_digest_version = Some(3);
+    u.prev_secret_digest = None;
+    u.prev_secret_version = None;
+    u.prev_secret_expires_at = None;
+    u.jwks = None;
+    u.jwks_uri = None;
+    u.access_token_alg = "ES256".into();
+    u.id_token_alg = "EdDSA".into();
+    u.access_token_ttl = None;
+    u.tokens_valid_after_ms = 1_700_000_200_123;
+    u.updated_at = 1_700_000_200;
+    store
+        .agent_update(&u, &ev(Some(&o.id), "agent.updated", &a.id, 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.agent_get(&o.id, &a.id).await.unwrap(),
+        Some(u.clone())
+    );
+
+    // Tenant scoping: the other organization sees nothing of it and cannot change it.
+    assert_eq!(store.agent_get(&other.id, &a.id).await.unwrap(), None);
+    assert!(
+        store
+            .agent_list(&other.id, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut foreign = u.clone();
+    foreign.org_id = other.id.clone();
+    foreign.name = "hijacked".into();
+    assert!(matches!(
+        store
+            .agent_update(&foreign, &ev(Some(&other.id), "agent.updated", &a.id, 7))
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .agent_delete(
+                &other.id,
+                &a.id,
+                8,
+                &ev(Some(&other.id), "agent.deleted", &a.id, 8)
+            )
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(
+        store.agent_get(&o.id, &a.id).await.unwrap(),
+        Some(u.clone())
+    );
+
+    // Listing: ordered by id, paged by cursor.
+    let mut ids = vec![a.id.clone(), bare.id.clone()];
+    ids.sort();
+    let listed: Vec<String> = store
+        .agent_list(&o.id, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, ids);
+    let page = store.agent_list(&o.id, None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let rest = store
+        .agent_list(&o.id, Some(&page[0].id), 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_ne!(rest[0].id, page[0].id);
+
+    // Revocation is final: once stored as revoked, no update goes through.
+    let mut revoked = u.clone();
+    revoked.status = "revoked".into();
+    revoked.updated_at += 1;
+    store
+        .agent_update(&revoked, &ev(Some(&o.id), "agent.revoked", &a.id, 9))
+        .await
+        .unwrap();
+    let mut revive = revoked.clone();
+    revive.status = "active".into();
+    assert!(matches!(
+        store
+            .agent_update(&revive, &ev(Some(&o.id), "agent.updated", &a.id, 10))
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(
+        store.agent_get(&o.id, &a.id).await.unwrap().unwrap().status,
+        "revoked"
+    );
+
+    // Delete tombstones: gone from get and list, and further changes are NotFound.
+    store
+        .agent_delete(
+            &o.id,
+            &bare.id,
+            500,
+            &ev(Some(&o.id), "agent.deleted", &bare.id, 11),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.agent_get(&o.id, &bare.id).await.unwrap(), None);
+    assert_eq!(store.agent_list(&o.id, None, 100).await.unwrap().len(), 1);
+    assert!(matches!(
+        store
+            .agent_update(&bare, &ev(Some(&o.id), "agent.updated", &bare.id, 12))
+            .await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .agent_delete(
+                &o.id,
+                &bare.id,
+                501,
+                &ev(Some(&o.id), "agent.deleted", &bare.id, 13)
+            )
+            .await,
+        Err(StorageError::NotFound)
+    ));
+
+    // Deleting the organization takes its live agents with it.
+    store
+        .org_delete(&o.id, 600, &ev(Some(&o.id), "org.deleted", &o.id, 14))
+        .await
+        .unwrap();
+    assert_eq!(store.agent_get(&o.id, &a.id).await.unwrap(), None);
+
+    let events = store.events_after(0, 100).await.unwrap();
+    assert_eq!(
+        kinds(&events),
+        [
+            "org.created",
+            "org.created",
+            "agent.created",
+            "agent.created",
+            "agent.updated",
+            "agent.revoked",
+            "agent.deleted",
+            "org.deleted",
+        ]
+    );
+    let at: Vec<i64> = events.iter().map(|e| e.created_at).collect();
+    assert_eq!(
+        at,
+        [1, 2, 3, 5, 6, 9, 11, 14],
+        "events of failed calls were kept"
+    );
+}
+
+async fn keys_rotate_atomically(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    store.migrate().await.unwrap();
+    let o = org("keys");
+    let other = org("keys-other");
+    store
+        .org_create(
+            &o,
+            &[key(&o.id, "old", "ES256", None)],
+            &ev(Some(&o.id), "org.created", &o.id, 1),
+        )
+        .await
+        .unwrap();
+    store
+        .org_create(
+            &other,
+            &[key(&other.id, "theirs", "ES256", None)],
+            &ev(Some(&other.id), "org.created", &other.id, 2),
+        )
+        .await
+        .unwrap();
+    let new = key(&o.id, "new", "ES256", None);
+    store
+        .keys_rotate(
+            &o.id,
+            std::slice::from_ref(&new),
+            &[("old".into(), 1_000, 2_000)],
+            &ev(Some(&o.id), "keys.rotated", &o.id, 3),
+        )
+        .await
+        .unwrap();
+    let kids = |v: Vec<KeyRecord>| v.into_iter().map(|k| k.kid).collect::<HashSet<_>>();
+    assert_eq!(
+        kids(store.keys_for_org(&o.id, 1_999).await.unwrap()),
+        HashSet::from(["old".to_owned(), "new".to_owned()])
+    );
+    let old = store
+        .keys_for_org(&o.id, 1_999)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.kid == "old")
+        .unwrap();
+    assert_eq!((old.retires_at, old.removed_at), (Some(1_000), Some(2_000)));
+    assert_eq!(
+        kids(store.keys_for_org(&o.id, 2_000).await.unwrap()),
+        HashSet::from(["new".to_owned()]),
+        "a key is gone from its removal time"
+    );
+    // Another organization's retire list does not touch this one's keys.
+    store
+        .keys_rotate(
+            &other.id,
+            &[],
+            &[("new".into(), 1, 1)],
+            &ev(Some(&other.id), "keys.rotated", &other.id, 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kids(store.keys_for_org(&o.id, 2_000).await.unwrap()),
+        HashSet::from(["new".to_owned()])
+    );
+    // A rotation that fails (duplicate kid) changes nothing and writes no event.
+    let e = store
+        .keys_rotate(
+            &o.id,
+            std::slice::from_ref(&new),
+            &[("new".into(), 5, 5)],
+            &ev(Some(&o.id), "keys.rotated", &o.id, 5),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::Conflict(_)), "{e:?}");
+    assert_eq!(
+        kids(store.keys_for_org(&o.id, 2_000).await.unwrap()),
+        HashSet::from(["new".to_owned()]),
+        "the failed rotation's retirement was rolled back"
+    );
+    assert_eq!(
+        kinds(&store.events_after(0, 100).await.unwrap()),
+        ["org.created", "org.created", "keys.rotated", "keys.rotated"]
+    );
+}
+
+async fn revocations_are_scoped_and_purged(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    store.migrate().await.unwrap();
+    let now = 10_000;
+    store
+        .token_revoke("org-a", "jti-1", now + 100)
+        .await
+        .unwrap();
+    store
+        .token_revoke("org-a", "jti-1", now + 100)
+        .await
+        .expect("revoking twice is fine");
+    store
+        .token_revoke("org-a", "jti-old", now - 1)
+        .await
+        .unwrap();
+    store
+        .token_revoke("org-b", "jti-2", now + 100)
+        .await
+        .unwrap();
+    assert!(store.token_is_revoked("org-a", "jti-1").await.unwrap());
+    assert!(!store.token_is_revoked("org-b", "jti-1").await.unwrap());
+    assert!(!store.token_is_revoked("org-a", "jti-2").await.unwrap());
+    assert!(store.token_is_revoked("org-b", "jti-2").await.unwrap());
+    assert!(!store.token_is_revoked("org-a", "unknown").await.unwrap());
+
+    assert!(
+        store
+            .marker_set_if_absent("live", now + 100, now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .marker_set_if_absent("dead", now - 1, now - 50)
+            .await
+            .unwrap()
+    );
+    let o = org("purge");
+    store
+        .org_create(&o, &[], &ev(Some(&o.id), "org.created", &o.id, 1))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.purge_expired(now).await.unwrap(),
+        2,
+        "one expired revocation and one expired marker"
+    );
+    assert_eq!(store.purge_expired(now).await.unwrap(), 0);
+    assert!(!store.token_is_revoked("org-a", "jti-old").await.unwrap());
+    assert!(store.token_is_revoked("org-a", "jti-1").await.unwrap());
+    assert!(store.token_is_revoked("org-b", "jti-2").await.unwrap());
+    assert!(
+        !store
+            .marker_set_if_absent("live", now + 100, now)
+            .await
+            .unwrap(),
+        "a live marker survives the purge"
+    );
+    assert!(store.org_by_slug("purge").await.unwrap().is_some());
+    assert_eq!(store.events_after(0, 100).await.unwrap().len(), 1);
+    // Everything has expired a long time later.
+    assert_eq!(store.purge_expired(now + 1_000).await.unwrap(), 3);
+    assert!(!store.token_is_revoked("org-a", "jti-1").await.unwrap());
+}
+
+on_all_backends!(
+    migrations_are_idempotent,
+    markers_are_single_use_until_expiry,
+    orgs_slugs_are_never_reused,
+    agents_round_trip_and_stay_in_their_org,
+    keys_rotate_atomically,
+    revocations_are_scoped_and_purged
+);
