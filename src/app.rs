@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use base64::prelude::*;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use serde_json::Value;
 use url::Url;
 
 use crate::config::Settings;
@@ -258,12 +258,15 @@ impl App {
                 // The drain is bounded as with TLS: a stalled client (say, one that never finishes
                 // its request headers) must not keep the process from exiting.
                 let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-                let serve = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                    .with_graceful_shutdown(async move {
-                        shutdown.await;
-                        tracing::info!("shutting down: draining in-flight requests");
-                        let _ = draining_tx.send(());
-                    });
+                let serve = axum::serve(
+                    self.listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    tracing::info!("shutting down: draining in-flight requests");
+                    let _ = draining_tx.send(());
+                });
                 let drain_deadline = async move {
                     match draining_rx.await {
                         Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
@@ -317,11 +320,15 @@ pub fn assemble(
         None => (Arc::new(DbReplayCache(store.clone())), Arc::new(LocalBus)),
     };
     let extra_roots = match &settings.outbound_ca_file {
-        Some(p) => std::fs::read(p).with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
+        Some(p) => std::fs::read(p)
+            .with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
         None => Vec::new(),
     };
-    let fetcher = Fetcher::with_roots(FetchPolicy::new(settings.allow_insecure_loopback), &extra_roots)
-        .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
+    let fetcher = Fetcher::with_roots(
+        FetchPolicy::new(settings.allow_insecure_loopback),
+        &extra_roots,
+    )
+    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
     let keys = KeyService::new(
         store.clone(),
         master,
@@ -334,17 +341,26 @@ pub fn assemble(
         keys,
         digester,
         replay,
-        agent_jwks: RemoteJson::new(fetcher.clone(), "application/jwk-set+json, application/json", crate::remote::is_jwks),
+        agent_jwks: RemoteJson::new(
+            fetcher.clone(),
+            "application/jwk-set+json, application/json",
+            crate::remote::is_jwks,
+        ),
         partner_jwks: RemoteJson::new(
             fetcher.clone(),
             "application/jwk-set+json, application/json",
             crate::remote::is_jwks,
         ),
-        did_docs: RemoteJson::new(fetcher.clone(), "application/did+json, application/json", |v| {
-            v.get("id").is_some_and(Value::is_string)
-        }),
+        did_docs: RemoteJson::new(
+            fetcher.clone(),
+            "application/did+json, application/json",
+            |v| v.get("id").is_some_and(Value::is_string),
+        ),
         fetcher,
-        cards: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build(),
+        cards: moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(10))
+            .build(),
         clock: Arc::new(SystemClock),
         instance_did: crate::did::instance_did(&public_url),
         public_url,
@@ -359,8 +375,10 @@ pub fn assemble(
             .time_to_live(Duration::from_secs(60))
             .build(),
         foreign_resolution_limit: Arc::new(governor::RateLimiter::keyed(
-            governor::Quota::per_second(std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN))
-                .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
+            governor::Quota::per_second(
+                std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
+            )
+            .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
         )),
     })
 }

@@ -185,7 +185,9 @@ impl Fetcher {
         let redirect_policy = policy;
         let mut builder = reqwest::Client::builder();
         if !extra_roots_pem.is_empty() {
-            for cert in reqwest::Certificate::from_pem_bundle(extra_roots_pem).map_err(|e| FetchError::Transport(e.to_string()))? {
+            for cert in reqwest::Certificate::from_pem_bundle(extra_roots_pem)
+                .map_err(|e| FetchError::Transport(e.to_string()))?
+            {
                 builder = builder.add_root_certificate(cert);
             }
         }

@@ -63,7 +63,10 @@ impl RemoteJson {
 
     /// The cached copy, fresh or stale, without fetching.
     pub async fn cached(&self, uri: &str) -> Option<Arc<RemoteEntry>> {
-        self.latest.get(uri).await.filter(|e| Instant::now() < e.stale_until)
+        self.latest
+            .get(uri)
+            .await
+            .filter(|e| Instant::now() < e.stale_until)
     }
 
     /// The document at `uri`: cached while fresh, else fetched (once per interval).
@@ -85,7 +88,8 @@ impl RemoteJson {
             .attempts
             .get_with(uri.to_owned(), async move {
                 let fetched = fetcher.get(&owned, accept).await?;
-                let doc: Value = serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJson)?;
+                let doc: Value =
+                    serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJson)?;
                 if !check(&doc) {
                     return Err(FetchError::NotJson);
                 }

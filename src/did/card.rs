@@ -65,7 +65,10 @@ pub struct Skill {
 
 fn short(field: &'static str, s: &str, max: usize) -> Result<(), AdminError> {
     if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
-        return Err(AdminError::field(field, format!("must be 1 to {max} printable characters")));
+        return Err(AdminError::field(
+            field,
+            format!("must be 1 to {max} printable characters"),
+        ));
     }
     Ok(())
 }
@@ -95,7 +98,10 @@ impl CardMeta {
             short("skills", &s.id, 128)?;
             short("skills", &s.name, 200)?;
             if s.description.chars().count() > 2000 || s.tags.len() > 50 || s.examples.len() > 50 {
-                return Err(AdminError::field("skills", "description at most 2000 characters, at most 50 tags and 50 examples"));
+                return Err(AdminError::field(
+                    "skills",
+                    "description at most 2000 characters, at most 50 tags and 50 examples",
+                ));
             }
         }
         let mut ids: Vec<&str> = self.skills.iter().map(|s| s.id.as_str()).collect();
@@ -103,7 +109,11 @@ impl CardMeta {
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return Err(AdminError::field("skills", "skill ids must be unique"));
         }
-        for m in self.default_input_modes.iter().chain(&self.default_output_modes) {
+        for m in self
+            .default_input_modes
+            .iter()
+            .chain(&self.default_output_modes)
+        {
             short("default_input_modes", m, 128)?;
         }
         Ok(())
@@ -115,9 +125,18 @@ pub fn card(org: &OrgRecord, agent: &Agent, meta: &CardMeta) -> Value {
     let r = &agent.record;
     let card_url = format!("{}/agents/{}/card", org.issuer, r.id);
     let token_url = format!("{}/oauth2/token", org.issuer);
-    let scopes: serde_json::Map<String, Value> =
-        agent.scopes.iter().map(|s| (s.clone(), Value::String(String::new()))).collect();
-    let modes = |m: &Vec<String>| if m.is_empty() { json!(["application/json"]) } else { json!(m) };
+    let scopes: serde_json::Map<String, Value> = agent
+        .scopes
+        .iter()
+        .map(|s| (s.clone(), Value::String(String::new())))
+        .collect();
+    let modes = |m: &Vec<String>| {
+        if m.is_empty() {
+            json!(["application/json"])
+        } else {
+            json!(m)
+        }
+    };
     let mut card = json!({
         "protocolVersion": A2A_PROTOCOL_VERSION,
         "name": r.name,
@@ -160,10 +179,12 @@ pub fn sign(mut card: Value, key: &LoadedKey, jwks_uri: &str) -> Result<Value, S
     }
     let payload = serde_json_canonicalizer::to_vec(&card).map_err(|_| SigningError::Sign)?;
     let header = json!({"alg": key.alg.as_str(), "typ": "JOSE", "kid": key.kid, "jku": jwks_uri});
-    let protected = BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| SigningError::Sign)?);
+    let protected =
+        BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| SigningError::Sign)?);
     let signing_input = format!("{protected}.{}", BASE64_URL_SAFE_NO_PAD.encode(&payload));
     let sig = key.signer.sign(signing_input.as_bytes())?;
-    card["signatures"] = json!([{"protected": protected, "signature": BASE64_URL_SAFE_NO_PAD.encode(sig)}]);
+    card["signatures"] =
+        json!([{"protected": protected, "signature": BASE64_URL_SAFE_NO_PAD.encode(sig)}]);
     Ok(card)
 }
 
@@ -182,7 +203,16 @@ mod tests {
         // RFC 8785 §3.2.3 sorting example: keys ordered by UTF-16 code units.
         let sorting = r#"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#;
         let out = serde_json_canonicalizer::pipe(sorting).unwrap();
-        let order: Vec<&str> = ["Carriage Return", "One", "Control", "Latin Small", "Euro Sign", "Emoji", "Hebrew"].to_vec();
+        let order: Vec<&str> = [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small",
+            "Euro Sign",
+            "Emoji",
+            "Hebrew",
+        ]
+        .to_vec();
         let positions: Vec<usize> = order.iter().map(|o| out.find(o).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{out}");
     }

@@ -56,7 +56,10 @@ pub fn verification_method(controller: &str, kid: &str, jwk: &Value) -> Value {
     let is_ed25519 = jwk.get("kty").and_then(Value::as_str) == Some("OKP")
         && jwk.get("crv").and_then(Value::as_str) == Some("Ed25519");
     if is_ed25519
-        && let Some(raw) = jwk.get("x").and_then(Value::as_str).and_then(|x| BASE64_URL_SAFE_NO_PAD.decode(x).ok())
+        && let Some(raw) = jwk
+            .get("x")
+            .and_then(Value::as_str)
+            .and_then(|x| BASE64_URL_SAFE_NO_PAD.decode(x).ok())
     {
         return json!({"id": id, "type": "Multikey", "controller": controller, "publicKeyMultibase": ed25519_multibase(&raw)});
     }
@@ -74,10 +77,21 @@ pub fn instance_document(instance_did: &str, base: &str) -> Value {
 
 /// An organization's document: the public halves of its published signing keys (the JWKS),
 /// a service naming its OIDC issuer, and the instance as controller.
-pub fn org_document(org: &OrgRecord, instance_did: &str, keys: &OrgKeys, now: i64) -> (Value, DocMeta) {
+pub fn org_document(
+    org: &OrgRecord,
+    instance_did: &str,
+    keys: &OrgKeys,
+    now: i64,
+) -> (Value, DocMeta) {
     let published: Vec<_> = keys.keys.iter().filter(|k| k.is_published(now)).collect();
-    let vms: Vec<Value> = published.iter().map(|k| verification_method(&org.did, &k.kid, &k.public_jwk)).collect();
-    let ids: Vec<String> = published.iter().map(|k| format!("{}#{}", org.did, k.kid)).collect();
+    let vms: Vec<Value> = published
+        .iter()
+        .map(|k| verification_method(&org.did, &k.kid, &k.public_jwk))
+        .collect();
+    let ids: Vec<String> = published
+        .iter()
+        .map(|k| format!("{}#{}", org.did, k.kid))
+        .collect();
     let doc = json!({
         "@context": contexts(),
         "id": org.did,
@@ -90,8 +104,20 @@ pub fn org_document(org: &OrgRecord, instance_did: &str, keys: &OrgKeys, now: i6
             {"id": format!("{}#jwks", org.did), "type": "JsonWebKeySet", "serviceEndpoint": format!("{}/jwks.json", org.issuer)},
         ],
     });
-    let updated = published.iter().map(|k| k.created_at).chain([org.updated_at]).max().unwrap_or(org.updated_at);
-    (doc, DocMeta { created: org.created_at, updated, deactivated: false })
+    let updated = published
+        .iter()
+        .map(|k| k.created_at)
+        .chain([org.updated_at])
+        .max()
+        .unwrap_or(org.updated_at);
+    (
+        doc,
+        DocMeta {
+            created: org.created_at,
+            updated,
+            deactivated: false,
+        },
+    )
 }
 
 /// The agent's own registered public keys (private_key_jwt agents), by thumbprint.
@@ -100,7 +126,11 @@ pub fn agent_keys(jwks: Option<&Value>) -> Vec<(String, Value)> {
         return Vec::new();
     };
     keys.iter()
-        .filter(|k| k.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig"))
+        .filter(|k| {
+            k.get("use")
+                .and_then(Value::as_str)
+                .is_none_or(|u| u == "sig")
+        })
         .map(|k| (thumbprint(k), k.clone()))
         .collect()
 }
@@ -109,14 +139,31 @@ pub fn agent_keys(jwks: Option<&Value>) -> Vec<(String, Value)> {
 /// are referenced from `assertionMethod` (DID Core §5.3 allows another DID's methods) because a
 /// proof-of-control JWT is signed by the organization and verifiers do not follow `controller`.
 /// A secret-based agent lists no keys of its own: the organization (controller) vouches for it.
-pub fn agent_document(org: &OrgRecord, org_keys: &OrgKeys, agent: &Agent, agent_jwks: Option<&Value>, now: i64) -> (Value, DocMeta) {
+pub fn agent_document(
+    org: &OrgRecord,
+    org_keys: &OrgKeys,
+    agent: &Agent,
+    agent_jwks: Option<&Value>,
+    now: i64,
+) -> (Value, DocMeta) {
     let did = &agent.record.did;
     let own = agent_keys(agent_jwks);
-    let vms: Vec<Value> = own.iter().map(|(kid, jwk)| verification_method(did, kid, jwk)).collect();
+    let vms: Vec<Value> = own
+        .iter()
+        .map(|(kid, jwk)| verification_method(did, kid, jwk))
+        .collect();
     let own_ids: Vec<String> = own.iter().map(|(kid, _)| format!("{did}#{kid}")).collect();
-    let org_published: Vec<_> = org_keys.keys.iter().filter(|k| k.is_published(now)).collect();
+    let org_published: Vec<_> = org_keys
+        .keys
+        .iter()
+        .filter(|k| k.is_published(now))
+        .collect();
     let mut assertion = own_ids.clone();
-    assertion.extend(org_published.iter().map(|k| format!("{}#{}", org.did, k.kid)));
+    assertion.extend(
+        org_published
+            .iter()
+            .map(|k| format!("{}#{}", org.did, k.kid)),
+    );
     let card = format!("{}/agents/{}/card", org.issuer, agent.id());
     let doc = json!({
         "@context": contexts(),
@@ -137,7 +184,11 @@ pub fn agent_document(org: &OrgRecord, org_keys: &OrgKeys, agent: &Agent, agent_
         .chain([agent.record.updated_at])
         .max()
         .unwrap_or(agent.record.updated_at);
-    let meta = DocMeta { created: agent.record.created_at, updated, deactivated: agent.status == AgentStatus::Revoked };
+    let meta = DocMeta {
+        created: agent.record.created_at,
+        updated,
+        deactivated: agent.status == AgentStatus::Revoked,
+    };
     (doc, meta)
 }
 

@@ -71,14 +71,22 @@ pub fn parse_did(s: &str) -> Option<Did<'_>> {
     }
     let rest = s.strip_prefix("did:")?;
     let (method, msid) = rest.split_once(':')?;
-    let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let method_ok = !method.is_empty()
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     // method-specific-id = *( *idchar ":" ) 1*idchar ; idchar = ALPHA / DIGIT / "." / "-" / "_" / pct-encoded
     let b = msid.as_bytes();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             c if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':') => i += 1,
-            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => i += 3,
+            b'%' if i + 2 < b.len()
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 3
+            }
             _ => return None,
         }
     }
@@ -102,8 +110,13 @@ pub fn own_did(instance: &str, did: &str) -> Option<OwnDid> {
     let rest = did.strip_prefix(instance)?.strip_prefix(":orgs:")?;
     let mut parts = rest.split(':');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(slug), None, None, None) => Some(OwnDid::Org { slug: slug.to_owned() }),
-        (Some(slug), Some("agents"), Some(id), None) => Some(OwnDid::Agent { slug: slug.to_owned(), agent_id: id.to_owned() }),
+        (Some(slug), None, None, None) => Some(OwnDid::Org {
+            slug: slug.to_owned(),
+        }),
+        (Some(slug), Some("agents"), Some(id), None) => Some(OwnDid::Agent {
+            slug: slug.to_owned(),
+            agent_id: id.to_owned(),
+        }),
         _ => None,
     }
 }
@@ -113,15 +126,24 @@ pub fn own_did(instance: &str, did: &str) -> Option<OwnDid> {
 pub fn did_web_url(msid: &str) -> Option<String> {
     let mut segs = msid.split(':');
     let host = segs.next()?;
-    let host = percent_encoding::percent_decode_str(host).decode_utf8().ok()?;
+    let host = percent_encoding::percent_decode_str(host)
+        .decode_utf8()
+        .ok()?;
     if host.is_empty() || host.contains(['/', '?', '#', '@']) {
         return None;
     }
     let path: Vec<String> = segs
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned()))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+        })
         .collect::<Result<_, _>>()
         .ok()?;
-    if path.iter().any(|p| p.is_empty() || p == "." || p == ".." || p.contains(['/', '?', '#'])) {
+    if path
+        .iter()
+        .any(|p| p.is_empty() || p == "." || p == ".." || p.contains(['/', '?', '#']))
+    {
         return None;
     }
     let url = if path.is_empty() {
@@ -141,7 +163,18 @@ mod tests {
         assert!(parse_did("did:web:example.com").is_some());
         assert!(parse_did("did:web:localhost%3A8443:orgs:acme").is_some());
         assert!(parse_did("did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK").is_some());
-        for bad in ["", "did:", "did:web", "did:web:", "did:Web:x", "did:web:a b", "did:web:x:", "did:web:%zz", "web:x", "did:web:x%3"] {
+        for bad in [
+            "",
+            "did:",
+            "did:web",
+            "did:web:",
+            "did:Web:x",
+            "did:web:a b",
+            "did:web:x:",
+            "did:web:%zz",
+            "web:x",
+            "did:web:x%3",
+        ] {
             assert!(parse_did(bad).is_none(), "{bad}");
         }
     }
@@ -150,10 +183,18 @@ mod tests {
     fn own_dids() {
         let i = "did:web:idp.example.com";
         assert_eq!(own_did(i, i), Some(OwnDid::Instance));
-        assert_eq!(own_did(i, "did:web:idp.example.com:orgs:acme"), Some(OwnDid::Org { slug: "acme".into() }));
+        assert_eq!(
+            own_did(i, "did:web:idp.example.com:orgs:acme"),
+            Some(OwnDid::Org {
+                slug: "acme".into()
+            })
+        );
         assert_eq!(
             own_did(i, "did:web:idp.example.com:orgs:acme:agents:A"),
-            Some(OwnDid::Agent { slug: "acme".into(), agent_id: "A".into() })
+            Some(OwnDid::Agent {
+                slug: "acme".into(),
+                agent_id: "A".into()
+            })
         );
         assert_eq!(own_did(i, "did:web:idp.example.com:orgs:acme:x:A"), None);
         assert_eq!(own_did(i, "did:web:idp.example.comx:orgs:acme"), None);
@@ -162,9 +203,18 @@ mod tests {
 
     #[test]
     fn did_web_urls() {
-        assert_eq!(did_web_url("w3c-ccg.github.io").unwrap(), "https://w3c-ccg.github.io/.well-known/did.json");
-        assert_eq!(did_web_url("w3c-ccg.github.io:user:alice").unwrap(), "https://w3c-ccg.github.io/user/alice/did.json");
-        assert_eq!(did_web_url("example.com%3A3000:user:alice").unwrap(), "https://example.com:3000/user/alice/did.json");
+        assert_eq!(
+            did_web_url("w3c-ccg.github.io").unwrap(),
+            "https://w3c-ccg.github.io/.well-known/did.json"
+        );
+        assert_eq!(
+            did_web_url("w3c-ccg.github.io:user:alice").unwrap(),
+            "https://w3c-ccg.github.io/user/alice/did.json"
+        );
+        assert_eq!(
+            did_web_url("example.com%3A3000:user:alice").unwrap(),
+            "https://example.com:3000/user/alice/did.json"
+        );
         assert!(did_web_url("example.com:..:x").is_none());
         assert!(did_web_url("exa%2Fmple.com").is_none());
     }

@@ -58,9 +58,13 @@ pub fn mint(
         issuer,
         client_id,
     };
-    let mut out = BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| SigningError::Sign)?);
+    let mut out =
+        BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| SigningError::Sign)?);
     out.push('.');
-    out.push_str(&BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).map_err(|_| SigningError::Sign)?));
+    out.push_str(
+        &BASE64_URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims).map_err(|_| SigningError::Sign)?),
+    );
     let sig = key.signer.sign(out.as_bytes())?;
     out.push('.');
     out.push_str(&BASE64_URL_SAFE_NO_PAD.encode(sig));

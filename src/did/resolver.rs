@@ -53,23 +53,57 @@ pub struct Resolved {
 pub async fn resolve_own(idp: &Idp, which: OwnDid, now: i64) -> Result<Resolved, ResolveError> {
     let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
     match which {
-        OwnDid::Instance => {
-            Ok(Resolved { document: document::instance_document(&idp.instance_did, idp.base()), meta: None })
-        }
+        OwnDid::Instance => Ok(Resolved {
+            document: document::instance_document(&idp.instance_did, idp.base()),
+            meta: None,
+        }),
         OwnDid::Org { slug } => {
-            let org = idp.directory.org(&slug).await.map_err(|e| internal(&e))?.ok_or(ResolveError::NotFound)?;
-            let keys = idp.keys.org_keys(&org, now).await.map_err(|e| internal(&e))?;
+            let org = idp
+                .directory
+                .org(&slug)
+                .await
+                .map_err(|e| internal(&e))?
+                .ok_or(ResolveError::NotFound)?;
+            let keys = idp
+                .keys
+                .org_keys(&org, now)
+                .await
+                .map_err(|e| internal(&e))?;
             let (doc, meta) = document::org_document(&org, &idp.instance_did, &keys, now);
-            Ok(Resolved { document: doc, meta: Some(meta) })
+            Ok(Resolved {
+                document: doc,
+                meta: Some(meta),
+            })
         }
         OwnDid::Agent { slug, agent_id } => {
-            let org = idp.directory.org(&slug).await.map_err(|e| internal(&e))?.ok_or(ResolveError::NotFound)?;
-            let agent = idp.directory.agent(&org.id, &agent_id).await.map_err(|e| internal(&e))?.ok_or(ResolveError::NotFound)?;
+            let org = idp
+                .directory
+                .org(&slug)
+                .await
+                .map_err(|e| internal(&e))?
+                .ok_or(ResolveError::NotFound)?;
+            let agent = idp
+                .directory
+                .agent(&org.id, &agent_id)
+                .await
+                .map_err(|e| internal(&e))?
+                .ok_or(ResolveError::NotFound)?;
             if agent.status == AgentStatus::Revoked {
-                let meta = DocMeta { created: agent.record.created_at, updated: agent.record.updated_at, deactivated: true };
-                return Ok(Resolved { document: deactivated_document(&agent.record.did), meta: Some(meta) });
+                let meta = DocMeta {
+                    created: agent.record.created_at,
+                    updated: agent.record.updated_at,
+                    deactivated: true,
+                };
+                return Ok(Resolved {
+                    document: deactivated_document(&agent.record.did),
+                    meta: Some(meta),
+                });
             }
-            let keys = idp.keys.org_keys(&org, now).await.map_err(|e| internal(&e))?;
+            let keys = idp
+                .keys
+                .org_keys(&org, now)
+                .await
+                .map_err(|e| internal(&e))?;
             // A jwks_uri agent's keys come from the last fetched copy: resolving our own DIDs
             // never makes an outbound request.
             let remote = match &agent.record.jwks_uri {
@@ -78,20 +112,41 @@ pub async fn resolve_own(idp: &Idp, which: OwnDid, now: i64) -> Result<Resolved,
             };
             let jwks = agent.jwks.as_ref().or(remote.as_ref());
             let (doc, meta) = document::agent_document(&org, &keys, &agent, jwks, now);
-            Ok(Resolved { document: doc, meta: Some(meta) })
+            Ok(Resolved {
+                document: doc,
+                meta: Some(meta),
+            })
         }
     }
 }
 
 /// Resolves any DID. `may_fetch` is asked before a foreign did:web is fetched (rate limiting).
-pub async fn resolve(idp: &Idp, did: &str, now: i64, may_fetch: impl FnOnce() -> bool) -> Result<Resolved, ResolveError> {
+pub async fn resolve(
+    idp: &Idp,
+    did: &str,
+    now: i64,
+    may_fetch: impl FnOnce() -> bool,
+) -> Result<Resolved, ResolveError> {
     let parsed = parse_did(did).ok_or(ResolveError::InvalidDid)?;
     if let Some(which) = own_did(&idp.instance_did, did) {
         return resolve_own(idp, which, now).await;
     }
+    // Any other DID below our own is one we do not serve: never fetch ourselves for it.
+    if did
+        .strip_prefix(idp.instance_did.as_str())
+        .is_some_and(|rest| rest.starts_with(':'))
+    {
+        return Err(ResolveError::NotFound);
+    }
     match parsed.method {
-        "key" => did_key(did, parsed.msid).map(|d| Resolved { document: d, meta: None }),
-        "jwk" => did_jwk(did, parsed.msid).map(|d| Resolved { document: d, meta: None }),
+        "key" => did_key(did, parsed.msid).map(|d| Resolved {
+            document: d,
+            meta: None,
+        }),
+        "jwk" => did_jwk(did, parsed.msid).map(|d| Resolved {
+            document: d,
+            meta: None,
+        }),
         "web" => {
             let url = super::did_web_url(parsed.msid).ok_or(ResolveError::InvalidDid)?;
             if idp.did_docs.cached(&url).await.is_none() && !may_fetch() {
@@ -102,9 +157,14 @@ pub async fn resolve(idp: &Idp, did: &str, now: i64, may_fetch: impl FnOnce() ->
                 other => ResolveError::Internal(other.to_string()),
             })?;
             if entry.doc.get("id").and_then(Value::as_str) != Some(did) {
-                return Err(ResolveError::Internal("the document's id is not the DID asked for".into()));
+                return Err(ResolveError::Internal(
+                    "the document's id is not the DID asked for".into(),
+                ));
             }
-            Ok(Resolved { document: entry.doc.clone(), meta: None })
+            Ok(Resolved {
+                document: entry.doc.clone(),
+                meta: None,
+            })
         }
         _ => Err(ResolveError::MethodNotSupported),
     }
@@ -122,20 +182,28 @@ const MULTICODECS: [(&[u8], usize, bool); 5] = [
 /// did:key (W3C CCG did:key §3.1.2): one Multikey verification method, `{did}#{msid}`.
 fn did_key(did: &str, msid: &str) -> Result<Value, ResolveError> {
     let b58 = msid.strip_prefix('z').ok_or(ResolveError::InvalidDid)?;
-    let raw = bs58::decode(b58).into_vec().map_err(|_| ResolveError::InvalidDid)?;
+    let raw = bs58::decode(b58)
+        .into_vec()
+        .map_err(|_| ResolveError::InvalidDid)?;
     let (_, _, signing) = MULTICODECS
         .iter()
         .find(|(prefix, len, _)| raw.starts_with(prefix) && raw.len() == prefix.len() + len)
         .ok_or(ResolveError::InvalidDid)?;
     let vm_id = format!("{did}#{msid}");
-    let vm = json!({"id": vm_id, "type": "Multikey", "controller": did, "publicKeyMultibase": msid});
+    let vm =
+        json!({"id": vm_id, "type": "Multikey", "controller": did, "publicKeyMultibase": msid});
     let mut doc = json!({
         "@context": [document::CONTEXT_DID, document::CONTEXT_MULTIKEY],
         "id": did,
         "verificationMethod": [vm],
     });
     let rels: &[&str] = if *signing {
-        &["authentication", "assertionMethod", "capabilityInvocation", "capabilityDelegation"]
+        &[
+            "authentication",
+            "assertionMethod",
+            "capabilityInvocation",
+            "capabilityDelegation",
+        ]
     } else {
         &["keyAgreement"]
     };
@@ -147,10 +215,19 @@ fn did_key(did: &str, msid: &str) -> Result<Value, ResolveError> {
 
 /// did:jwk (did:jwk spec §2.2): the base64url-encoded public JWK, method `{did}#0`.
 fn did_jwk(did: &str, msid: &str) -> Result<Value, ResolveError> {
-    let raw = BASE64_URL_SAFE_NO_PAD.decode(msid).map_err(|_| ResolveError::InvalidDid)?;
+    let raw = BASE64_URL_SAFE_NO_PAD
+        .decode(msid)
+        .map_err(|_| ResolveError::InvalidDid)?;
     let jwk: Value = serde_json::from_slice(&raw).map_err(|_| ResolveError::InvalidDid)?;
-    let kty = jwk.get("kty").and_then(Value::as_str).ok_or(ResolveError::InvalidDid)?;
-    if !matches!(kty, "EC" | "RSA" | "OKP") || ["d", "p", "q", "dp", "dq", "qi", "k"].iter().any(|m| jwk.get(m).is_some()) {
+    let kty = jwk
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or(ResolveError::InvalidDid)?;
+    if !matches!(kty, "EC" | "RSA" | "OKP")
+        || ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|m| jwk.get(m).is_some())
+    {
         return Err(ResolveError::InvalidDid);
     }
     let vm_id = format!("{did}#0");
@@ -161,7 +238,12 @@ fn did_jwk(did: &str, msid: &str) -> Result<Value, ResolveError> {
     });
     let use_ = jwk.get("use").and_then(Value::as_str);
     if use_ != Some("enc") {
-        for r in ["authentication", "assertionMethod", "capabilityInvocation", "capabilityDelegation"] {
+        for r in [
+            "authentication",
+            "assertionMethod",
+            "capabilityInvocation",
+            "capabilityDelegation",
+        ] {
             doc[r] = json!([vm_id]);
         }
     }
@@ -180,8 +262,14 @@ mod tests {
         // From the did:key specification's Ed25519 example.
         let did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
         let doc = did_key(did, &did[8..]).unwrap();
-        assert_eq!(doc["verificationMethod"][0]["id"], format!("{did}#z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"));
-        assert_eq!(doc["assertionMethod"][0], doc["verificationMethod"][0]["id"]);
+        assert_eq!(
+            doc["verificationMethod"][0]["id"],
+            format!("{did}#z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK")
+        );
+        assert_eq!(
+            doc["assertionMethod"][0],
+            doc["verificationMethod"][0]["id"]
+        );
         assert!(did_key("did:key:z123", "z123").is_err());
         assert!(did_key("did:key:abc", "abc").is_err());
     }
@@ -193,8 +281,15 @@ mod tests {
         let doc = did_jwk(did, &did[8..]).unwrap();
         assert_eq!(doc["verificationMethod"][0]["publicKeyJwk"]["crv"], "P-256");
         assert_eq!(doc["verificationMethod"][0]["id"], format!("{did}#0"));
-        let private = BASE64_URL_SAFE_NO_PAD.encode(r#"{"kty":"OKP","crv":"Ed25519","x":"AA","d":"AA"}"#);
-        assert_eq!(did_jwk("did:jwk:x", &private).unwrap_err(), ResolveError::InvalidDid);
-        assert_eq!(did_jwk("did:jwk:x", "!!").unwrap_err(), ResolveError::InvalidDid);
+        let private =
+            BASE64_URL_SAFE_NO_PAD.encode(r#"{"kty":"OKP","crv":"Ed25519","x":"AA","d":"AA"}"#);
+        assert_eq!(
+            did_jwk("did:jwk:x", &private).unwrap_err(),
+            ResolveError::InvalidDid
+        );
+        assert_eq!(
+            did_jwk("did:jwk:x", "!!").unwrap_err(),
+            ResolveError::InvalidDid
+        );
     }
 }

@@ -125,7 +125,10 @@ mod tests {
                 agent_id: "a".into(),
             },
             Invalidation::Keys { org_id: "o".into() },
-            Invalidation::Partner { org_id: "o".into(), issuer: "https://p.example/orgs/x".into() },
+            Invalidation::Partner {
+                org_id: "o".into(),
+                issuer: "https://p.example/orgs/x".into(),
+            },
         ] {
             assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
         }

@@ -30,9 +30,12 @@ impl Partner {
     pub fn from_record(record: PartnerRecord) -> Result<Self, StorageError> {
         let bad = |what: &str| StorageError::Other(format!("partner {}: bad {what}", record.id));
         Ok(Partner {
-            allowed_scopes: serde_json::from_str(&record.allowed_scopes).map_err(|_| bad("allowed_scopes"))?,
-            allowed_audiences: serde_json::from_str(&record.allowed_audiences).map_err(|_| bad("allowed_audiences"))?,
-            claim_mapping: serde_json::from_str(&record.claim_mapping).map_err(|_| bad("claim_mapping"))?,
+            allowed_scopes: serde_json::from_str(&record.allowed_scopes)
+                .map_err(|_| bad("allowed_scopes"))?,
+            allowed_audiences: serde_json::from_str(&record.allowed_audiences)
+                .map_err(|_| bad("allowed_audiences"))?,
+            claim_mapping: serde_json::from_str(&record.claim_mapping)
+                .map_err(|_| bad("claim_mapping"))?,
             jwks: match &record.jwks {
                 Some(j) => Some(serde_json::from_str(j).map_err(|_| bad("jwks"))?),
                 None => None,

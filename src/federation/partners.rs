@@ -31,11 +31,16 @@ pub struct PartnerInput {
 }
 
 fn check_issuer(idp: &Idp, issuer: &str) -> Result<url::Url, AdminError> {
-    let u = url::Url::parse(issuer).map_err(|_| AdminError::field("issuer", "must be an absolute URL"))?;
+    let u = url::Url::parse(issuer)
+        .map_err(|_| AdminError::field("issuer", "must be an absolute URL"))?;
     if u.query().is_some() || u.fragment().is_some() {
-        return Err(AdminError::field("issuer", "must not have a query or fragment (RFC 8414 §2)"));
+        return Err(AdminError::field(
+            "issuer",
+            "must not have a query or fragment (RFC 8414 §2)",
+        ));
     }
-    crate::fetch::check_url(&u, idp.fetcher.policy()).map_err(|e| AdminError::field("issuer", e.to_string()))?;
+    crate::fetch::check_url(&u, idp.fetcher.policy())
+        .map_err(|e| AdminError::field("issuer", e.to_string()))?;
     Ok(u)
 }
 
@@ -43,36 +48,55 @@ fn check_issuer(idp: &Idp, issuer: &str) -> Result<url::Url, AdminError> {
 /// `issuer` must equal ours exactly; returns its `jwks_uri`.
 pub async fn discover_jwks_uri(idp: &Idp, issuer: &str) -> Result<String, AdminError> {
     let u = check_issuer(idp, issuer)?;
-    let oidc = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let oidc = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
     let path = u.path().trim_end_matches('/');
-    let rfc8414 = format!("{}/.well-known/oauth-authorization-server{path}", u.origin().ascii_serialization());
+    let rfc8414 = format!(
+        "{}/.well-known/oauth-authorization-server{path}",
+        u.origin().ascii_serialization()
+    );
     let mut last = String::new();
     for url in [oidc, rfc8414] {
         match idp.fetcher.get_json(&url).await {
             Ok((doc, _)) => {
                 if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-                    return Err(AdminError::field("issuer", format!("the metadata at {url} names another issuer")));
+                    return Err(AdminError::field(
+                        "issuer",
+                        format!("the metadata at {url} names another issuer"),
+                    ));
                 }
-                let jwks_uri = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| AdminError::field("issuer", format!("the metadata at {url} has no jwks_uri")))?;
+                let jwks_uri = doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| {
+                    AdminError::field("issuer", format!("the metadata at {url} has no jwks_uri"))
+                })?;
                 return Ok(jwks_uri.to_owned());
             }
             Err(e) => last = format!("{url}: {e}"),
         }
     }
-    Err(AdminError::field("issuer", format!("no OIDC or RFC 8414 metadata found ({last})")))
+    Err(AdminError::field(
+        "issuer",
+        format!("no OIDC or RFC 8414 metadata found ({last})"),
+    ))
 }
 
 fn validate_list(field: &'static str, v: &[String]) -> Result<(), AdminError> {
     if v.len() > 100 || v.iter().any(|s| s.is_empty() || s.len() > 512) {
-        return Err(AdminError::field(field, "at most 100 non-empty values of at most 512 characters"));
+        return Err(AdminError::field(
+            field,
+            "at most 100 non-empty values of at most 512 characters",
+        ));
     }
     Ok(())
 }
 
-async fn apply(idp: &Idp, org: &OrgRecord, rec: &mut PartnerRecord, input: PartnerInput) -> Result<(), AdminError> {
+async fn apply(
+    idp: &Idp,
+    org: &OrgRecord,
+    rec: &mut PartnerRecord,
+    input: PartnerInput,
+) -> Result<(), AdminError> {
     if let Some(n) = input.name {
         orgs::validate_name("name", &n)?;
         rec.name = Some(n.trim().to_owned());
@@ -80,7 +104,10 @@ async fn apply(idp: &Idp, org: &OrgRecord, rec: &mut PartnerRecord, input: Partn
     if let Some(s) = input.allowed_scopes {
         validate_list("allowed_scopes", &s)?;
         if let Some(bad) = s.iter().find(|s| !agents::valid_scope_token(s)) {
-            return Err(AdminError::field("allowed_scopes", format!("{bad:?} is not a valid scope token")));
+            return Err(AdminError::field(
+                "allowed_scopes",
+                format!("{bad:?} is not a valid scope token"),
+            ));
         }
         rec.allowed_scopes = json!(s).to_string();
     }
@@ -93,32 +120,54 @@ async fn apply(idp: &Idp, org: &OrgRecord, rec: &mut PartnerRecord, input: Partn
     }
     if let Some(l) = input.max_assertion_lifetime_secs {
         if !(1..=86_400).contains(&l) {
-            return Err(AdminError::field("max_assertion_lifetime_secs", "must be between 1 and 86400"));
+            return Err(AdminError::field(
+                "max_assertion_lifetime_secs",
+                "must be between 1 and 86400",
+            ));
         }
         rec.max_assertion_lifetime = l;
     }
     if let Some(m) = input.claim_mapping {
-        if m.len() > 50 || m.iter().any(|(k, v)| k.is_empty() || v.is_empty() || k.len() > 128 || v.len() > 128) {
-            return Err(AdminError::field("claim_mapping", "at most 50 entries of non-empty claim names"));
+        if m.len() > 50
+            || m.iter()
+                .any(|(k, v)| k.is_empty() || v.is_empty() || k.len() > 128 || v.len() > 128)
+        {
+            return Err(AdminError::field(
+                "claim_mapping",
+                "at most 50 entries of non-empty claim names",
+            ));
         }
         const RESERVED: [&str; 8] = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "federated"];
         if let Some(bad) = m.values().find(|v| RESERVED.contains(&v.as_str())) {
-            return Err(AdminError::field("claim_mapping", format!("local claim {bad:?} is reserved")));
+            return Err(AdminError::field(
+                "claim_mapping",
+                format!("local claim {bad:?} is reserved"),
+            ));
         }
         rec.claim_mapping = json!(m).to_string();
     }
     if let Some(e) = input.enabled {
         rec.enabled = i64::from(e);
     }
-    let key_sources = usize::from(input.jwks_uri.is_some()) + usize::from(input.jwks.is_some()) + usize::from(input.did.is_some());
+    let key_sources = usize::from(input.jwks_uri.is_some())
+        + usize::from(input.jwks.is_some())
+        + usize::from(input.did.is_some());
     if key_sources > 1 {
-        return Err(AdminError::field("jwks_uri", "give at most one of jwks_uri, jwks and did"));
+        return Err(AdminError::field(
+            "jwks_uri",
+            "give at most one of jwks_uri, jwks and did",
+        ));
     }
     if let Some(uri) = input.jwks_uri {
-        let u = url::Url::parse(&uri).map_err(|_| AdminError::field("jwks_uri", "must be an absolute URL"))?;
-        crate::fetch::check_url(&u, idp.fetcher.policy()).map_err(|e| AdminError::field("jwks_uri", e.to_string()))?;
+        let u = url::Url::parse(&uri)
+            .map_err(|_| AdminError::field("jwks_uri", "must be an absolute URL"))?;
+        crate::fetch::check_url(&u, idp.fetcher.policy())
+            .map_err(|e| AdminError::field("jwks_uri", e.to_string()))?;
         idp.partner_jwks.forget(&uri).await;
-        idp.partner_jwks.get(&uri).await.map_err(|e| AdminError::field("jwks_uri", format!("could not be fetched: {e}")))?;
+        idp.partner_jwks
+            .get(&uri)
+            .await
+            .map_err(|e| AdminError::field("jwks_uri", format!("could not be fetched: {e}")))?;
         (rec.jwks_uri, rec.jwks, rec.did) = (Some(uri), None, None);
     } else if let Some(jwks) = input.jwks {
         agents::validate_jwks(&jwks)?;
@@ -127,32 +176,54 @@ async fn apply(idp: &Idp, org: &OrgRecord, rec: &mut PartnerRecord, input: Partn
         let now = idp.clock.now();
         let resolved = crate::did::resolver::resolve(idp, &did, now, || true)
             .await
-            .map_err(|e| AdminError::field("did", format!("could not be resolved: {}", e.code())))?;
+            .map_err(|e| {
+                AdminError::field("did", format!("could not be resolved: {}", e.code()))
+            })?;
         let names_issuer = resolved
             .document
             .get("service")
             .and_then(Value::as_array)
-            .is_some_and(|s| s.iter().any(|svc| svc.get("serviceEndpoint").and_then(Value::as_str) == Some(rec.issuer.as_str())));
+            .is_some_and(|s| {
+                s.iter().any(|svc| {
+                    svc.get("serviceEndpoint").and_then(Value::as_str) == Some(rec.issuer.as_str())
+                })
+            });
         if !names_issuer {
-            return Err(AdminError::field("did", "the DID document has no service naming the issuer"));
+            return Err(AdminError::field(
+                "did",
+                "the DID document has no service naming the issuer",
+            ));
         }
         (rec.jwks_uri, rec.jwks, rec.did) = (None, None, Some(did));
     } else if rec.jwks_uri.is_none() && rec.jwks.is_none() && rec.did.is_none() {
         let uri = discover_jwks_uri(idp, &rec.issuer).await?;
-        let u = url::Url::parse(&uri).map_err(|_| AdminError::field("issuer", "discovered jwks_uri is not a URL"))?;
-        crate::fetch::check_url(&u, idp.fetcher.policy()).map_err(|e| AdminError::field("issuer", format!("jwks_uri: {e}")))?;
+        let u = url::Url::parse(&uri)
+            .map_err(|_| AdminError::field("issuer", "discovered jwks_uri is not a URL"))?;
+        crate::fetch::check_url(&u, idp.fetcher.policy())
+            .map_err(|e| AdminError::field("issuer", format!("jwks_uri: {e}")))?;
         rec.jwks_uri = Some(uri);
     }
     let _ = org;
     Ok(())
 }
 
-pub async fn create(idp: &Idp, principal: &Principal, org_slug: &str, input: PartnerInput) -> Result<Partner, AdminError> {
+pub async fn create(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    input: PartnerInput,
+) -> Result<Partner, AdminError> {
     let org = orgs::visible(idp, principal, org_slug, Action::Write).await?;
-    let issuer = input.issuer.clone().ok_or_else(|| AdminError::field("issuer", "is required"))?;
+    let issuer = input
+        .issuer
+        .clone()
+        .ok_or_else(|| AdminError::field("issuer", "is required"))?;
     check_issuer(idp, &issuer)?;
     if issuer == org.issuer {
-        return Err(AdminError::field("issuer", "an organization cannot be its own partner"));
+        return Err(AdminError::field(
+            "issuer",
+            "an organization cannot be its own partner",
+        ));
     }
     let now = idp.clock.now();
     let mut rec = PartnerRecord {
@@ -174,38 +245,85 @@ pub async fn create(idp: &Idp, principal: &Principal, org_slug: &str, input: Par
     let mut input = input;
     input.issuer = None;
     apply(idp, &org, &mut rec, input).await?;
-    let ev = Event { org_id: Some(org.id.clone()), kind: "partner.created", subject: rec.id.clone(), data: json!({"issuer": issuer}), at: now };
+    let ev = Event {
+        org_id: Some(org.id.clone()),
+        kind: "partner.created",
+        subject: rec.id.clone(),
+        data: json!({"issuer": issuer}),
+        at: now,
+    };
     match idp.store.partner_create(&rec, &ev).await {
-        Err(StorageError::Conflict(_)) => return Err(AdminError::Conflict(format!("a partner with issuer {issuer} exists"))),
+        Err(StorageError::Conflict(_)) => {
+            return Err(AdminError::Conflict(format!(
+                "a partner with issuer {issuer} exists"
+            )));
+        }
         r => r?,
     }
-    idp.directory.invalidate(Invalidation::Partner { org_id: org.id, issuer }).await;
+    idp.directory
+        .invalidate(Invalidation::Partner {
+            org_id: org.id,
+            issuer,
+        })
+        .await;
     Ok(Partner::from_record(rec)?)
 }
 
-async fn load(idp: &Idp, principal: &Principal, org_slug: &str, id: &str, action: Action) -> Result<(OrgRecord, Partner), AdminError> {
+async fn load(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    action: Action,
+) -> Result<(OrgRecord, Partner), AdminError> {
     let org = orgs::visible(idp, principal, org_slug, action).await?;
     if !crate::model::is_uuid(id) {
         return Err(AdminError::NotFound);
     }
-    let rec = idp.store.partner_get(&org.id, id).await?.ok_or(AdminError::NotFound)?;
+    let rec = idp
+        .store
+        .partner_get(&org.id, id)
+        .await?
+        .ok_or(AdminError::NotFound)?;
     Ok((org, Partner::from_record(rec)?))
 }
 
-pub async fn get(idp: &Idp, principal: &Principal, org_slug: &str, id: &str) -> Result<Partner, AdminError> {
+pub async fn get(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+) -> Result<Partner, AdminError> {
     Ok(load(idp, principal, org_slug, id, Action::Read).await?.1)
 }
 
-pub async fn list(idp: &Idp, principal: &Principal, org_slug: &str, after: Option<&str>, limit: i64) -> Result<Vec<Partner>, AdminError> {
+pub async fn list(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Partner>, AdminError> {
     let org = orgs::visible(idp, principal, org_slug, Action::Read).await?;
     let rows = idp.store.partner_list(&org.id, after, limit).await?;
-    rows.into_iter().map(|r| Partner::from_record(r).map_err(AdminError::from)).collect()
+    rows.into_iter()
+        .map(|r| Partner::from_record(r).map_err(AdminError::from))
+        .collect()
 }
 
-pub async fn update(idp: &Idp, principal: &Principal, org_slug: &str, id: &str, input: PartnerInput) -> Result<Partner, AdminError> {
+pub async fn update(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+    input: PartnerInput,
+) -> Result<Partner, AdminError> {
     let (org, p) = load(idp, principal, org_slug, id, Action::Write).await?;
     if input.issuer.as_ref().is_some_and(|i| *i != p.record.issuer) {
-        return Err(AdminError::field("issuer", "cannot change; register a new partner"));
+        return Err(AdminError::field(
+            "issuer",
+            "cannot change; register a new partner",
+        ));
     }
     let mut rec = p.record.clone();
     let mut input = input;
@@ -216,7 +334,11 @@ pub async fn update(idp: &Idp, principal: &Principal, org_slug: &str, id: &str, 
     let ev = Event {
         org_id: Some(org.id.clone()),
         kind: if rec.enabled != p.record.enabled {
-            if rec.enabled != 0 { "partner.enabled" } else { "partner.disabled" }
+            if rec.enabled != 0 {
+                "partner.enabled"
+            } else {
+                "partner.disabled"
+            }
         } else {
             "partner.updated"
         },
@@ -225,11 +347,21 @@ pub async fn update(idp: &Idp, principal: &Principal, org_slug: &str, id: &str, 
         at: now,
     };
     idp.store.partner_update(&rec, &ev).await?;
-    idp.directory.invalidate(Invalidation::Partner { org_id: org.id, issuer: rec.issuer.clone() }).await;
+    idp.directory
+        .invalidate(Invalidation::Partner {
+            org_id: org.id,
+            issuer: rec.issuer.clone(),
+        })
+        .await;
     Ok(Partner::from_record(rec)?)
 }
 
-pub async fn delete(idp: &Idp, principal: &Principal, org_slug: &str, id: &str) -> Result<(), AdminError> {
+pub async fn delete(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+) -> Result<(), AdminError> {
     let (org, p) = load(idp, principal, org_slug, id, Action::Write).await?;
     let ev = Event {
         org_id: Some(org.id.clone()),
@@ -239,7 +371,12 @@ pub async fn delete(idp: &Idp, principal: &Principal, org_slug: &str, id: &str) 
         at: idp.clock.now(),
     };
     idp.store.partner_delete(&org.id, &p.record.id, &ev).await?;
-    idp.directory.invalidate(Invalidation::Partner { org_id: org.id, issuer: p.record.issuer }).await;
+    idp.directory
+        .invalidate(Invalidation::Partner {
+            org_id: org.id,
+            issuer: p.record.issuer,
+        })
+        .await;
     Ok(())
 }
 

@@ -108,21 +108,35 @@ fn alg_of(name: &str) -> Option<jsonwebtoken::Algorithm> {
 
 /// The JWK Set of a partner: inline, fetched from its `jwks_uri` (cached, refreshed on unknown
 /// `kid` at most once per interval), or read from its DID document.
-async fn partner_keys(idp: &Idp, partner: &Partner, refresh: bool, now: i64) -> Result<Value, VerifyError> {
+async fn partner_keys(
+    idp: &Idp,
+    partner: &Partner,
+    refresh: bool,
+    now: i64,
+) -> Result<Value, VerifyError> {
     if let Some(j) = &partner.jwks {
         return Ok(j.clone());
     }
     if let Some(uri) = &partner.record.jwks_uri {
-        let e = if refresh { idp.partner_jwks.refresh(uri).await } else { idp.partner_jwks.get(uri).await };
-        return e.map(|e| e.doc.clone()).map_err(|_| VerifyError::KeysUnavailable);
+        let e = if refresh {
+            idp.partner_jwks.refresh(uri).await
+        } else {
+            idp.partner_jwks.get(uri).await
+        };
+        return e
+            .map(|e| e.doc.clone())
+            .map_err(|_| VerifyError::KeysUnavailable);
     }
     if let Some(did) = &partner.record.did {
         if refresh
-            && let Some(url) = crate::did::parse_did(did).and_then(|d| crate::did::did_web_url(d.msid))
+            && let Some(url) =
+                crate::did::parse_did(did).and_then(|d| crate::did::did_web_url(d.msid))
         {
             let _ = idp.did_docs.refresh(&url).await;
         }
-        let doc = crate::did::resolver::resolve(idp, did, now, || true).await.map_err(|_| VerifyError::KeysUnavailable)?;
+        let doc = crate::did::resolver::resolve(idp, did, now, || true)
+            .await
+            .map_err(|_| VerifyError::KeysUnavailable)?;
         return Ok(jwks_from_did_document(&doc.document));
     }
     Err(VerifyError::KeysUnavailable)
@@ -132,8 +146,18 @@ async fn partner_keys(idp: &Idp, partner: &Partner, refresh: bool, now: i64) -> 
 pub fn jwks_from_did_document(doc: &Value) -> Value {
     use base64::prelude::*;
     let mut keys = Vec::new();
-    for vm in doc.get("verificationMethod").and_then(Value::as_array).into_iter().flatten() {
-        let Some(kid) = vm.get("id").and_then(Value::as_str).and_then(|i| i.rsplit_once('#')).map(|(_, f)| f) else {
+    for vm in doc
+        .get("verificationMethod")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(kid) = vm
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|i| i.rsplit_once('#'))
+            .map(|(_, f)| f)
+        else {
             continue;
         };
         if let Some(jwk) = vm.get("publicKeyJwk").and_then(Value::as_object) {
@@ -141,7 +165,9 @@ pub fn jwks_from_did_document(doc: &Value) -> Value {
             jwk.insert("kid".into(), Value::String(kid.to_owned()));
             keys.push(Value::Object(jwk));
         } else if let Some(mb) = vm.get("publicKeyMultibase").and_then(Value::as_str)
-            && let Some(raw) = mb.strip_prefix('z').and_then(|b| bs58::decode(b).into_vec().ok())
+            && let Some(raw) = mb
+                .strip_prefix('z')
+                .and_then(|b| bs58::decode(b).into_vec().ok())
             && raw.len() == 34
             && raw[..2] == [0xed, 0x01]
         {
@@ -152,16 +178,31 @@ pub fn jwks_from_did_document(doc: &Value) -> Value {
 }
 
 fn matching_keys<'a>(jwks: &'a Value, kid: Option<&str>, alg: &str) -> Vec<&'a Value> {
-    let Some(keys) = jwks.get("keys").and_then(Value::as_array) else { return Vec::new() };
+    let Some(keys) = jwks.get("keys").and_then(Value::as_array) else {
+        return Vec::new();
+    };
     keys.iter()
         .filter(|k| kid.is_none_or(|kid| k.get("kid").and_then(Value::as_str) == Some(kid)))
-        .filter(|k| k.get("alg").and_then(Value::as_str).is_none_or(|a| a == alg))
-        .filter(|k| k.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig"))
+        .filter(|k| {
+            k.get("alg")
+                .and_then(Value::as_str)
+                .is_none_or(|a| a == alg)
+        })
+        .filter(|k| {
+            k.get("use")
+                .and_then(Value::as_str)
+                .is_none_or(|u| u == "sig")
+        })
         .collect()
 }
 
 /// Verifies `assertion` for `org` and spends its `(iss, jti)`.
-pub async fn verify(idp: &Idp, org: &OrgRecord, assertion: &str, now: i64) -> Result<Verified, VerifyError> {
+pub async fn verify(
+    idp: &Idp,
+    org: &OrgRecord,
+    assertion: &str,
+    now: i64,
+) -> Result<Verified, VerifyError> {
     let header = parse_header(assertion).map_err(|e| match e {
         HeaderError::Malformed => VerifyError::Malformed,
         HeaderError::Crit => VerifyError::Crit,
@@ -170,9 +211,12 @@ pub async fn verify(idp: &Idp, org: &OrgRecord, assertion: &str, now: i64) -> Re
         .filter(|_| ASSERTION_ALGS.contains(&header.alg.as_str()))
         .ok_or_else(|| VerifyError::UnsupportedAlg(ASSERTION_ALGS.join(", ")))?;
     // The (unverified) issuer selects the partner and so the keys; the signature then binds it.
-    let unverified: Map<String, Value> =
-        jsonwebtoken::dangerous::insecure_decode_claims(assertion).map_err(|_| VerifyError::Malformed)?;
-    let iss = unverified.get("iss").and_then(Value::as_str).ok_or(VerifyError::MissingClaim("iss"))?;
+    let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
+        .map_err(|_| VerifyError::Malformed)?;
+    let iss = unverified
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::MissingClaim("iss"))?;
     let partner = idp
         .directory
         .partner(&org.id, iss)
@@ -191,17 +235,20 @@ pub async fn verify(idp: &Idp, org: &OrgRecord, assertion: &str, now: i64) -> Re
     v.set_issuer(&[iss]);
 
     let kid = header.kid.as_deref();
-    let try_keys = |jwks: &Value| -> Option<Result<Map<String, Value>, jsonwebtoken::errors::Error>> {
-        let mut last = None;
-        for k in matching_keys(jwks, kid, &header.alg) {
-            let Some(dk) = jwk_decoding_key(k) else { continue };
-            match jsonwebtoken::decode::<Map<String, Value>>(assertion, &dk, &v) {
-                Ok(d) => return Some(Ok(d.claims)),
-                Err(e) => last = Some(Err(e)),
+    let try_keys =
+        |jwks: &Value| -> Option<Result<Map<String, Value>, jsonwebtoken::errors::Error>> {
+            let mut last = None;
+            for k in matching_keys(jwks, kid, &header.alg) {
+                let Some(dk) = jwk_decoding_key(k) else {
+                    continue;
+                };
+                match jsonwebtoken::decode::<Map<String, Value>>(assertion, &dk, &v) {
+                    Ok(d) => return Some(Ok(d.claims)),
+                    Err(e) => last = Some(Err(e)),
+                }
             }
-        }
-        last
-    };
+            last
+        };
     let mut outcome = try_keys(&partner_keys(idp, &partner, false, now).await?);
     if outcome.is_none() {
         // Unknown kid: the partner may have rotated. One refresh, shared and rate-limited.
@@ -217,7 +264,10 @@ pub async fn verify(idp: &Idp, org: &OrgRecord, assertion: &str, now: i64) -> Re
                 K::ImmatureSignature => VerifyError::NotYetValid,
                 K::MissingRequiredClaim(_) => VerifyError::MissingClaim("exp"),
                 K::InvalidIssuer => VerifyError::UnknownIssuer,
-                K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidAlgorithm => VerifyError::BadSignature,
+                K::InvalidSignature
+                | K::InvalidEcdsaKey
+                | K::InvalidRsaKey(_)
+                | K::InvalidAlgorithm => VerifyError::BadSignature,
                 K::Json(_) | K::Utf8(_) | K::Base64(_) | K::InvalidToken => VerifyError::Malformed,
                 _ => VerifyError::BadSignature,
             });
@@ -226,30 +276,49 @@ pub async fn verify(idp: &Idp, org: &OrgRecord, assertion: &str, now: i64) -> Re
 
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => partner.allowed_audiences.contains(a),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(|a| partner.allowed_audiences.iter().any(|x| x == a)),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| partner.allowed_audiences.iter().any(|x| x == a)),
         _ => false,
     };
     if !aud_ok {
         return Err(VerifyError::InvalidAudience);
     }
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or(VerifyError::MissingClaim("exp"))?;
-    if exp + LEEWAY <= now {
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(VerifyError::MissingClaim("exp"))?;
+    // Saturating: the times are the partner's numbers, anything an i64 holds.
+    if exp.saturating_add(LEEWAY) <= now {
         return Err(VerifyError::Expired);
     }
     let iat = claims.get("iat").and_then(Value::as_i64);
-    if iat.is_some_and(|i| i > now + LEEWAY) {
+    if iat.is_some_and(|i| i > now.saturating_add(LEEWAY)) {
         return Err(VerifyError::IatInFuture);
     }
     let max = partner.record.max_assertion_lifetime;
-    if exp - now > max + LEEWAY || iat.is_some_and(|i| exp - i > max) {
+    if exp.saturating_sub(now) > max + LEEWAY || iat.is_some_and(|i| exp.saturating_sub(i) > max) {
         return Err(VerifyError::LifetimeTooLong);
     }
-    let jti = claims.get("jti").and_then(Value::as_str).filter(|j| !j.is_empty() && j.len() <= 256).ok_or(VerifyError::MissingClaim("jti"))?;
-    let sub = claims.get("sub").and_then(Value::as_str).ok_or(VerifyError::MissingClaim("sub"))?.to_owned();
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or(VerifyError::MissingClaim("jti"))?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::MissingClaim("sub"))?
+        .to_owned();
 
     // Single use everywhere: keyed by (iss, jti) alone, kept until the assertion could no longer pass.
     let key = format!("partner-assertion:{iss}:{jti}");
-    let fresh = idp.replay.set_if_absent(&key, exp + LEEWAY, now).await.map_err(|_| VerifyError::Internal)?;
+    let fresh = idp
+        .replay
+        .set_if_absent(&key, exp.saturating_add(LEEWAY), now)
+        .await
+        .map_err(|_| VerifyError::Internal)?;
     if !fresh {
         return Err(VerifyError::Replayed);
     }
@@ -260,7 +329,12 @@ pub async fn verify(idp: &Idp, org: &OrgRecord, assertion: &str, now: i64) -> Re
         .iter()
         .filter_map(|(from, to)| claims.get(from).map(|v| (to.clone(), v.clone())))
         .collect();
-    Ok(Verified { partner, claims, local_claims, subject })
+    Ok(Verified {
+        partner,
+        claims,
+        local_claims,
+        subject,
+    })
 }
 
 /// The local subject for a foreign identity.
@@ -287,8 +361,18 @@ mod tests {
         let did = "did:web:b.example%3A8443:orgs:acme:agents:1";
         assert_eq!(federated_subject(iss, "1", Some(did)), did);
         assert_eq!(federated_subject(iss, did, None), did);
-        assert_eq!(federated_subject(iss, "1", Some("did:web:evil.example:orgs:acme:agents:1")), format!("{iss}#1"));
-        assert_eq!(federated_subject(iss, "1", Some("did:web:b.example%3A8443:orgs:acmex:agents:1")), format!("{iss}#1"));
+        assert_eq!(
+            federated_subject(iss, "1", Some("did:web:evil.example:orgs:acme:agents:1")),
+            format!("{iss}#1")
+        );
+        assert_eq!(
+            federated_subject(
+                iss,
+                "1",
+                Some("did:web:b.example%3A8443:orgs:acmex:agents:1")
+            ),
+            format!("{iss}#1")
+        );
     }
 
     #[test]

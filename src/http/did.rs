@@ -28,16 +28,31 @@ const RESOLUTION_RESULT: &str = "application/ld+json;profile=\"https://w3id.org/
 
 /// `application/did+ld+json` when the client asks for it, else `application/did+json`.
 fn did_media_type(headers: &HeaderMap) -> &'static str {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if accept.contains(DID_LD_JSON) { DID_LD_JSON } else { DID_JSON }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains(DID_LD_JSON) {
+        DID_LD_JSON
+    } else {
+        DID_JSON
+    }
 }
 
-fn json_with(status: StatusCode, content_type: &'static str, body: &Value, cache: &'static str) -> Response {
+fn json_with(
+    status: StatusCode,
+    content_type: &'static str,
+    body: &Value,
+    cache: &'static str,
+) -> Response {
     let mut resp = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     resp
 }
 
@@ -48,16 +63,35 @@ const DID_CACHE: &str = "public, max-age=60";
 async fn serve_own(state: &AppState, which: OwnDid, headers: &HeaderMap) -> Response {
     let now = state.idp.clock.now();
     match resolver::resolve_own(&state.idp, which, now).await {
-        Ok(Resolved { meta: Some(DocMeta { deactivated: true, .. }), .. }) => {
+        Ok(Resolved {
+            meta: Some(DocMeta {
+                deactivated: true, ..
+            }),
+            ..
+        }) => {
             // did:web §3.2.4 Deactivate: the document is no longer served.
-            (StatusCode::GONE, Json(json!({"error": "deactivated", "error_description": "this DID is deactivated"})))
+            (
+                StatusCode::GONE,
+                Json(
+                    json!({"error": "deactivated", "error_description": "this DID is deactivated"}),
+                ),
+            )
                 .into_response()
         }
-        Ok(r) => json_with(StatusCode::OK, did_media_type(headers), &r.document, DID_CACHE),
+        Ok(r) => json_with(
+            StatusCode::OK,
+            did_media_type(headers),
+            &r.document,
+            DID_CACHE,
+        ),
         Err(ResolveError::NotFound) => super::not_found().await.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering a DID document failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "server_error"}))).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "server_error"})),
+            )
+                .into_response()
         }
     }
 }
@@ -68,7 +102,11 @@ pub async fn instance_did_get(State(state): State<AppState>, headers: HeaderMap)
 }
 
 /// `GET {iss}/did.json`: the organization's document.
-pub async fn org_did_get(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> Response {
+pub async fn org_did_get(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     serve_own(&state, OwnDid::Org { slug }, &headers).await
 }
 
@@ -106,13 +144,23 @@ pub async fn identifiers_get(
 ) -> Response {
     let now = state.idp.clock.now();
     let limiter = state.foreign_resolution_limit.clone();
-    let result = resolver::resolve(&state.idp, &did, now, || limiter.check_key(&peer.ip()).is_ok()).await;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let result = resolver::resolve(&state.idp, &did, now, || {
+        limiter.check_key(&peer.ip()).is_ok()
+    })
+    .await;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let bare = accept.contains(DID_JSON) || accept.contains(DID_LD_JSON);
     let (status, doc, meta, error) = match result {
         Ok(r) => {
             let deactivated = r.meta.is_some_and(|m| m.deactivated);
-            let status = if deactivated { StatusCode::GONE } else { StatusCode::OK };
+            let status = if deactivated {
+                StatusCode::GONE
+            } else {
+                StatusCode::OK
+            };
             (status, Some(r.document), metadata_json(r.meta), None)
         }
         Err(e) => {
@@ -130,7 +178,11 @@ pub async fn identifiers_get(
         }
     };
     if bare && let Some(d) = &doc {
-        let ct = if accept.contains(DID_LD_JSON) { DID_LD_JSON } else { DID_JSON };
+        let ct = if accept.contains(DID_LD_JSON) {
+            DID_LD_JSON
+        } else {
+            DID_JSON
+        };
         return json_with(status, ct, d, DID_CACHE);
     }
     let mut resolution_meta = json!({});
@@ -149,7 +201,10 @@ pub async fn identifiers_get(
 
 /// `GET {iss}/agents/{id}/card`: the signed agent card. Signed with the organization's active
 /// key when served (and cached briefly), so a card never outlives its key.
-pub async fn agent_card_get(State(state): State<AppState>, Path((slug, agent_id)): Path<(String, String)>) -> Response {
+pub async fn agent_card_get(
+    State(state): State<AppState>,
+    Path((slug, agent_id)): Path<(String, String)>,
+) -> Response {
     let org = match org_or_404(&state, &slug).await {
         Ok(o) => o,
         Err(r) => return r,
@@ -172,9 +227,12 @@ pub async fn agent_card_get(State(state): State<AppState>, Path((slug, agent_id)
     let rendered = idp
         .cards
         .try_get_with(cache_key, async {
-            let meta = agents::card_meta(idp, &org.id, agent.id()).await.map_err(|e| e.to_string())?;
+            let meta = agents::card_meta(idp, &org.id, agent.id())
+                .await
+                .map_err(|e| e.to_string())?;
             let unsigned = card::card(&org, &agent, &meta);
-            let signed = card::sign(unsigned, &key, &format!("{}/jwks.json", org.issuer)).map_err(|e| e.to_string())?;
+            let signed = card::sign(unsigned, &key, &format!("{}/jwks.json", org.issuer))
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>(Bytes::from(serde_json::to_vec(&signed).unwrap_or_default()))
         })
         .await;
@@ -182,9 +240,15 @@ pub async fn agent_card_get(State(state): State<AppState>, Path((slug, agent_id)
         Ok(bytes) => {
             let mut resp = bytes.into_response();
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static(DID_CACHE));
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
             resp
         }
         Err(e) => {
@@ -209,13 +273,25 @@ pub async fn agent_proof_post(
         Err(e) => return e.into_response(),
     };
     let now = state.idp.clock.now();
-    match crate::oauth::proof::agent_proof(&state.idp, &org, req.authorization.as_deref(), &req.form, now).await {
+    match crate::oauth::proof::agent_proof(
+        &state.idp,
+        &org,
+        req.authorization.as_deref(),
+        &req.form,
+        now,
+    )
+    .await
+    {
         Ok(p) => Json(p).into_response(),
         Err(e) => OAuthResponse(e).into_response(),
     }
 }
 
-pub async fn agent_card_meta_get(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+pub async fn agent_card_meta_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult {
     Ok(Json(agents::get_card(&s.idp, &p, &org, &id).await?).into_response())
 }
 
@@ -225,6 +301,8 @@ pub async fn agent_card_meta_put(
     Path((org, id)): Path<(String, String)>,
     ApiJson(meta): ApiJson<CardMeta>,
 ) -> ApiResult {
-    let meta = agents::set_card(&s.idp, &p, &org, &id, meta).await.map_err(ApiError::from)?;
+    let meta = agents::set_card(&s.idp, &p, &org, &id, meta)
+        .await
+        .map_err(ApiError::from)?;
     Ok(Json(meta).into_response())
 }

@@ -75,7 +75,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .map_err(|_| ApiError::bad_request("the request body is unreadable or too large"))?;
         // NUL cannot be stored in PostgreSQL text and has no business in any admin field.
         if body.windows(6).any(|w| w.eq_ignore_ascii_case(br"\u0000")) {
-            return Err(ApiError::bad_request(r"NUL characters (\u0000) are not accepted"));
+            return Err(ApiError::bad_request(
+                r"NUL characters (\u0000) are not accepted",
+            ));
         }
         let de = &mut serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(de)

@@ -43,8 +43,10 @@ pub async fn verify_post(
         match active_token(&state.idp, &org, token.expose(), now).await {
             Ok((_, Holder::Agent(_))) => {}
             Ok((_, Holder::Federated(_))) => {
-                return BearerError(Some(OAuthError::invalid_token("a federated identity cannot verify assertions")))
-                    .into_response();
+                return BearerError(Some(OAuthError::invalid_token(
+                    "a federated identity cannot verify assertions",
+                )))
+                .into_response();
             }
             Err(e) => return BearerError(Some(e.into())).into_response(),
         }
@@ -62,12 +64,19 @@ pub async fn verify_post(
             "local_claims": v.local_claims,
         }),
         Err(verify::VerifyError::Internal) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "server_error"}))).into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "server_error"})),
+            )
+                .into_response();
         }
         Err(e) => json!({"valid": false, "error": e.code(), "error_description": e.to_string()}),
     };
     let mut resp = Json(answer).into_response();
-    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -81,13 +90,28 @@ pub async fn partners_post(
     Ok((StatusCode::CREATED, Json(partners::view(&partner))).into_response())
 }
 
-pub async fn partners_get(State(s): State<AppState>, Admin(p): Admin, Path(org): Path<String>, Query(q): Query<Page>) -> ApiResult {
+pub async fn partners_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(org): Path<String>,
+    Query(q): Query<Page>,
+) -> ApiResult {
     let limit = q.limit()?;
     let items = partners::list(&s.idp, &p, &org, q.after.as_deref(), limit).await?;
-    Ok(Json(super::admin::page(items, limit, |p| p.record.id.as_str(), partners::view)).into_response())
+    Ok(Json(super::admin::page(
+        items,
+        limit,
+        |p| p.record.id.as_str(),
+        partners::view,
+    ))
+    .into_response())
 }
 
-pub async fn partner_get(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+pub async fn partner_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult {
     Ok(Json(partners::view(&partners::get(&s.idp, &p, &org, &id).await?)).into_response())
 }
 
@@ -97,23 +121,50 @@ pub async fn partner_patch(
     Path((org, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
-    Ok(Json(partners::view(&partners::update(&s.idp, &p, &org, &id, body).await?)).into_response())
+    Ok(Json(partners::view(
+        &partners::update(&s.idp, &p, &org, &id, body).await?,
+    ))
+    .into_response())
 }
 
-pub async fn partner_delete(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+pub async fn partner_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult {
     partners::delete(&s.idp, &p, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn set_enabled(s: AppState, p: crate::tenancy::access::Principal, org: String, id: String, enabled: bool) -> ApiResult {
-    let input = PartnerInput { enabled: Some(enabled), ..Default::default() };
-    Ok(Json(partners::view(&partners::update(&s.idp, &p, &org, &id, input).await?)).into_response())
+async fn set_enabled(
+    s: AppState,
+    p: crate::tenancy::access::Principal,
+    org: String,
+    id: String,
+    enabled: bool,
+) -> ApiResult {
+    let input = PartnerInput {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    Ok(Json(partners::view(
+        &partners::update(&s.idp, &p, &org, &id, input).await?,
+    ))
+    .into_response())
 }
 
-pub async fn partner_disable_post(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+pub async fn partner_disable_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult {
     set_enabled(s, p, org, id, false).await
 }
 
-pub async fn partner_enable_post(State(s): State<AppState>, Admin(p): Admin, Path((org, id)): Path<(String, String)>) -> ApiResult {
+pub async fn partner_enable_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path((org, id)): Path<(String, String)>,
+) -> ApiResult {
     set_enabled(s, p, org, id, true).await
 }

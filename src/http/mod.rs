@@ -43,7 +43,9 @@ pub async fn not_found() -> impl IntoResponse {
 async fn method_not_allowed() -> impl IntoResponse {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(json!({"error": "method_not_allowed", "error_description": "this method is not allowed here"})),
+        axum::Json(
+            json!({"error": "method_not_allowed", "error_description": "this method is not allowed here"}),
+        ),
     )
 }
 
@@ -117,7 +119,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/orgs/{slug}/oauth2/revoke", post(oauth::revoke_post))
         .route("/orgs/{slug}/agent-proof", post(did::agent_proof_post))
-        .route("/orgs/{slug}/federation/verify", post(federation::verify_post))
+        .route(
+            "/orgs/{slug}/federation/verify",
+            post(federation::verify_post),
+        )
         .layer(middleware::from_fn(no_store));
 
     let public = Router::new()
@@ -182,13 +187,24 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/orgs/{org}/agents/{id}/rotate-secret",
             post(admin::agent_rotate_secret_post),
         )
-        .route("/api/v1/orgs/{org}/partners", post(federation::partners_post).get(federation::partners_get))
+        .route(
+            "/api/v1/orgs/{org}/partners",
+            post(federation::partners_post).get(federation::partners_get),
+        )
         .route(
             "/api/v1/orgs/{org}/partners/{id}",
-            get(federation::partner_get).patch(federation::partner_patch).delete(federation::partner_delete),
+            get(federation::partner_get)
+                .patch(federation::partner_patch)
+                .delete(federation::partner_delete),
         )
-        .route("/api/v1/orgs/{org}/partners/{id}/disable", post(federation::partner_disable_post))
-        .route("/api/v1/orgs/{org}/partners/{id}/enable", post(federation::partner_enable_post))
+        .route(
+            "/api/v1/orgs/{org}/partners/{id}/disable",
+            post(federation::partner_disable_post),
+        )
+        .route(
+            "/api/v1/orgs/{org}/partners/{id}/enable",
+            post(federation::partner_enable_post),
+        )
         .route(
             "/api/v1/orgs/{org}/agents/{id}/card",
             get(did::agent_card_meta_get).put(did::agent_card_meta_put),

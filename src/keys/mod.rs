@@ -146,7 +146,11 @@ impl OrgKeys {
             .unwrap_or_default()
             .into();
         if let Ok(mut guard) = self.jwks_cache.write() {
-            *guard = Some(RenderedJwks { from: now, until: self.next_transition(now), bytes: bytes.clone() });
+            *guard = Some(RenderedJwks {
+                from: now,
+                until: self.next_transition(now),
+                bytes: bytes.clone(),
+            });
         }
         bytes
     }

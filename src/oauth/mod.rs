@@ -39,7 +39,11 @@ pub async fn active_token(
     token: &str,
     now: i64,
 ) -> Result<(AccessClaims, Holder), TokenStateError> {
-    let keys = idp.keys.org_keys(org, now).await.map_err(|_| TokenStateError::Unavailable)?;
+    let keys = idp
+        .keys
+        .org_keys(org, now)
+        .await
+        .map_err(|_| TokenStateError::Unavailable)?;
     let claims = access_token::validate(&keys, &org.issuer, token, now)?;
     let holder = match &claims.federated {
         // A federated identity: good while its partner is registered and enabled.
@@ -63,14 +67,20 @@ pub async fn active_token(
             if agent.status != AgentStatus::Active {
                 return Err(TokenStateError::AgentInactive);
             }
-            let issued_ms = crate::model::uuid_v7_millis(&claims.jti).unwrap_or(claims.iat.saturating_mul(1000));
+            let issued_ms = crate::model::uuid_v7_millis(&claims.jti)
+                .unwrap_or(claims.iat.saturating_mul(1000));
             if issued_ms <= agent.record.tokens_valid_after_ms {
                 return Err(TokenStateError::AgentInactive);
             }
             Holder::Agent(agent)
         }
     };
-    if idp.store.token_is_revoked(&org.id, &claims.jti).await.map_err(|_| TokenStateError::Unavailable)? {
+    if idp
+        .store
+        .token_is_revoked(&org.id, &claims.jti)
+        .await
+        .map_err(|_| TokenStateError::Unavailable)?
+    {
         return Err(TokenStateError::Revoked);
     }
     Ok((claims, holder))

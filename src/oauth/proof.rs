@@ -33,9 +33,28 @@ pub async fn agent_proof(
     if aud.is_some_and(|a| a.len() > 512) || nonce.is_some_and(|n| n.len() > 256) {
         return Err(bad("aud or nonce too long"));
     }
-    let keys = idp.keys.org_keys(org, now).await.map_err(|_| OAuthError::server_error())?;
-    let key = keys.signing_key(agent.access_token_alg, now).ok_or_else(OAuthError::server_error)?;
-    let jwt = proof::mint(key, &org.did, &org.issuer, &agent.record.did, agent.client_id(), aud, nonce, now)
+    let keys = idp
+        .keys
+        .org_keys(org, now)
+        .await
         .map_err(|_| OAuthError::server_error())?;
-    Ok(ProofResponse { proof: jwt, token_type: "urn:agentidp:token-type:agent-proof", expires_in: proof::LIFETIME_SECS })
+    let key = keys
+        .signing_key(agent.access_token_alg, now)
+        .ok_or_else(OAuthError::server_error)?;
+    let jwt = proof::mint(
+        key,
+        &org.did,
+        &org.issuer,
+        &agent.record.did,
+        agent.client_id(),
+        aud,
+        nonce,
+        now,
+    )
+    .map_err(|_| OAuthError::server_error())?;
+    Ok(ProofResponse {
+        proof: jwt,
+        token_type: "urn:agentidp:token-type:agent-proof",
+        expires_in: proof::LIFETIME_SECS,
+    })
 }

@@ -13,7 +13,11 @@ use crate::storage::OrgRecord;
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// The grant types this server supports, as listed in discovery.
-pub const GRANT_TYPES: [&str; 3] = [GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE];
+pub const GRANT_TYPES: [&str; 3] = [
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_JWT_BEARER,
+    GRANT_TOKEN_EXCHANGE,
+];
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Serialize)]
@@ -49,7 +53,9 @@ pub async fn token(
                 .map_err(|e| e.with_basic(used_basic))
         }
         GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
-            grants::federated::exchange(idp, org, authorization, form, grant_type, now).await.map(|(t, _)| t)
+            grants::federated::exchange(idp, org, authorization, form, grant_type, now)
+                .await
+                .map(|(t, _)| t)
         }
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,

@@ -4,11 +4,16 @@
 use serde_json::{Value, json};
 
 use crate::idp::Idp;
-use crate::oauth::{Holder, active_token};
 use crate::oauth::error::OAuthError;
+use crate::oauth::{Holder, active_token};
 use crate::storage::OrgRecord;
 
-pub async fn agent_info(idp: &Idp, org: &OrgRecord, token: &str, now: i64) -> Result<Value, OAuthError> {
+pub async fn agent_info(
+    idp: &Idp,
+    org: &OrgRecord,
+    token: &str,
+    now: i64,
+) -> Result<Value, OAuthError> {
     let (claims, holder) = active_token(idp, org, token, now).await?;
     Ok(match holder {
         Holder::Agent(agent) => json!({

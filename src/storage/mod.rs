@@ -195,14 +195,34 @@ pub trait Store: Send + Sync + 'static {
     ) -> StorageResult<()>;
 
     /// The agent's card metadata (JSON) and when it was set.
-    async fn agent_card_get(&self, org_id: &str, agent_id: &str) -> StorageResult<Option<(String, i64)>>;
-    async fn agent_card_set(&self, org_id: &str, agent_id: &str, card: &str, at: i64, event: &Event) -> StorageResult<()>;
+    async fn agent_card_get(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+    ) -> StorageResult<Option<(String, i64)>>;
+    async fn agent_card_set(
+        &self,
+        org_id: &str,
+        agent_id: &str,
+        card: &str,
+        at: i64,
+        event: &Event,
+    ) -> StorageResult<()>;
 
     /// `Conflict` if the organization already has a partner with this issuer.
     async fn partner_create(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
     async fn partner_get(&self, org_id: &str, id: &str) -> StorageResult<Option<PartnerRecord>>;
-    async fn partner_by_issuer(&self, org_id: &str, issuer: &str) -> StorageResult<Option<PartnerRecord>>;
-    async fn partner_list(&self, org_id: &str, after: Option<&str>, limit: i64) -> StorageResult<Vec<PartnerRecord>>;
+    async fn partner_by_issuer(
+        &self,
+        org_id: &str,
+        issuer: &str,
+    ) -> StorageResult<Option<PartnerRecord>>;
+    async fn partner_list(
+        &self,
+        org_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StorageResult<Vec<PartnerRecord>>;
     async fn partner_update(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
     async fn partner_delete(&self, org_id: &str, id: &str, event: &Event) -> StorageResult<()>;
 

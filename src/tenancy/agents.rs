@@ -573,14 +573,24 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> Value 
 pub type SharedAgent = Arc<Agent>;
 
 /// The card metadata of an agent (defaults when none was set).
-pub async fn card_meta(idp: &Idp, org_id: &str, agent_id: &str) -> Result<crate::did::card::CardMeta, AdminError> {
+pub async fn card_meta(
+    idp: &Idp,
+    org_id: &str,
+    agent_id: &str,
+) -> Result<crate::did::card::CardMeta, AdminError> {
     match idp.store.agent_card_get(org_id, agent_id).await? {
-        Some((json, _)) => serde_json::from_str(&json).map_err(|e| AdminError::Internal(format!("stored card: {e}"))),
+        Some((json, _)) => serde_json::from_str(&json)
+            .map_err(|e| AdminError::Internal(format!("stored card: {e}"))),
         None => Ok(Default::default()),
     }
 }
 
-pub async fn get_card(idp: &Idp, principal: &Principal, org_slug: &str, id: &str) -> Result<crate::did::card::CardMeta, AdminError> {
+pub async fn get_card(
+    idp: &Idp,
+    principal: &Principal,
+    org_slug: &str,
+    id: &str,
+) -> Result<crate::did::card::CardMeta, AdminError> {
     let (org, agent) = load(idp, principal, org_slug, id, Action::Read).await?;
     card_meta(idp, &org.id, agent.id()).await
 }
@@ -598,9 +608,21 @@ pub async fn set_card(
     meta.validate()?;
     let now = idp.clock.now();
     let json = serde_json::to_string(&meta).map_err(|e| AdminError::Internal(e.to_string()))?;
-    let ev = event(&agent.record, "agent.card_updated", json!({"skills": meta.skills.len()}), now);
-    idp.store.agent_card_set(&org.id, agent.id(), &json, now, &ev).await?;
-    idp.directory.invalidate(Invalidation::Agent { org_id: org.id.clone(), agent_id: agent.id().to_owned() }).await;
+    let ev = event(
+        &agent.record,
+        "agent.card_updated",
+        json!({"skills": meta.skills.len()}),
+        now,
+    );
+    idp.store
+        .agent_card_set(&org.id, agent.id(), &json, now, &ev)
+        .await?;
+    idp.directory
+        .invalidate(Invalidation::Agent {
+            org_id: org.id.clone(),
+            agent_id: agent.id().to_owned(),
+        })
+        .await;
     idp.cards.invalidate_all();
     Ok(meta)
 }

@@ -143,7 +143,10 @@ impl Directory {
                 .max_capacity(1_000_000)
                 .time_to_live(ttl)
                 .build(),
-            partners: Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            partners: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -176,7 +179,11 @@ impl Directory {
         if !crate::model::is_uuid(agent_id) {
             return Ok(None);
         }
-        if let Some(hit) = self.agents.get(&(org_id.to_owned(), agent_id.to_owned())).await {
+        if let Some(hit) = self
+            .agents
+            .get(&(org_id.to_owned(), agent_id.to_owned()))
+            .await
+        {
             return Ok(hit);
         }
         let store = self.store.clone();
@@ -192,7 +199,11 @@ impl Directory {
     }
 
     /// The partner of `org_id` with this issuer.
-    pub async fn partner(&self, org_id: &str, issuer: &str) -> Result<Option<Arc<crate::federation::Partner>>, StorageError> {
+    pub async fn partner(
+        &self,
+        org_id: &str,
+        issuer: &str,
+    ) -> Result<Option<Arc<crate::federation::Partner>>, StorageError> {
         if issuer.len() > 2048 {
             return Ok(None);
         }
@@ -223,7 +234,11 @@ impl Directory {
                     .invalidate(&(org_id.clone(), agent_id.clone()))
                     .await
             }
-            Invalidation::Partner { org_id, issuer } => self.partners.invalidate(&(org_id.clone(), issuer.clone())).await,
+            Invalidation::Partner { org_id, issuer } => {
+                self.partners
+                    .invalidate(&(org_id.clone(), issuer.clone()))
+                    .await
+            }
             Invalidation::Keys { .. } => {}
         }
     }

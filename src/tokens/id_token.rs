@@ -13,6 +13,9 @@ pub struct IdClaims<'a> {
     pub exp: i64,
     pub iat: i64,
     pub auth_time: i64,
+    /// Unique per token, so a partner can enforce single use when it accepts our ID tokens
+    /// as federation assertions (RFC 8693 `id_token` subject tokens).
+    pub jti: String,
     pub org_id: &'a str,
     pub did: &'a str,
     pub agent_name: &'a str,

@@ -155,7 +155,11 @@ mod tests {
             b64("{}")
         );
         assert_eq!(parse_header(&crit).unwrap_err(), HeaderError::Crit);
-        let null_crit = format!("{}.{}.sig", b64(r#"{"alg":"ES256","crit":null}"#), b64("{}"));
+        let null_crit = format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"ES256","crit":null}"#),
+            b64("{}")
+        );
         assert_eq!(parse_header(&null_crit).unwrap_err(), HeaderError::Crit);
         for bad in [
             "",

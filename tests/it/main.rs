@@ -5,6 +5,7 @@ mod support;
 
 mod attacks;
 mod core_flow;
+mod did;
 mod fuzz;
 mod keys;
 mod lifecycle;

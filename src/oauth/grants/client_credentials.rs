@@ -123,6 +123,7 @@ pub async fn issue(
             exp: now + ttl,
             iat: now,
             auth_time: now,
+            jti: new_id(),
             org_id: &org.id,
             did: &agent.record.did,
             agent_name: &agent.record.name,

@@ -17,8 +17,8 @@ use crate::oauth::form::FormParams;
 use crate::oauth::token::TokenResponse;
 use crate::storage::OrgRecord;
 use crate::tenancy::agents::valid_scope_token;
-use crate::tokens::access_token::{self, AccessClaims, FederatedClaim};
 use crate::tokens::Audience;
+use crate::tokens::access_token::{self, AccessClaims, FederatedClaim};
 
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -63,18 +63,24 @@ pub async fn exchange(
             ))));
         }
         if form.get("actor_token").is_some() {
-            return Err(wrap(OAuthError::invalid_request("actor_token (delegation) is not supported")));
+            return Err(wrap(OAuthError::invalid_request(
+                "actor_token (delegation) is not supported",
+            )));
         }
         if let Some(rt) = form.get("requested_token_type")
             && rt != TT_ACCESS_TOKEN
             && rt != TT_JWT
         {
-            return Err(wrap(OAuthError::invalid_request("requested_token_type must be access_token or jwt")));
+            return Err(wrap(OAuthError::invalid_request(
+                "requested_token_type must be access_token or jwt",
+            )));
         }
         (token, true)
     };
 
-    let verified = verify::verify(idp, org, assertion, now).await.map_err(|e| wrap(grant_error(e)))?;
+    let verified = verify::verify(idp, org, assertion, now)
+        .await
+        .map_err(|e| wrap(grant_error(e)))?;
     let partner = &verified.partner;
 
     let scopes: Vec<String> = match form.get("scope") {
@@ -97,9 +103,20 @@ pub async fn exchange(
     };
     let aud = audiences(org, form).map_err(wrap)?;
     let ttl = idp.access_token_ttl;
-    let keys = idp.keys.org_keys(org, now).await.map_err(|_| OAuthError::server_error())?;
-    let key = keys.signing_key(crate::model::Alg::ES256, now).ok_or_else(OAuthError::server_error)?;
-    let foreign_sub = verified.claims.get("sub").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let keys = idp
+        .keys
+        .org_keys(org, now)
+        .await
+        .map_err(|_| OAuthError::server_error())?;
+    let key = keys
+        .signing_key(crate::model::Alg::ES256, now)
+        .ok_or_else(OAuthError::server_error)?;
+    let foreign_sub = verified
+        .claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
     let claims = AccessClaims {
         iss: org.issuer.clone(),
@@ -108,14 +125,24 @@ pub async fn exchange(
         exp: now + ttl,
         iat: now,
         jti: new_id(),
-        client_id: client.as_ref().map_or_else(|| partner.record.issuer.clone(), |c| c.client_id().to_owned()),
+        client_id: client.as_ref().map_or_else(
+            || partner.record.issuer.clone(),
+            |c| c.client_id().to_owned(),
+        ),
         scope: scope.clone(),
         org_id: None,
-        did: verified.subject.starts_with("did:").then(|| verified.subject.clone()),
+        did: verified
+            .subject
+            .starts_with("did:")
+            .then(|| verified.subject.clone()),
         agent_name: None,
-        federated: Some(FederatedClaim { iss: partner.record.issuer.clone(), sub: foreign_sub }),
+        federated: Some(FederatedClaim {
+            iss: partner.record.issuer.clone(),
+            sub: foreign_sub,
+        }),
     };
-    let access_token = crate::tokens::sign(key, access_token::TYP, &claims).map_err(|_| OAuthError::server_error())?;
+    let access_token = crate::tokens::sign(key, access_token::TYP, &claims)
+        .map_err(|_| OAuthError::server_error())?;
     metrics::counter!("agentidp_tokens_issued_total", "grant" => if token_exchange { "token_exchange" } else { "jwt_bearer" }, "alg" => "ES256")
         .increment(1);
     Ok((

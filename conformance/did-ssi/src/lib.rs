@@ -1,0 +1,1 @@
+//! Nothing here: the conformance checks live in `tests/`.
