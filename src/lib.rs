@@ -24,3 +24,55 @@ pub mod storage;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tokens;
+
+#[cfg(test)]
+mod architecture {
+    /// The domain never imports the web framework or the SQL driver (kanidm's lib/core split):
+    /// only `http/`, `storage/sql.rs` and the assembly in `app.rs` may.
+    #[test]
+    fn domain_does_not_import_axum_or_sqlx() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&root, &mut files);
+        let allowed = |rel: &str| {
+            rel.starts_with("http/")
+                || rel == "storage/sql.rs"
+                || rel == "app.rs"
+                || rel == "lib.rs"
+        };
+        let mut offenders = Vec::new();
+        for f in &files {
+            let rel = f
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if allowed(&rel) {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).unwrap();
+            if text.contains("axum::")
+                || text.contains("use axum")
+                || text.contains("sqlx::")
+                || text.contains("tower::")
+            {
+                offenders.push(rel);
+            }
+        }
+        assert!(files.len() > 20, "walked {} files", files.len());
+        assert!(
+            offenders.is_empty(),
+            "domain modules importing axum/sqlx/tower: {offenders:?}"
+        );
+    }
+}
