@@ -24,7 +24,7 @@ pub async fn introspect(
         .require("token")
         .map_err(|e| e.with_basic(used_basic))?;
     match active_token(idp, org, token, now).await {
-        Ok((c, _agent)) => Ok(json!({
+        Ok((c, _agent)) => Ok(without_nulls(json!({
             "active": true,
             "scope": c.scope,
             "client_id": c.client_id,
@@ -39,8 +39,16 @@ pub async fn introspect(
             "did": c.did,
             "agent_name": c.agent_name,
             "federated": c.federated,
-        })),
+        }))),
         Err(TokenStateError::Unavailable) => Err(OAuthError::server_error()),
         Err(_) => Ok(json!({ "active": false })),
     }
+}
+
+/// RFC 7662 §2.2 members are typed (`scope` a string, ...): an absent value is omitted, not null.
+fn without_nulls(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.retain(|_, x| !x.is_null());
+    }
+    v
 }

@@ -15,7 +15,7 @@ pub async fn agent_info(
     now: i64,
 ) -> Result<Value, OAuthError> {
     let (claims, holder) = active_token(idp, org, token, now).await?;
-    Ok(match holder {
+    let mut info = match holder {
         Holder::Agent(agent) => json!({
             "sub": claims.sub,
             "client_id": claims.client_id,
@@ -39,5 +39,10 @@ pub async fn agent_info(
             "federated": claims.federated,
             "partner": {"id": partner.record.id, "issuer": partner.record.issuer, "name": partner.record.name},
         }),
-    })
+    };
+    // OIDC Core §5.3.2: a claim without a value is omitted, never returned as null.
+    if let Value::Object(m) = &mut info {
+        m.retain(|_, v| !v.is_null());
+    }
+    Ok(info)
 }

@@ -6,6 +6,7 @@ mod support;
 mod attacks;
 mod core_flow;
 mod did;
+mod federation;
 mod fuzz;
 mod keys;
 mod lifecycle;
