@@ -88,6 +88,26 @@ pub struct Verified {
     /// The foreign subject: its DID when that DID lies under the partner issuer's did:web path,
     /// else `partner-issuer#sub`.
     pub subject: String,
+    /// The single-use marker (`(iss, jti)`) and how long it must be kept.
+    replay_key: String,
+    replay_until: i64,
+}
+
+impl Verified {
+    /// Spends the assertion: from now on it is `replayed` everywhere. Call only once every other
+    /// check of the caller has passed, so a refused request spends nothing.
+    pub async fn spend(&self, idp: &Idp, now: i64) -> Result<(), VerifyError> {
+        let fresh = idp
+            .replay
+            .set_if_absent(&self.replay_key, self.replay_until, now)
+            .await
+            .map_err(|_| VerifyError::Internal)?;
+        if fresh {
+            Ok(())
+        } else {
+            Err(VerifyError::Replayed)
+        }
+    }
 }
 
 fn alg_of(name: &str) -> Option<jsonwebtoken::Algorithm> {
@@ -203,6 +223,19 @@ pub async fn verify(
     assertion: &str,
     now: i64,
 ) -> Result<Verified, VerifyError> {
+    let v = check(idp, org, assertion, now).await?;
+    v.spend(idp, now).await?;
+    Ok(v)
+}
+
+/// Every check of [`verify`] except spending. The returned assertion is not yet single-use:
+/// the caller must [`Verified::spend`] it before acting on it.
+pub async fn check(
+    idp: &Idp,
+    org: &OrgRecord,
+    assertion: &str,
+    now: i64,
+) -> Result<Verified, VerifyError> {
     let header = parse_header(assertion).map_err(|e| match e {
         HeaderError::Malformed => VerifyError::Malformed,
         HeaderError::Crit => VerifyError::Crit,
@@ -313,15 +346,7 @@ pub async fn verify(
         .to_owned();
 
     // Single use everywhere: keyed by (iss, jti) alone, kept until the assertion could no longer pass.
-    let key = format!("partner-assertion:{iss}:{jti}");
-    let fresh = idp
-        .replay
-        .set_if_absent(&key, exp.saturating_add(LEEWAY), now)
-        .await
-        .map_err(|_| VerifyError::Internal)?;
-    if !fresh {
-        return Err(VerifyError::Replayed);
-    }
+    let replay_key = format!("partner-assertion:{iss}:{jti}");
 
     let subject = federated_subject(iss, &sub, claims.get("did").and_then(Value::as_str));
     let local_claims: Map<String, Value> = partner
@@ -334,6 +359,8 @@ pub async fn verify(
         claims,
         local_claims,
         subject,
+        replay_key,
+        replay_until: exp.saturating_add(LEEWAY),
     })
 }
 

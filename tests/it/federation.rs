@@ -1658,3 +1658,36 @@ async fn cached_partner_keys_keep_verifying_while_the_jwks_endpoint_is_down(back
 }
 
 on_all_backends!(cached_partner_keys_keep_verifying_while_the_jwks_endpoint_is_down);
+
+// ---------------------------------------------------------------------------------------------
+// 10. A refused exchange spends nothing, and there is no re-federation
+
+async fn refused_exchanges_spend_nothing_and_cannot_target_other_issuers(backend: Backend) {
+    let f = fixture(backend).await;
+    // A token for another issuer would pass our vouching on to a third party: refused.
+    let assertion = f.key.sign(&f.claims());
+    for (param, value) in [
+        ("audience", "https://c.example/orgs/x"),
+        ("resource", "https://c.example/orgs/x"),
+    ] {
+        let (st, v) = jwt_bearer(&f.app, &f.org, &assertion, &[(param, value)]).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"], "invalid_target", "{v}");
+    }
+    // A scope beyond the partner's allowed scopes: refused too.
+    let (st, v) = jwt_bearer(&f.app, &f.org, &assertion, &[("scope", "admin")]).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "invalid_scope", "{v}");
+    // None of the refusals spent the assertion: it is exchanged now, for this organization.
+    let (st, v) = jwt_bearer(&f.app, &f.org, &assertion, &[("audience", &f.org.issuer)]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        jwt_claims(v["access_token"].as_str().unwrap())["aud"],
+        f.org.issuer
+    );
+    // And once exchanged it is spent.
+    let (st, v) = jwt_bearer(&f.app, &f.org, &assertion, &[]).await;
+    expect_invalid_grant(st, &v, "replayed");
+}
+
+on_all_backends!(refused_exchanges_spend_nothing_and_cannot_target_other_issuers);

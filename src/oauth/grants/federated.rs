@@ -78,7 +78,7 @@ pub async fn exchange(
         (token, true)
     };
 
-    let verified = verify::verify(idp, org, assertion, now)
+    let verified = verify::check(idp, org, assertion, now)
         .await
         .map_err(|e| wrap(grant_error(e)))?;
     let partner = &verified.partner;
@@ -102,6 +102,19 @@ pub async fn exchange(
         }
     };
     let aud = audiences(org, form).map_err(wrap)?;
+    // No re-federation: a federated identity gets tokens for this organization only, never
+    // tokens addressed to another issuer that would pass our vouching on to a third party.
+    if aud.iter().any(|a| *a != org.issuer) {
+        return Err(wrap(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "tokens for a federated identity are addressed to this organization only",
+        )));
+    }
+    // Every check passed: only now is the assertion spent.
+    verified
+        .spend(idp, now)
+        .await
+        .map_err(|e| wrap(grant_error(e)))?;
     let ttl = idp.access_token_ttl;
     let keys = idp
         .keys
