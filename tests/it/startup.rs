@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::support::{Backend, json_of, jwt_claims, jwt_header, random_slug, temp_dir};
+use crate::support::{Backend, PgDatabase, json_of, jwt_claims, jwt_header, random_slug, temp_dir};
 
 /// Bound on a server becoming ready, a stop, or a one-shot command.
 const WAIT: Duration = Duration::from_secs(30);
@@ -353,58 +353,6 @@ fn json_lines(stderr: &str) -> Vec<Value> {
             v
         })
         .collect()
-}
-
-/// A uniquely named PostgreSQL database, dropped (forcibly) on drop.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create(admin_url: &str) -> Self {
-        use sqlx::Connection;
-        let name = format!("agentidp_startup_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url)
-            .await
-            .expect("connect to the test PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        let mut url = url::Url::parse(admin_url).expect("AGENTIDP_TEST_DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 fn refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {

@@ -8,7 +8,6 @@ use agentidp::storage::{
     AgentRecord, DynStore, Event, KeyRecord, OrgRecord, StorageError, StoredEvent, open,
 };
 use serde_json::json;
-use sqlx::Connection;
 
 use crate::on_all_backends;
 use crate::support::*;
@@ -18,7 +17,7 @@ use crate::support::*;
 struct FreshDb {
     url: String,
     dir: PathBuf,
-    pg: Option<(String, String)>,
+    _pg: Option<PgDatabase>,
 }
 
 impl FreshDb {
@@ -28,23 +27,14 @@ impl FreshDb {
             Backend::Sqlite => FreshDb {
                 url: format!("sqlite://{}/t.db", dir.display()),
                 dir,
-                pg: None,
+                _pg: None,
             },
             Backend::Postgres { admin_url, .. } => {
-                let db = format!("agentidp_storage_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to the test PostgreSQL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let mut u = url::Url::parse(&admin_url).unwrap();
-                u.set_path(&format!("/{db}"));
+                let pg = PgDatabase::create(&admin_url).await;
                 FreshDb {
-                    url: u.to_string(),
+                    url: pg.url.clone(),
                     dir,
-                    pg: Some((admin_url, db)),
+                    _pg: Some(pg),
                 }
             }
         }
@@ -54,25 +44,6 @@ impl FreshDb {
 impl Drop for FreshDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((admin_url, db)) = self.pg.take() {
-            // Drop runs inside the test's runtime: use a thread with its own runtime.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async move {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                        )))
-                        .execute(&mut conn)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
 }
 

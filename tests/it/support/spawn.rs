@@ -57,11 +57,62 @@ pub struct TestApp {
 
 pub enum Cleanup {
     Dir(PathBuf),
+    /// The database drops itself with this value.
     Pg {
-        admin_url: String,
-        db: String,
+        _db: PgDatabase,
         dir: PathBuf,
     },
+}
+
+/// A uniquely named PostgreSQL database, dropped (forcibly) when this value is dropped, also
+/// when the test panics.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    /// The database's own URL.
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(admin_url: &str) -> Self {
+        let name = format!("agentidp_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("connect to the test PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        let url = with_db(admin_url, &name);
+        PgDatabase {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 pub fn temp_dir() -> PathBuf {
@@ -94,22 +145,11 @@ pub async fn test_settings(backend: &Backend) -> (Settings, Cleanup) {
             admin_url,
             redis_url,
         } => {
-            let db = format!("agentidp_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::PgConnection::connect(admin_url)
-                .await
-                .expect("connect to the test PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            s.database_url = Some(Secret::new(with_db(admin_url, &db)));
+            let db = PgDatabase::create(admin_url).await;
+            s.database_url = Some(Secret::new(db.url.clone()));
             s.master_key = Some(agentidp::keys::MasterKey::generate().to_base64());
             s.redis_url = redis_url.clone().map(Secret::new);
-            Cleanup::Pg {
-                admin_url: admin_url.clone(),
-                db,
-                dir,
-            }
+            Cleanup::Pg { _db: db, dir }
         }
     };
     (s, cleanup)
@@ -170,30 +210,10 @@ impl Drop for TestApp {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        // The database (if any) drops itself; the directory goes here.
         match self {
-            Cleanup::Dir(d) => {
+            Cleanup::Dir(d) | Cleanup::Pg { dir: d, .. } => {
                 let _ = std::fs::remove_dir_all(d);
-            }
-            Cleanup::Pg { admin_url, db, dir } => {
-                let _ = std::fs::remove_dir_all(dir);
-                let (admin_url, db) = (admin_url.clone(), db.clone());
-                // Drop runs inside the test's runtime: use a thread with its own runtime.
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async move {
-                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                            )))
-                            .execute(&mut conn)
-                            .await;
-                        }
-                    });
-                })
-                .join();
             }
         }
     }
