@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{Partner, issuer_did};
 use crate::idp::Idp;
-use crate::oauth::client_auth::{ASSERTION_ALGS, jwk_decoding_key};
+use crate::oauth::client_auth::{ASSERTION_ALGS, assertion_alg, jwk_decoding_key};
 use crate::storage::OrgRecord;
 use crate::tokens::{HeaderError, parse_header};
 
@@ -108,22 +108,6 @@ impl Verified {
             Err(VerifyError::Replayed)
         }
     }
-}
-
-fn alg_of(name: &str) -> Option<jsonwebtoken::Algorithm> {
-    use jsonwebtoken::Algorithm as A;
-    Some(match name {
-        "RS256" => A::RS256,
-        "RS384" => A::RS384,
-        "RS512" => A::RS512,
-        "PS256" => A::PS256,
-        "PS384" => A::PS384,
-        "PS512" => A::PS512,
-        "ES256" => A::ES256,
-        "ES384" => A::ES384,
-        "EdDSA" => A::EdDSA,
-        _ => return None,
-    })
 }
 
 /// The JWK Set of a partner: inline, fetched from its `jwks_uri` (cached, refreshed on unknown
@@ -240,8 +224,7 @@ pub async fn check(
         HeaderError::Malformed => VerifyError::Malformed,
         HeaderError::Crit => VerifyError::Crit,
     })?;
-    let alg = alg_of(&header.alg)
-        .filter(|_| ASSERTION_ALGS.contains(&header.alg.as_str()))
+    let alg = assertion_alg(&header.alg)
         .ok_or_else(|| VerifyError::UnsupportedAlg(ASSERTION_ALGS.join(", ")))?;
     // The (unverified) issuer selects the partner and so the keys; the signature then binds it.
     let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(assertion)

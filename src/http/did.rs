@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::admin::ApiResult;
 use super::error::{ApiError, OAuthResponse};
-use super::extract::{Admin, ApiJson, OAuthForm};
+use super::extract::{Admin, ApiJson};
 use super::oauth::org_or_404;
 use super::state::AppState;
 use crate::did::card::{self, CardMeta};
@@ -255,35 +255,6 @@ pub async fn agent_card_get(
             tracing::error!(error = %e, "rendering an agent card failed");
             OAuthResponse(OAuthError::server_error()).into_response()
         }
-    }
-}
-
-/// `POST {iss}/agent-proof`.
-pub async fn agent_proof_post(
-    State(state): State<AppState>,
-    Path(slug): Path<String>,
-    req: Result<OAuthForm, OAuthResponse>,
-) -> Response {
-    let org = match org_or_404(&state, &slug).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return e.into_response(),
-    };
-    let now = state.idp.clock.now();
-    match crate::oauth::proof::agent_proof(
-        &state.idp,
-        &org,
-        req.authorization.as_deref(),
-        &req.form,
-        now,
-    )
-    .await
-    {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => OAuthResponse(e).into_response(),
     }
 }
 

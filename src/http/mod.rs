@@ -118,7 +118,7 @@ pub fn router(state: AppState) -> Router {
             post(oauth::introspect_post),
         )
         .route("/orgs/{slug}/oauth2/revoke", post(oauth::revoke_post))
-        .route("/orgs/{slug}/agent-proof", post(did::agent_proof_post))
+        .route("/orgs/{slug}/agent-proof", post(oauth::agent_proof_post))
         .route(
             "/orgs/{slug}/federation/verify",
             post(federation::verify_post),

@@ -146,7 +146,12 @@ fn kty_fits(alg: &str, jwk: &Value) -> bool {
     }
 }
 
-fn jsonwebtoken_alg(alg: &str) -> Option<jsonwebtoken::Algorithm> {
+/// The `jsonwebtoken` algorithm for an allow-listed assertion alg name ([`ASSERTION_ALGS`]);
+/// `None` for anything else (`none`, HMAC, unknown).
+pub fn assertion_alg(alg: &str) -> Option<jsonwebtoken::Algorithm> {
+    if !ASSERTION_ALGS.contains(&alg) {
+        return None;
+    }
     use jsonwebtoken::Algorithm as A;
     Some(match alg {
         "RS256" => A::RS256,
@@ -270,14 +275,12 @@ async fn by_assertion(
             "an access token is not a client assertion",
         ));
     }
-    let alg = jsonwebtoken_alg(&header.alg)
-        .filter(|_| ASSERTION_ALGS.contains(&header.alg.as_str()))
-        .ok_or_else(|| {
-            OAuthError::invalid_client(format!(
-                "client_assertion alg must be one of {}",
-                ASSERTION_ALGS.join(", ")
-            ))
-        })?;
+    let alg = assertion_alg(&header.alg).ok_or_else(|| {
+        OAuthError::invalid_client(format!(
+            "client_assertion alg must be one of {}",
+            ASSERTION_ALGS.join(", ")
+        ))
+    })?;
     // Which client? The (unverified) sub names it; the signature check below binds it.
     let unverified: UnverifiedIss = jsonwebtoken::dangerous::insecure_decode_claims(token)
         .map_err(|_| OAuthError::invalid_client("client_assertion claims are malformed"))?;
