@@ -169,11 +169,16 @@ pub fn assertion_alg(alg: &str) -> Option<jsonwebtoken::Algorithm> {
 
 /// Authenticates the client of a request to `org`'s endpoints. Every failure is
 /// `invalid_client` with no hint at which part failed beyond what the client already knows.
+///
+/// `endpoint` is the path below the issuer that was called (`/oauth2/token`, ...): a client
+/// assertion's `aud` may name the issuer, the token endpoint, or the endpoint called (RFC 7523
+/// §3 lets the server choose; authlib and others default to the URL they call).
 pub async fn authenticate(
     idp: &Idp,
     org: &OrgRecord,
     p: Presented,
     now: i64,
+    endpoint: &str,
 ) -> Result<Arc<Agent>, OAuthError> {
     let used_basic = p.used_basic();
     let r = match p {
@@ -183,7 +188,7 @@ pub async fn authenticate(
         Presented::Jwt {
             assertion,
             client_id,
-        } => by_assertion(idp, org, &assertion, client_id.as_deref(), now).await,
+        } => by_assertion(idp, org, &assertion, client_id.as_deref(), now, endpoint).await,
         Presented::None { .. } => Err(OAuthError::invalid_client(
             "client authentication is required",
         )),
@@ -262,6 +267,7 @@ async fn by_assertion(
     assertion: &Secret,
     form_client_id: Option<&str>,
     now: i64,
+    endpoint: &str,
 ) -> Result<Arc<Agent>, OAuthError> {
     let token = assertion.expose();
     let header = parse_header(token).map_err(|e| match e {
@@ -304,9 +310,14 @@ async fn by_assertion(
         ));
     }
     let token_endpoint = format!("{}/oauth2/token", org.issuer);
+    let called = format!("{}{endpoint}", org.issuer);
     let mut v = jsonwebtoken::Validation::new(alg);
     v.leeway = LEEWAY as u64;
-    v.set_audience(&[org.issuer.as_str(), token_endpoint.as_str()]);
+    v.set_audience(&[
+        org.issuer.as_str(),
+        token_endpoint.as_str(),
+        called.as_str(),
+    ]);
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     v.validate_nbf = true;
     let claims =

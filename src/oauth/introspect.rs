@@ -19,7 +19,7 @@ pub async fn introspect(
 ) -> Result<Value, OAuthError> {
     let p = presented(authorization, form)?;
     let used_basic = p.used_basic();
-    authenticate(idp, org, p, now).await?;
+    authenticate(idp, org, p, now, "/oauth2/introspect").await?;
     let token = form
         .require("token")
         .map_err(|e| e.with_basic(used_basic))?;

@@ -26,7 +26,7 @@ pub async fn agent_proof(
 ) -> Result<ProofResponse, OAuthError> {
     let p = presented(authorization, form)?;
     let used_basic = p.used_basic();
-    let agent = authenticate(idp, org, p, now).await?;
+    let agent = authenticate(idp, org, p, now, "/agent-proof").await?;
     let bad = |what: &'static str| OAuthError::invalid_request(what).with_basic(used_basic);
     let aud = form.get("aud");
     let nonce = form.get("nonce");

@@ -17,7 +17,7 @@ pub async fn revoke(
 ) -> Result<(), OAuthError> {
     let p = presented(authorization, form)?;
     let used_basic = p.used_basic();
-    let caller = authenticate(idp, org, p, now).await?;
+    let caller = authenticate(idp, org, p, now, "/oauth2/revoke").await?;
     let token = form
         .require("token")
         .map_err(|e| e.with_basic(used_basic))?;

@@ -47,7 +47,7 @@ pub async fn token(
         GRANT_CLIENT_CREDENTIALS => {
             let p = presented(authorization, form)?;
             let used_basic = p.used_basic();
-            let agent = authenticate(idp, org, p, now).await?;
+            let agent = authenticate(idp, org, p, now, "/oauth2/token").await?;
             grants::client_credentials::issue(idp, org, &agent, form, now)
                 .await
                 .map_err(|e| e.with_basic(used_basic))

@@ -11,6 +11,7 @@ mod fuzz;
 mod keys;
 mod lifecycle;
 mod private_key_jwt;
+mod scale_out;
 mod schemas;
 mod startup;
 mod storage;

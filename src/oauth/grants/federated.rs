@@ -48,7 +48,7 @@ pub async fn exchange(
     let used_basic = p.used_basic();
     let client = match p {
         Presented::None { .. } => None,
-        other => Some(authenticate(idp, org, other, now).await?),
+        other => Some(authenticate(idp, org, other, now, "/oauth2/token").await?),
     };
     let wrap = |e: OAuthError| e.with_basic(used_basic);
 
