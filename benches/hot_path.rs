@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use agentidp::did::{card, document};
-use agentidp::keys::signing::{self, Signer};
+use agentidp::keys::signing::{self, LazySigner};
 use agentidp::keys::{KeyService, LoadedKey, MasterKey, OrgKeys, decoding_key};
 use agentidp::model::Alg;
 use agentidp::storage::{AgentRecord, OrgRecord};
@@ -24,7 +24,7 @@ fn loaded_key(alg: Alg) -> LoadedKey {
     LoadedKey {
         kid: g.kid.clone(),
         alg,
-        signer: Signer::from_pkcs8(alg, &g.pkcs8).expect("pkcs8"),
+        signer: LazySigner::new(alg, g.pkcs8.clone()),
         decoding: decoding_key(&g.public_jwk).expect("decoding key"),
         public_jwk: g.public_jwk,
         activates_at: 0,

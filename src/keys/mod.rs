@@ -69,7 +69,8 @@ pub struct LoadedKey {
     pub kid: String,
     pub alg: Alg,
     pub public_jwk: Value,
-    pub signer: Signer,
+    /// Parsed on first use.
+    pub signer: signing::LazySigner,
     pub decoding: jsonwebtoken::DecodingKey,
     pub activates_at: i64,
     pub retires_at: Option<i64>,
@@ -243,7 +244,7 @@ impl KeyService {
                 continue;
             };
             let pkcs8 = dek.open_private_key(&org.id, &r.kid, &r.alg, &r.private_enc)?;
-            let signer = Signer::from_pkcs8(alg, &pkcs8)?;
+            let signer = signing::LazySigner::new(alg, pkcs8);
             let public_jwk: Value = serde_json::from_str(&r.public_jwk)
                 .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
             let decoding =

@@ -112,8 +112,11 @@ impl Agent {
 /// Read-through caches of organizations (by slug) and agents (by org and id), shared by every
 /// request. Absent entries are cached too, so unknown slugs do not each cost a query.
 ///
-/// Entries live [`CACHE_TTL_LOCAL`] when no other instance can tell us about changes, and
-/// [`CACHE_TTL_SHARED`] when invalidations arrive through Redis.
+/// Every change made here invalidates these caches at once. Entries live [`CACHE_TTL_LOCAL`]
+/// when other instances could change the same database without telling us (PostgreSQL without
+/// Redis), and [`CACHE_TTL_SHARED`] when every change reaches us: through Redis, or because this
+/// process owns the database (embedded SQLite serves one instance; the CLI only rotates keys,
+/// which live in the key cache).
 pub struct Directory {
     store: DynStore,
     bus: DynBus,
@@ -127,7 +130,7 @@ pub const CACHE_TTL_SHARED: Duration = Duration::from_secs(60);
 
 impl Directory {
     pub fn new(store: DynStore, bus: DynBus) -> Self {
-        let ttl = if bus.is_shared() {
+        let ttl = if bus.is_shared() || store.backend() == "sqlite" {
             CACHE_TTL_SHARED
         } else {
             CACHE_TTL_LOCAL

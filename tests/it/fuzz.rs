@@ -1005,7 +1005,8 @@ async fn admin_create_agent_survives_random_json(backend: Backend) {
         "agent count changed by other than the accepted creations"
     );
     // Regressions (the shrunk cases this property found): NUL in stored text was a 500 on
-    // PostgreSQL; scope repeats that are not adjacent were kept.
+    // PostgreSQL (now refused for every admin body, 400); scope repeats that are not adjacent
+    // were kept.
     for body in [
         json!({"name": "a", "scopes": [], "description": "\u{0}"}),
         json!({"name": "a", "scopes": [], "jwks_uri": "https://jwks.invalid/a\u{0}b"}),
@@ -1017,7 +1018,8 @@ async fn admin_create_agent_survives_random_json(backend: Backend) {
                 Some(body),
             )
             .await;
-        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error_description"].as_str().unwrap().contains("NUL"), "{v}");
     }
     let a = app.create_agent(&org, &["write", "openid", "write"]).await;
     assert_eq!(a.body["scopes"], json!(["write", "openid"]));
