@@ -171,7 +171,11 @@ pub struct LazySigner {
 
 impl LazySigner {
     pub fn new(alg: Alg, pkcs8: Vec<u8>) -> Self {
-        Self { alg, pkcs8, parsed: std::sync::OnceLock::new() }
+        Self {
+            alg,
+            pkcs8,
+            parsed: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError> {
@@ -210,7 +214,11 @@ mod tests {
         let eager = Signer::from_pkcs8(Alg::EdDSA, &g.pkcs8).unwrap();
         // Ed25519 signatures are deterministic.
         assert_eq!(lazy.sign(b"x").unwrap(), eager.sign(b"x").unwrap());
-        assert!(LazySigner::new(Alg::ES256, b"garbage".to_vec()).sign(b"x").is_err());
+        assert!(
+            LazySigner::new(Alg::ES256, b"garbage".to_vec())
+                .sign(b"x")
+                .is_err()
+        );
     }
 
     #[test]

@@ -1019,7 +1019,10 @@ async fn admin_create_agent_survives_random_json(backend: Backend) {
             )
             .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-        assert!(v["error_description"].as_str().unwrap().contains("NUL"), "{v}");
+        assert!(
+            v["error_description"].as_str().unwrap().contains("NUL"),
+            "{v}"
+        );
     }
     let a = app.create_agent(&org, &["write", "openid", "write"]).await;
     assert_eq!(a.body["scopes"], json!(["write", "openid"]));
