@@ -55,51 +55,12 @@ struct Schemas {
     card: Validator,
 }
 
-fn local_refs(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                if k == "$ref"
-                    && let Some(s) = v.as_str()
-                {
-                    out.push(s.to_owned());
-                }
-                local_refs(v, out);
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|v| local_refs(v, out)),
-        _ => {}
-    }
-}
-
-/// Loads a schema, checks it is a valid, self-contained draft 2020-12 schema, compiles it.
-fn load_schema(path: &str) -> Validator {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let schema: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(
-        schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
-        "{path}"
-    );
-    if let Err(e) = jsonschema::meta::validate(&schema) {
-        panic!("{path} does not match the 2020-12 meta-schema: {e}");
-    }
-    let mut refs = Vec::new();
-    local_refs(&schema, &mut refs);
-    for r in &refs {
-        assert!(
-            r.starts_with("#/$defs/"),
-            "{path}: $ref {r} leaves the file"
-        );
-    }
-    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{path} does not compile: {e}"))
-}
-
 fn schemas() -> &'static Schemas {
     static S: OnceLock<Schemas> = OnceLock::new();
     S.get_or_init(|| Schemas {
-        document: load_schema(DID_DOCUMENT_SCHEMA),
-        resolution: load_schema(RESOLUTION_SCHEMA),
-        card: load_schema(CARD_SCHEMA),
+        document: crate::schemas::load(DID_DOCUMENT_SCHEMA),
+        resolution: crate::schemas::load(RESOLUTION_SCHEMA),
+        card: crate::schemas::load(CARD_SCHEMA),
     })
 }
 

@@ -41,7 +41,8 @@ fn refs(v: &Value, out: &mut Vec<String>) {
 }
 
 /// Loads a schema file, checks it is a valid, self-contained draft 2020-12 schema, compiles it.
-fn load(path: &str) -> Validator {
+/// (Also used by the DID tests for the DID and card schemas.)
+pub fn load(path: &str) -> Validator {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let schema: Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"));
