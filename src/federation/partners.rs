@@ -91,12 +91,7 @@ fn validate_list(field: &'static str, v: &[String]) -> Result<(), AdminError> {
     Ok(())
 }
 
-async fn apply(
-    idp: &Idp,
-    org: &OrgRecord,
-    rec: &mut PartnerRecord,
-    input: PartnerInput,
-) -> Result<(), AdminError> {
+async fn apply(idp: &Idp, rec: &mut PartnerRecord, input: PartnerInput) -> Result<(), AdminError> {
     if let Some(n) = input.name {
         orgs::validate_name("name", &n)?;
         rec.name = Some(n.trim().to_owned());
@@ -203,7 +198,6 @@ async fn apply(
             .map_err(|e| AdminError::field("issuer", format!("jwks_uri: {e}")))?;
         rec.jwks_uri = Some(uri);
     }
-    let _ = org;
     Ok(())
 }
 
@@ -244,7 +238,7 @@ pub async fn create(
     };
     let mut input = input;
     input.issuer = None;
-    apply(idp, &org, &mut rec, input).await?;
+    apply(idp, &mut rec, input).await?;
     let ev = Event {
         org_id: Some(org.id.clone()),
         kind: "partner.created",
@@ -328,7 +322,7 @@ pub async fn update(
     let mut rec = p.record.clone();
     let mut input = input;
     input.issuer = None;
-    apply(idp, &org, &mut rec, input).await?;
+    apply(idp, &mut rec, input).await?;
     let now = idp.clock.now();
     rec.updated_at = now;
     let ev = Event {

@@ -53,9 +53,7 @@ pub async fn token(
                 .map_err(|e| e.with_basic(used_basic))
         }
         GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
-            grants::federated::exchange(idp, org, authorization, form, grant_type, now)
-                .await
-                .map(|(t, _)| t)
+            grants::federated::exchange(idp, org, authorization, form, grant_type, now).await
         }
         other => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,

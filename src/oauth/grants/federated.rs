@@ -43,7 +43,7 @@ pub async fn exchange(
     form: &FormParams,
     grant_type: &str,
     now: i64,
-) -> Result<(TokenResponse, bool), OAuthError> {
+) -> Result<TokenResponse, OAuthError> {
     let p = presented(authorization, form)?;
     let used_basic = p.used_basic();
     let client = match p {
@@ -158,15 +158,12 @@ pub async fn exchange(
         .map_err(|_| OAuthError::server_error())?;
     metrics::counter!("agentidp_tokens_issued_total", "grant" => if token_exchange { "token_exchange" } else { "jwt_bearer" }, "alg" => "ES256")
         .increment(1);
-    Ok((
-        TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: ttl,
-            scope,
-            id_token: None,
-            issued_token_type: token_exchange.then_some(TT_ACCESS_TOKEN),
-        },
-        used_basic,
-    ))
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope,
+        id_token: None,
+        issued_token_type: token_exchange.then_some(TT_ACCESS_TOKEN),
+    })
 }
