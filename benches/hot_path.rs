@@ -42,7 +42,9 @@ fn access_claims() -> AccessClaims {
         aud: Audience::One(ISSUER.into()),
         exp: NOW + 900,
         iat: NOW,
-        jti: agentidp::model::new_id(),
+        jti: agentidp::model::new_id(agentidp::model::Clock::now_ms(
+            &agentidp::model::SystemClock,
+        )),
         client_id: "0196b000-0000-7000-8000-000000000001".into(),
         scope: Some("invoices:read orders:write".into()),
         org_id: Some("0196a000-0000-7000-8000-000000000001".into()),
@@ -162,7 +164,9 @@ fn fixture() -> Fixture {
         store.migrate().await.expect("migrate");
         let master = Arc::new(MasterKey::generate());
         let public_url = url::Url::parse("https://idp.example").expect("url");
-        let id = agentidp::model::new_id();
+        let id = agentidp::model::new_id(agentidp::model::Clock::now_ms(
+            &agentidp::model::SystemClock,
+        ));
         let (dek_wrapped, dek) = master.new_data_key(&id);
         let records = KeyService::generate_records(&id, Arc::new(dek), 0, 0)
             .await
@@ -190,7 +194,9 @@ fn fixture() -> Fixture {
             .org_keys(&org, NOW)
             .await
             .expect("org keys");
-        let agent_id = agentidp::model::new_id();
+        let agent_id = agentidp::model::new_id(agentidp::model::Clock::now_ms(
+            &agentidp::model::SystemClock,
+        ));
         let agent = Agent::from_record(AgentRecord {
             org_id: id,
             did: agentidp::did::agent_did(&org.did, &agent_id),

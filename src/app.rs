@@ -23,7 +23,7 @@ use crate::http::{AppState, router};
 use crate::idp::{Idp, parse_public_url};
 use crate::keys::envelope::random_token;
 use crate::keys::{KeyService, MasterKey};
-use crate::model::{Secret, SystemClock};
+use crate::model::{Clock, Secret, SystemClock};
 use crate::remote::RemoteJson;
 use crate::storage::{self, DynStore, Event};
 use crate::tenancy::Directory;
@@ -106,7 +106,17 @@ pub struct Startup {
 }
 
 impl App {
+    /// Builds the app on the wall clock.
     pub async fn build(settings: Settings) -> anyhow::Result<Startup> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the app on `clock`: the only source of time for every expiry, schedule, cache
+    /// freshness and identifier it handles (tests pass an adjustable clock).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Startup> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let (store, master) = open_database(&settings).await?;
         if !settings.is_postgres() && settings.database_url.is_none() {
@@ -136,7 +146,7 @@ impl App {
                 .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port())),
         )
         .map_err(|e| anyhow!(e))?;
-        check_public_url(&store, &public_url, settings.move_public_url).await?;
+        check_public_url(&store, &public_url, settings.move_public_url, clock.now()).await?;
         if !crate::did::resolvable_by_others(&public_url) {
             tracing::warn!(
                 public_url = %public_url,
@@ -165,6 +175,7 @@ impl App {
             &settings,
             public_url.clone(),
             bootstrap,
+            clock,
         )?;
         Ok(Startup {
             app: App {
@@ -314,6 +325,7 @@ pub fn assemble(
     settings: &Settings,
     public_url: Url,
     bootstrap: (i64, Vec<u8>),
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<AppState> {
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
@@ -345,23 +357,26 @@ pub fn assemble(
             fetcher.clone(),
             "application/jwk-set+json, application/json",
             crate::remote::is_jwks,
+            clock.clone(),
         ),
         partner_jwks: RemoteJson::new(
             fetcher.clone(),
             "application/jwk-set+json, application/json",
             crate::remote::is_jwks,
+            clock.clone(),
         ),
         did_docs: RemoteJson::new(
             fetcher.clone(),
             "application/did+json, application/json",
             |v| v.get("id").is_some_and(Value::is_string),
+            clock.clone(),
         ),
         fetcher,
         cards: moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(10))
             .build(),
-        clock: Arc::new(SystemClock),
+        clock,
         instance_did: crate::did::instance_did(&public_url),
         public_url,
         access_token_ttl: settings.access_token_ttl_secs,
@@ -384,7 +399,12 @@ pub fn assemble(
 }
 
 /// The recorded public URL must not change silently: every issuer and DID derives from it.
-async fn check_public_url(store: &DynStore, url: &Url, allow_move: bool) -> anyhow::Result<()> {
+async fn check_public_url(
+    store: &DynStore,
+    url: &Url,
+    allow_move: bool,
+    now: i64,
+) -> anyhow::Result<()> {
     let current = url.as_str().trim_end_matches('/').to_owned();
     match store.meta_get(META_PUBLIC_URL).await? {
         None => store.meta_set(META_PUBLIC_URL, &current).await?,
@@ -408,7 +428,7 @@ async fn check_public_url(store: &DynStore, url: &Url, allow_move: bool) -> anyh
                 kind: "instance.moved",
                 subject: current.clone(),
                 data: serde_json::json!({"from": r, "to": current, "orgs": moves.len()}),
-                at: chrono::Utc::now().timestamp(),
+                at: now,
             };
             store.org_rebase(&moves, &event).await?;
             store.meta_set(META_PUBLIC_URL, &current).await?;
@@ -468,7 +488,7 @@ pub async fn rotate_keys_cli(
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
     );
-    let now = chrono::Utc::now().timestamp();
+    let now = SystemClock.now();
     let slugs: Vec<String> = match org {
         Some(s) => vec![s.to_owned()],
         None => store

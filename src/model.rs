@@ -58,9 +58,16 @@ pub fn is_uuid(s: &str) -> bool {
     s.len() == 36 && uuid::Uuid::try_parse(s).is_ok() && !s.bytes().any(|c| c.is_ascii_uppercase())
 }
 
-/// A new, time-ordered identifier (UUIDv7), used for organizations, agents and token `jti`s.
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().hyphenated().to_string()
+/// A new, time-ordered identifier (UUIDv7, RFC 9562 §5.7) stamped with `now_ms` from the injected
+/// [`Clock`]: organizations, agents, partners and token `jti`s. A token's `jti` carries its issue
+/// instant in milliseconds, compared with an agent's "tokens valid after" instant, so both must
+/// come from the same clock. The 74 bits below the millisecond are random (RFC 9562 §6.2 method
+/// "fixed bit-length dedicated counter" is not used: several clocks may run in one process in
+/// tests, and ids need no order within a millisecond).
+pub fn new_id(now_ms: i64) -> String {
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
+    uuid::Uuid::new_v7(ts).hyphenated().to_string()
 }
 
 /// The millisecond timestamp inside a UUIDv7 we generated (used to order a token's issue time
@@ -116,12 +123,59 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
-/// The wall clock.
+/// The wall clock: the one place the process reads the system time.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that stands still until it is set or advanced (unit tests, pinned instants).
+#[derive(Debug, Default)]
+pub struct FixedClock(std::sync::atomic::AtomicI64);
+
+impl FixedClock {
+    pub fn at_ms(ms: i64) -> Self {
+        Self(std::sync::atomic::AtomicI64::new(ms))
+    }
+    pub fn set_ms(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The wall clock plus an offset that only grows: integration tests run a real server on it and
+/// pass time with [`OffsetClock::advance`] instead of sleeping (rate-limit windows, cache
+/// freshness, key schedules), while everything else sees ordinary, moving time.
+#[derive(Debug, Default)]
+pub struct OffsetClock(std::sync::atomic::AtomicI64);
+
+impl OffsetClock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock
+            .now_ms()
+            .saturating_add(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 
@@ -156,10 +210,11 @@ mod tests {
 
     #[test]
     fn uuid_v7_carries_millis() {
-        let before = SystemClock.now_ms();
-        let id = new_id();
-        let ms = uuid_v7_millis(&id).unwrap();
-        assert!(ms >= before - 1 && ms <= SystemClock.now_ms() + 1);
+        let at = 1_767_225_600_123; // 2026-01-01T00:00:00.123Z
+        let id = new_id(at);
+        assert_eq!(uuid_v7_millis(&id), Some(at));
+        assert!(new_id(at + 1) > id, "ordered by millisecond");
+        assert_ne!(new_id(at), id);
         assert!(is_uuid(&id));
         assert!(!is_uuid("../etc"));
     }

@@ -8,12 +8,13 @@
 //! it is stale, then verification fails closed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::future::Cache;
 use serde_json::Value;
 
 use crate::fetch::{FetchError, Fetcher};
+use crate::model::Clock;
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_FRESH: Duration = Duration::from_secs(60);
@@ -22,11 +23,24 @@ const DEFAULT_FRESH: Duration = Duration::from_secs(300);
 /// How long past freshness a copy may still be used while its endpoint fails.
 const STALE_GRACE: Duration = Duration::from_secs(3600);
 
+/// A fetched document and, in milliseconds of the injected clock, until when it is fresh and
+/// until when it may still serve while its endpoint fails.
 #[derive(Debug)]
 pub struct RemoteEntry {
     pub doc: Value,
-    fresh_until: Instant,
-    stale_until: Instant,
+    fresh_until: i64,
+    stale_until: i64,
+}
+
+/// One fetch attempt's outcome, shared by every caller within [`REFRESH_INTERVAL`] of `at`.
+#[derive(Clone)]
+struct Attempt {
+    at: i64,
+    outcome: Result<Arc<RemoteEntry>, FetchError>,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 pub struct RemoteJson {
@@ -36,7 +50,9 @@ pub struct RemoteJson {
     /// Shape check: a fetched document failing it counts as a failed fetch.
     check: fn(&Value) -> bool,
     latest: Cache<String, Arc<RemoteEntry>>,
-    attempts: Cache<String, Result<Arc<RemoteEntry>, FetchError>>,
+    /// Bounded in memory by moka's time-to-live; the interval itself is judged by `clock`.
+    attempts: Cache<String, Attempt>,
+    clock: Arc<dyn Clock>,
 }
 
 /// A JWK Set: `{"keys": [...]}`.
@@ -45,11 +61,17 @@ pub fn is_jwks(v: &Value) -> bool {
 }
 
 impl RemoteJson {
-    pub fn new(fetcher: Fetcher, accept: &'static str, check: fn(&Value) -> bool) -> Self {
+    pub fn new(
+        fetcher: Fetcher,
+        accept: &'static str,
+        check: fn(&Value) -> bool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             fetcher,
             accept,
             check,
+            clock,
             latest: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(MAX_FRESH + STALE_GRACE)
@@ -66,13 +88,13 @@ impl RemoteJson {
         self.latest
             .get(uri)
             .await
-            .filter(|e| Instant::now() < e.stale_until)
+            .filter(|e| self.clock.now_ms() < e.stale_until)
     }
 
     /// The document at `uri`: cached while fresh, else fetched (once per interval).
     pub async fn get(&self, uri: &str) -> Result<Arc<RemoteEntry>, FetchError> {
         if let Some(e) = self.latest.get(uri).await
-            && Instant::now() < e.fresh_until
+            && self.clock.now_ms() < e.fresh_until
         {
             return Ok(e);
         }
@@ -81,32 +103,42 @@ impl RemoteJson {
 
     /// A fetch for a `kid` the cached set lacks; rate-limited like every fetch.
     pub async fn refresh(&self, uri: &str) -> Result<Arc<RemoteEntry>, FetchError> {
+        let now = self.clock.now_ms();
+        // An attempt older than the interval (by the injected clock) no longer rate-limits.
+        if let Some(a) = self.attempts.get(uri).await
+            && now.saturating_sub(a.at) >= ms(REFRESH_INTERVAL)
+        {
+            self.attempts.invalidate(uri).await;
+        }
         let fetcher = self.fetcher.clone();
         let (accept, check) = (self.accept, self.check);
         let owned = uri.to_owned();
         let attempt = self
             .attempts
             .get_with(uri.to_owned(), async move {
-                let fetched = fetcher.get(&owned, accept).await?;
-                let doc: Value =
-                    serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJson)?;
-                if !check(&doc) {
-                    return Err(FetchError::NotJson);
+                let outcome = async {
+                    let fetched = fetcher.get(&owned, accept).await?;
+                    let doc: Value =
+                        serde_json::from_slice(&fetched.body).map_err(|_| FetchError::NotJson)?;
+                    if !check(&doc) {
+                        return Err(FetchError::NotJson);
+                    }
+                    let fresh = fetched
+                        .max_age
+                        .map(Duration::from_secs)
+                        .unwrap_or(DEFAULT_FRESH)
+                        .clamp(MIN_FRESH, MAX_FRESH);
+                    Ok(Arc::new(RemoteEntry {
+                        doc,
+                        fresh_until: now.saturating_add(ms(fresh)),
+                        stale_until: now.saturating_add(ms(fresh + STALE_GRACE)),
+                    }))
                 }
-                let max_age = fetched.max_age;
-                let fresh = max_age
-                    .map(Duration::from_secs)
-                    .unwrap_or(DEFAULT_FRESH)
-                    .clamp(MIN_FRESH, MAX_FRESH);
-                let now = Instant::now();
-                Ok(Arc::new(RemoteEntry {
-                    doc,
-                    fresh_until: now + fresh,
-                    stale_until: now + fresh + STALE_GRACE,
-                }))
+                .await;
+                Attempt { at: now, outcome }
             })
             .await;
-        match attempt {
+        match attempt.outcome {
             Ok(e) => {
                 let newer = match self.latest.get(uri).await {
                     Some(old) => !Arc::ptr_eq(&old, &e),
@@ -118,7 +150,7 @@ impl RemoteJson {
                 Ok(e)
             }
             Err(err) => match self.latest.get(uri).await {
-                Some(old) if Instant::now() < old.stale_until => {
+                Some(old) if self.clock.now_ms() < old.stale_until => {
                     tracing::warn!(error = %err, "fetch failed; using the cached copy");
                     Ok(old)
                 }

@@ -54,7 +54,7 @@ pub fn mint(
         iat: now,
         nbf: now,
         exp: now + LIFETIME_SECS,
-        jti: new_id(),
+        jti: new_id(now.saturating_mul(1000)),
         issuer,
         client_id,
     };

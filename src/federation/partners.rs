@@ -222,7 +222,7 @@ pub async fn create(
     let now = idp.clock.now();
     let mut rec = PartnerRecord {
         org_id: org.id.clone(),
-        id: new_id(),
+        id: new_id(idp.clock.now_ms()),
         issuer: issuer.clone(),
         name: None,
         jwks_uri: None,

@@ -254,7 +254,7 @@ pub async fn create(
         return Err(AdminError::field("scopes", "is required (may be empty)"));
     }
     let now = idp.clock.now();
-    let id = new_id();
+    let id = new_id(idp.clock.now_ms());
     let method = match &input.token_endpoint_auth_method {
         Some(m) => AuthMethod::parse(m).ok_or_else(|| {
             AdminError::field(

@@ -38,7 +38,7 @@ pub async fn create(
         .ok_or_else(|| AdminError::field("slug", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
     validate_name("name", name)?;
     let now = idp.clock.now();
-    let id = new_id();
+    let id = new_id(idp.clock.now_ms());
     let (dek_wrapped, dek) = idp.keys.master().new_data_key(&id);
     let keys = KeyService::generate_records(&id, Arc::new(dek), now, now).await?;
     let org = OrgRecord {

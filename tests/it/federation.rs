@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use axum::extract::State;
@@ -356,8 +356,9 @@ async fn token_for(app: &TestApp, org: &TestOrg, agent: &TestAgent, aud: &str) -
     t["access_token"].as_str().unwrap().to_owned()
 }
 
-async fn sleep_past_refresh_window(since: Instant) {
-    tokio::time::sleep_until(tokio::time::Instant::from_std(since + PAST_REFRESH_WINDOW)).await;
+/// Passes the refresh window (10 s per URI since the last fetch attempt) on `app`'s clock.
+fn pass_refresh_window(app: &TestApp) {
+    app.advance(PAST_REFRESH_WINDOW);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,7 +407,6 @@ async fn two_agentidp_instances_federate_both_ways_through_rotation_and_disablin
     let t1 = token_for(&a, &org_a, &agent_a, &org_b.issuer).await;
     let v = verify(&b, &org_b, &b.token, &t1).await;
     // B fetched A's JWKS for the first time just now.
-    let b_fetched = Instant::now();
     expect_valid(&v);
     assert_eq!(v["subject"], agent_a.did);
     assert_eq!(v["partner"]["id"], a_at_b_id);
@@ -514,11 +514,9 @@ async fn two_agentidp_instances_federate_both_ways_through_rotation_and_disablin
     // B refetches a partner's JWKS for an unknown kid, but at most once per 10 s per URI
     // (REFRESH_INTERVAL), counted from its previous fetch attempt: its first fetch, during the
     // first verification above. Within that window the new kid is unknown to B (nothing spent);
-    // once 11 s have passed since that fetch, B refetches once and knows the new key.
-    if b_fetched.elapsed() < Duration::from_secs(8) {
-        expect_invalid(&verify(&b, &org_b, &b.token, &t6).await, "unknown_key");
-    }
-    sleep_past_refresh_window(b_fetched).await;
+    // once 11 s have passed on B's clock since that fetch, B refetches once and knows the new key.
+    expect_invalid(&verify(&b, &org_b, &b.token, &t6).await, "unknown_key");
+    pass_refresh_window(&b);
     let v = verify(&b, &org_b, &b.token, &t6).await;
     expect_valid(&v);
     assert_eq!(v["subject"], agent_a.did);
@@ -1204,14 +1202,13 @@ on_all_backends!(only_the_organizations_agents_or_the_platform_may_verify);
 
 async fn a_flood_of_unknown_kids_fetches_the_partner_jwks_at_most_twice(backend: Backend) {
     let f = fixture(backend).await;
-    let registered = Instant::now();
     assert_eq!(f.srv.jwks_hits(), 1, "fetched once at registration");
     expect_valid(&f.verify(&f.key.sign(&f.claims())).await);
     assert_eq!(f.srv.jwks_hits(), 1, "served from the cache");
 
     // Wait until the registration fetch no longer rate-limits refreshes (10 s per URI), so that
     // the flood is entitled to exactly one refresh, which all 1,000 callers must share.
-    sleep_past_refresh_window(registered).await;
+    pass_refresh_window(&f.app);
     let assertions: Vec<String> = (0..1000)
         .map(|_| {
             let h = json!({"alg": "ES256", "typ": "JWT", "kid": format!("unknown-{}", new_jti())});
@@ -1586,7 +1583,6 @@ async fn a_partner_registered_by_did_is_verified_with_keys_from_its_did_document
     let (st, e) = register(&b, &org_b, json!({"issuer": org_a2.issuer, "did": missing})).await;
     assert_field_error(st, &e, "did");
 
-    let registered = Instant::now();
     let p = register_ok(
         &b,
         &org_b,
@@ -1621,7 +1617,7 @@ async fn a_partner_registered_by_did_is_verified_with_keys_from_its_did_document
         )
         .await;
     assert!(st.is_success(), "{st} {v}");
-    sleep_past_refresh_window(registered).await;
+    pass_refresh_window(&b);
     let t = token_for(&a, &org_a, &agent, &org_b.issuer).await;
     expect_valid(&verify(&b, &org_b, &b.token, &t).await);
 }
@@ -1633,7 +1629,6 @@ on_all_backends!(a_partner_registered_by_did_is_verified_with_keys_from_its_did_
 
 async fn cached_partner_keys_keep_verifying_while_the_jwks_endpoint_is_down(backend: Backend) {
     let mut f = fixture(backend).await;
-    let registered = Instant::now();
     expect_valid(&f.verify(&f.key.sign(&f.claims())).await);
     let jwks_uri = f.srv.url("/jwks.json");
     f.srv.stop().await;
@@ -1646,7 +1641,7 @@ async fn cached_partner_keys_keep_verifying_while_the_jwks_endpoint_is_down(back
     // Past the refresh window an unknown kid makes the server try the endpoint again; the
     // failure leaves the cached set in use: the kid is unknown (not keys_unavailable) and the
     // known key keeps verifying, at verify and at the token endpoint.
-    sleep_past_refresh_window(registered).await;
+    pass_refresh_window(&f.app);
     let h = json!({"alg": "ES256", "typ": "JWT", "kid": "rotated-away"});
     expect_invalid(
         &f.verify(&f.key.sign_with(&h, &f.claims())).await,

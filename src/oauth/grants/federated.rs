@@ -137,7 +137,7 @@ pub async fn exchange(
         aud: Audience::from_vec(aud),
         exp: now + ttl,
         iat: now,
-        jti: new_id(),
+        jti: new_id(idp.clock.now_ms()),
         client_id: client.as_ref().map_or_else(
             || partner.record.issuer.clone(),
             |c| c.client_id().to_owned(),

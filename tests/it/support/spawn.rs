@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use agentidp::app::App;
 use agentidp::config::Settings;
-use agentidp::model::Secret;
+use agentidp::model::{OffsetClock, Secret};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
@@ -50,6 +51,9 @@ pub struct TestApp {
     pub base: String,
     pub token: String,
     pub http: reqwest::Client,
+    /// The server's clock: the wall clock plus an offset that [`TestApp::advance`] moves, so
+    /// tests pass time without sleeping.
+    pub clock: Arc<OffsetClock>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     cleanup: Option<Cleanup>,
@@ -168,7 +172,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts a server with exactly these settings.
 pub async fn spawn_with_settings(settings: Settings, cleanup: Option<Cleanup>) -> TestApp {
-    let startup = App::build(settings.clone()).await.expect("app builds");
+    spawn_with_clock(settings, cleanup, Arc::new(OffsetClock::new())).await
+}
+
+/// Starts a server with these settings on `clock` (several servers may share one).
+pub async fn spawn_with_clock(
+    settings: Settings,
+    cleanup: Option<Cleanup>,
+    clock: Arc<OffsetClock>,
+) -> TestApp {
+    let startup = App::build_with_clock(settings.clone(), clock.clone())
+        .await
+        .expect("app builds");
     let app = startup.app;
     let addr = app.local_addr();
     let base = app.public_url().as_str().trim_end_matches('/').to_owned();
@@ -190,9 +205,17 @@ pub async fn spawn_with_settings(settings: Settings, cleanup: Option<Cleanup>) -
         base,
         token,
         http,
+        clock,
         shutdown: Some(tx),
         server: Some(server),
         cleanup,
+    }
+}
+
+impl TestApp {
+    /// Passes `by` on the server's clock.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.clock.advance(by);
     }
 }
 
