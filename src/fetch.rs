@@ -1,5 +1,5 @@
-//! Hardened outbound HTTP for keys and documents published by others (agent `jwks_uri`, later
-//! partner metadata and did:web documents).
+//! Hardened outbound HTTP for keys and documents published by others: agents' `jwks_uri`,
+//! partners' discovery metadata and JWK Sets, and foreign did:web documents.
 //!
 //! SSRF guard: host names are resolved by our own resolver, which refuses private, loopback,
 //! link-local, multicast and mapped addresses, and the connection goes to the address that was

@@ -1,6 +1,6 @@
-//! JSON documents published by others (agents' `jwks_uri`, foreign did:web documents; partner
-//! metadata and keys, later), fetched through the hardened fetcher and cached honouring
-//! `Cache-Control` within bounds.
+//! JSON documents published by others (agents' and partners' JWK Sets, foreign did:web
+//! documents), fetched through the hardened fetcher and cached honouring `Cache-Control` within
+//! bounds. Partner discovery metadata is fetched once, at registration, without this cache.
 //!
 //! Fetches are single-flight and rate-limited per URI: every caller that needs a fetch within
 //! [`REFRESH_INTERVAL`] shares the one attempt's outcome, so a flood of unknown `kid`s causes at

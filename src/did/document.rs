@@ -202,15 +202,22 @@ pub fn deactivated_document(did: &str) -> Value {
 mod tests {
     use super::*;
 
+    /// The did:key specification's Ed25519 example (W3C CCG did:key, §"Ed25519"):
+    /// `did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp` is the key whose JWK `x` is
+    /// `O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik` (multicodec 0xed01, base58btc, prefix `z`).
     #[test]
-    fn ed25519_multikey_encoding() {
-        // did:key test vector (W3C CCG did:key spec): the all-zero-seed-free example key.
-        let raw = bs58::decode("6Mk").into_vec().ok();
-        assert!(raw.is_some());
-        let x = [0u8; 32];
-        let mb = ed25519_multibase(&x);
-        assert!(mb.starts_with("z6Mk"), "{mb}");
-        let back = bs58::decode(&mb[1..]).into_vec().unwrap();
+    fn ed25519_multikey_matches_the_did_key_test_vector() {
+        let x = BASE64_URL_SAFE_NO_PAD
+            .decode("O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik")
+            .unwrap();
+        let x: [u8; 32] = x.try_into().unwrap();
+        assert_eq!(
+            ed25519_multibase(&x),
+            "z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+        );
+        let back = bs58::decode("6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp")
+            .into_vec()
+            .unwrap();
         assert_eq!(&back[..2], &ED25519_MULTICODEC);
         assert_eq!(&back[2..], &x);
     }

@@ -160,7 +160,8 @@ impl Signer {
     }
 }
 
-/// A private key parsed on first use. An organization's key set is re-read every few seconds and
+/// A private key parsed on first use. An organization's key set is re-read whenever its cache
+/// entry expires (`KEY_CACHE_TTL`, 30 s) or is invalidated, and
 /// most organizations never sign with RSA (ID tokens only), so an RSA-3072 key is parsed (and
 /// validated, ~1 ms) only when it first signs, not whenever the set is loaded.
 pub struct LazySigner {

@@ -39,21 +39,6 @@ pub fn hs256(key: &[u8], header: &Value, claims: &Value) -> String {
     format!("{input}.{}", b64(tag.as_ref()))
 }
 
-async fn org_jwks(app: &TestApp, org: &TestOrg) -> Value {
-    let (st, v) = app.get_json(&format!("{}/jwks.json", org.issuer)).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v
-}
-
-fn kids(jwks: &Value) -> Vec<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// The token is refused as RFC 6750 and RFC 7662 say: 401 with a Bearer `invalid_token` challenge
 /// at `/agent-info`, and `{"active": false}` (nothing else) from introspection.
 pub async fn assert_token_rejected(app: &TestApp, org: &TestOrg, caller: &TestAgent, token: &str) {

@@ -223,21 +223,6 @@ fn service_endpoint<'a>(doc: &'a Value, ty: &str) -> &'a Value {
     &s["serviceEndpoint"]
 }
 
-async fn jwks(app: &TestApp, org: &TestOrg) -> Value {
-    let (st, v) = app.get_json(&format!("{}/jwks.json", org.issuer)).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v
-}
-
-fn jwks_kids(jwks: &Value) -> BTreeSet<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 async fn rotate(app: &TestApp, org: &TestOrg) {
     let (st, v) = app
         .admin(
@@ -310,7 +295,7 @@ on_all_backends!(identifiers_follow_the_did_web_scheme);
 async fn agent_document_lists_its_own_keys_and_the_org_assertion_keys(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
-    let org_kids = jwks_kids(&jwks(&app, &org).await);
+    let org_kids = kids(&org_jwks(&app, &org).await);
     let org_key_urls: BTreeSet<String> = org_kids
         .iter()
         .map(|k| format!("{}#{k}", org.did))
@@ -416,7 +401,7 @@ on_all_backends!(agent_document_lists_its_own_keys_and_the_org_assertion_keys);
 async fn org_document_publishes_the_jwks_under_the_same_kids(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
-    let set = jwks(&app, &org).await;
+    let set = org_jwks(&app, &org).await;
     let f = fetch(&app, &format!("{}/did.json", org.issuer), None).await;
     assert_eq!(f.status, StatusCode::OK, "{}", f.body);
     assert_eq!(f.content_type, DID_JSON);
@@ -441,7 +426,7 @@ async fn org_document_publishes_the_jwks_under_the_same_kids(backend: Backend) {
                 .to_owned()
         })
         .collect();
-    assert_eq!(fragments, jwks_kids(&set), "{doc:#}\n{set:#}");
+    assert_eq!(fragments, kids(&set), "{doc:#}\n{set:#}");
     for key in set["keys"].as_array().unwrap() {
         let id = format!("{prefix}{}", key["kid"].as_str().unwrap());
         let vm = doc["verificationMethod"]
@@ -723,7 +708,7 @@ async fn key_rotation_updates_did_metadata_and_the_card_signer(backend: Backend)
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
     let agent = app.create_agent(&org, &[]).await;
-    let before_jwks = jwks(&app, &org).await;
+    let before_jwks = org_jwks(&app, &org).await;
     let org_before = resolve(&app, &org.did, None).await.body;
     let agent_before = resolve(&app, &agent.did, None).await.body;
     let card_url = format!("{}/agents/{}/card", org.issuer, agent.id);
@@ -734,9 +719,9 @@ async fn key_rotation_updates_did_metadata_and_the_card_signer(backend: Backend)
     app.advance(Duration::from_millis(1100));
     rotate(&app, &org).await;
 
-    let after_jwks = jwks(&app, &org).await;
-    let new_kids: BTreeSet<String> = jwks_kids(&after_jwks)
-        .difference(&jwks_kids(&before_jwks))
+    let after_jwks = org_jwks(&app, &org).await;
+    let new_kids: BTreeSet<String> = kids(&after_jwks)
+        .difference(&kids(&before_jwks))
         .cloned()
         .collect();
     assert_eq!(new_kids.len(), 3, "{after_jwks}");
@@ -766,7 +751,7 @@ async fn key_rotation_updates_did_metadata_and_the_card_signer(backend: Backend)
         .iter()
         .map(|id| id.rsplit_once('#').unwrap().1.to_owned())
         .collect();
-    assert_eq!(fragments, jwks_kids(&after_jwks));
+    assert_eq!(fragments, kids(&after_jwks));
     let (st, card_after) = app.get_json(&card_url).await;
     assert_eq!(st, StatusCode::OK);
     let kid_after = verify_card(&card_after, &after_jwks, &org.issuer).unwrap();
@@ -828,7 +813,7 @@ async fn agent_card_is_an_a2a_card_signed_by_the_org(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
     let agent = app.create_agent(&org, &["read", "write"]).await;
-    let set = jwks(&app, &org).await;
+    let set = org_jwks(&app, &org).await;
     let card_url = format!("{}/agents/{}/card", org.issuer, agent.id);
     let meta_path = format!("/api/v1/orgs/{}/agents/{}/card", org.slug, agent.id);
 
@@ -906,7 +891,7 @@ async fn agent_card_is_an_a2a_card_signed_by_the_org(backend: Backend) {
 
     // The signature is the organization's, over the JCS form of the rest of the card.
     let kid = verify_card(&card, &set, &org.issuer).unwrap();
-    assert!(jwks_kids(&set).contains(&kid));
+    assert!(kids(&set).contains(&kid));
     let header: Value =
         serde_json::from_slice(&unb64(card["signatures"][0]["protected"].as_str().unwrap()))
             .unwrap();
@@ -922,7 +907,7 @@ async fn agent_card_is_an_a2a_card_signed_by_the_org(backend: Backend) {
     forged["url"] = json!("https://evil.example/a2a");
     assert!(verify_card(&forged, &set, &org.issuer).is_err());
     let other = app.create_org().await;
-    assert!(verify_card(&card, &jwks(&app, &other).await, &org.issuer).is_err());
+    assert!(verify_card(&card, &org_jwks(&app, &other).await, &org.issuer).is_err());
 }
 
 on_all_backends!(agent_card_is_an_a2a_card_signed_by_the_org);

@@ -2,7 +2,7 @@
 //! retire but stay published while tokens they signed may still be presented, and resource
 //! servers verifying with an independent library against the served JWKS keep working.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use openidconnect::core::CoreJwsSigningAlgorithm;
 use reqwest::{Method, StatusCode};
@@ -11,21 +11,6 @@ use serde_json::{Value, json};
 use crate::core_flow::{verify_access_token, verify_id_token};
 use crate::on_all_backends;
 use crate::support::*;
-
-async fn jwks(app: &TestApp, org: &TestOrg) -> Value {
-    let (st, v) = app.get_json(&format!("{}/jwks.json", org.issuer)).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v
-}
-
-fn kids(jwks: &Value) -> HashSet<String> {
-    jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 fn kid_of(jwt: &str) -> String {
     jwt_header(jwt)["kid"].as_str().unwrap().to_owned()
@@ -67,7 +52,7 @@ async fn key_states(app: &TestApp, org: &TestOrg) -> Vec<(String, String, String
         .collect()
 }
 
-fn states_of(states: &[(String, String, String)], kids: &HashSet<String>) -> Vec<String> {
+fn states_of(states: &[(String, String, String)], kids: &BTreeSet<String>) -> Vec<String> {
     let mut v: Vec<String> = states
         .iter()
         .filter(|(k, _, _)| kids.contains(k))
@@ -98,11 +83,11 @@ async fn rotation_signs_with_new_keys_and_keeps_old_ones_published(backend: Back
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
     let bystander = app.create_org().await;
-    let bystander_jwks = jwks(&app, &bystander).await;
+    let bystander_jwks = org_jwks(&app, &bystander).await;
     let agents = agents_for_every_alg(&app, &org).await;
     let rs = app.create_agent(&org, &[]).await;
 
-    let before_jwks = jwks(&app, &org).await;
+    let before_jwks = org_jwks(&app, &org).await;
     let old_kids = kids(&before_jwks);
     assert_eq!(old_kids.len(), 3);
     let mut old_tokens = Vec::new();
@@ -118,7 +103,7 @@ async fn rotation_signs_with_new_keys_and_keeps_old_ones_published(backend: Back
     let rotated = rotate(&app, &org).await;
     let new_keys = rotated["keys"].as_array().unwrap();
     assert_eq!(new_keys.len(), 3, "{rotated}");
-    let new_kids: HashSet<String> = new_keys
+    let new_kids: BTreeSet<String> = new_keys
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect();
@@ -133,7 +118,7 @@ async fn rotation_signs_with_new_keys_and_keeps_old_ones_published(backend: Back
         assert_eq!(k["state"], "active", "{k}");
     }
 
-    let after_jwks = jwks(&app, &org).await;
+    let after_jwks = org_jwks(&app, &org).await;
     assert_eq!(
         after_jwks["keys"].as_array().unwrap().len(),
         6,
@@ -190,13 +175,13 @@ async fn rotation_signs_with_new_keys_and_keeps_old_ones_published(backend: Back
 
     // A second rotation: the first generation is still published (its tokens have not expired).
     let second = rotate(&app, &org).await;
-    let newest: HashSet<String> = second["keys"]
+    let newest: BTreeSet<String> = second["keys"]
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect();
-    let third_jwks = jwks(&app, &org).await;
+    let third_jwks = org_jwks(&app, &org).await;
     assert_eq!(
         third_jwks["keys"].as_array().unwrap().len(),
         9,
@@ -215,21 +200,21 @@ async fn rotation_signs_with_new_keys_and_keeps_old_ones_published(backend: Back
     assert!(newest.contains(&kid_of(t["access_token"].as_str().unwrap())));
 
     // Another organization's keys did not move.
-    assert_eq!(jwks(&app, &bystander).await, bystander_jwks);
+    assert_eq!(org_jwks(&app, &bystander).await, bystander_jwks);
 }
 
 async fn pending_keys_are_published_before_they_sign(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.key_activation_delay_secs = Some(3600)).await;
     let org = app.create_org().await;
     let agents = agents_for_every_alg(&app, &org).await;
-    let old_kids = kids(&jwks(&app, &org).await);
+    let old_kids = kids(&org_jwks(&app, &org).await);
     assert_eq!(old_kids.len(), 3);
     // A new organization's first keys sign at once, whatever the delay.
     let states = key_states(&app, &org).await;
     assert_eq!(states_of(&states, &old_kids), vec!["active"; 3]);
 
     let rotated = rotate(&app, &org).await;
-    let new_kids: HashSet<String> = rotated["keys"]
+    let new_kids: BTreeSet<String> = rotated["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -240,7 +225,7 @@ async fn pending_keys_are_published_before_they_sign(backend: Backend) {
         .collect();
     assert_eq!(new_kids.len(), 3);
 
-    let served = jwks(&app, &org).await;
+    let served = org_jwks(&app, &org).await;
     assert_eq!(served["keys"].as_array().unwrap().len(), 6, "{served}");
     assert!(
         kids(&served).is_superset(&new_kids),
@@ -265,7 +250,7 @@ async fn pending_keys_are_published_before_they_sign(backend: Backend) {
 async fn key_admin_calls_are_scoped_and_authenticated(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
-    let before = jwks(&app, &org).await;
+    let before = org_jwks(&app, &org).await;
     for path in [
         format!("/api/v1/orgs/{}/keys", org.slug),
         format!("/api/v1/orgs/{}/keys/rotate", org.slug),
@@ -290,7 +275,7 @@ async fn key_admin_calls_are_scoped_and_authenticated(backend: Backend) {
         assert_eq!(st, StatusCode::NOT_FOUND, "{path}: {v}");
     }
     // Nothing rotated.
-    assert_eq!(jwks(&app, &org).await, before);
+    assert_eq!(org_jwks(&app, &org).await, before);
     // Listing shows no private material.
     let (_, v) = app
         .admin(

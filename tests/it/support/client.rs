@@ -211,3 +211,20 @@ pub async fn assert_oauth_error(resp: Response, status: StatusCode, code: &str) 
     assert!(v["error_description"].is_string(), "{v}");
     v
 }
+
+/// The organization's published JWK Set (`{iss}/jwks.json`), asserting a 200.
+pub async fn org_jwks(app: &TestApp, org: &TestOrg) -> Value {
+    let (st, v) = app.get_json(&format!("{}/jwks.json", org.issuer)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v
+}
+
+/// The `kid`s of a JWK Set.
+pub fn kids(jwks: &Value) -> std::collections::BTreeSet<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
