@@ -277,7 +277,7 @@ async fn tokens_and_secrets_do_not_cross_organizations(backend: Backend) {
         kids_a.iter().all(|k| !kids_b.contains(k)),
         "{kids_a:?} {kids_b:?}"
     );
-    assert!(!kids_b.contains(&jwt_header(&token_a)["kid"].as_str().unwrap().to_owned()));
+    assert!(!kids_b.contains(jwt_header(&token_a)["kid"].as_str().unwrap()));
 
     // The token still means what it meant at its own issuer.
     assert_still_works(&app, &org_a, &a, &token_a).await;

@@ -1,0 +1,158 @@
+//! Background jobs. The work of each job is one `tick` function of what it needs and `now`,
+//! called by the scheduler loop here, by the CLI (`agentidp keys rotate`) and by tests, which
+//! pass time by choosing `now` instead of sleeping. The loops stop with the server's stop signal.
+//!
+//! | job | tick | period |
+//! | --- | --- | --- |
+//! | housekeeping: expired revocations and replay markers, idle per-IP limiter state | [`purge_tick`] | 5 min |
+//! | metrics upkeep (histogram buckets) | `PrometheusHandle::run_upkeep` | 5 s |
+//! | key rotation (on demand: `agentidp keys rotate`) | [`rotate_keys_tick`] | — |
+//! | cache invalidation from other instances (Redis pub/sub, not a tick) | `RedisEphemeral::listen` | — |
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::startup::open_database;
+use crate::config::Settings;
+use crate::ephemeral::Invalidation;
+use crate::ephemeral::redis_backend::RedisEphemeral;
+use crate::http::AppState;
+use crate::keys::KeyService;
+use crate::model::{Clock, SystemClock};
+use crate::storage::{DynStore, StorageResult};
+
+/// How often housekeeping runs.
+pub const PURGE_PERIOD: Duration = Duration::from_secs(300);
+const METRICS_UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+
+/// Deletes revocations and single-use markers that expired before `now`; the number removed.
+pub async fn purge_tick(store: &DynStore, now: i64) -> StorageResult<u64> {
+    store.purge_expired(now).await
+}
+
+/// New signing keys for every organization, or only `only` (a slug); per organization, its slug
+/// and the new keys as `ALG KID`.
+pub async fn rotate_keys_tick(
+    keys: &KeyService,
+    store: &DynStore,
+    only: Option<&str>,
+    now: i64,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let slugs: Vec<String> = match only {
+        Some(s) => vec![s.to_owned()],
+        None => store
+            .org_all_ids()
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for slug in slugs {
+        let org = store
+            .org_by_slug(&slug)
+            .await?
+            .ok_or_else(|| anyhow!("no organization {slug:?}"))?;
+        let new = keys
+            .rotate(&org, now)
+            .await
+            .map_err(|e| anyhow!("{slug}: {e}"))?;
+        out.push((
+            slug,
+            new.into_iter()
+                .map(|k| format!("{} {}", k.alg, k.kid))
+                .collect(),
+        ));
+    }
+    Ok(out)
+}
+
+/// `agentidp keys rotate [--org SLUG]`: opens the database and runs [`rotate_keys_tick`] once.
+pub async fn rotate_keys_cli(
+    settings: &Settings,
+    org: Option<&str>,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let (store, master) = open_database(settings).await?;
+    let keys = KeyService::new(
+        store.clone(),
+        Arc::new(master),
+        settings.key_activation_delay(),
+        settings.access_token_ttl_secs,
+    );
+    rotate_keys_tick(&keys, &store, org, SystemClock.now()).await
+}
+
+/// Runs `tick` every `period` (the first run at once) until `stop` changes.
+fn every<F, Fut>(period: Duration, stop: &watch::Receiver<bool>, mut tick: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => tick().await,
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+/// Starts every background job of a serving instance.
+pub fn spawn_all(
+    state: &AppState,
+    redis: Option<RedisEphemeral>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+
+    let idp = state.idp.clone();
+    let limiter = state.foreign_resolution_limit.clone();
+    tasks.push(every(PURGE_PERIOD, stop, move || {
+        let (idp, limiter) = (idp.clone(), limiter.clone());
+        async move {
+            limiter.retain_recent();
+            if let Err(e) = purge_tick(&idp.store, idp.clock.now()).await {
+                tracing::warn!(error = %e, "purging expired state failed");
+            }
+        }
+    }));
+
+    if let Some(h) = state.metrics.clone() {
+        tasks.push(every(METRICS_UPKEEP_PERIOD, stop, move || {
+            let h = h.clone();
+            async move { h.run_upkeep() }
+        }));
+    }
+
+    if let Some(redis) = redis {
+        let idp = state.idp.clone();
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            redis
+                .listen(
+                    move |inv| {
+                        let idp = idp.clone();
+                        async move {
+                            if let Invalidation::Keys { org_id } = &inv {
+                                idp.keys.invalidate(org_id).await;
+                            }
+                            idp.directory.apply(&inv).await;
+                        }
+                    },
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                )
+                .await;
+        }));
+    }
+    tasks
+}

@@ -1,0 +1,258 @@
+//! Assembly: configuration to a running server. [`App::build`] runs the start-up checks
+//! ([`startup`]), binds and wires the domain on one injected clock; [`App::run_until_stopped`]
+//! serves ([`serve`]) beside the background jobs ([`jobs`]) until shutdown.
+
+pub mod jobs;
+pub mod serve;
+pub mod startup;
+
+pub use jobs::rotate_keys_cli;
+pub use serve::DRAIN_TIMEOUT;
+pub use startup::open_database;
+use startup::{bootstrap_token, check_public_url};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use url::Url;
+
+use crate::config::Settings;
+use crate::ephemeral::redis_backend::RedisEphemeral;
+use crate::ephemeral::{DbReplayCache, DynBus, DynReplay, LocalBus};
+use crate::fetch::{FetchPolicy, Fetcher};
+use crate::http::{AppState, router};
+use crate::idp::{Idp, parse_public_url};
+use crate::keys::{KeyService, MasterKey};
+use crate::model::{Clock, Secret, SystemClock};
+use crate::remote::RemoteJson;
+use crate::storage::DynStore;
+use crate::tenancy::Directory;
+
+/// A bound, ready-to-serve application.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    redis: Option<RedisEphemeral>,
+    public_url: Url,
+}
+
+/// What start-up produced besides the app: a bootstrap token generated now, to be shown once.
+pub struct Startup {
+    pub app: App,
+    pub new_bootstrap_token: Option<Secret>,
+}
+
+impl App {
+    /// Builds the app on the wall clock.
+    pub async fn build(settings: Settings) -> anyhow::Result<Startup> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the app on `clock`: the only source of time for every expiry, schedule, cache
+    /// freshness and identifier it handles (tests pass an adjustable clock).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Startup> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let (store, master) = open_database(&settings).await?;
+        if !settings.is_postgres() && settings.database_url.is_none() {
+            let dir = std::fs::canonicalize(&settings.data_dir)
+                .unwrap_or_else(|_| settings.data_dir.clone());
+            tracing::info!(data_dir = %dir.display(), "data lives in {}", dir.display());
+        }
+
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let tls = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(c), Some(k)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k)
+                    .await
+                    .with_context(|| "loading AGENTIDP_TLS_CERT / AGENTIDP_TLS_KEY")?,
+            ),
+            (None, None) => None,
+            _ => bail!("AGENTIDP_TLS_CERT and AGENTIDP_TLS_KEY go together"),
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url = parse_public_url(
+            &settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port())),
+        )
+        .map_err(|e| anyhow!(e))?;
+        check_public_url(&store, &public_url, settings.move_public_url, clock.now()).await?;
+        if !crate::did::resolvable_by_others(&public_url) {
+            tracing::warn!(
+                public_url = %public_url,
+                "did:web needs HTTPS and a host name: this instance's DIDs resolve only through its own resolver"
+            );
+        }
+
+        let master = Arc::new(master);
+        let digester = master.digester();
+        let (bootstrap, new_bootstrap_token) =
+            bootstrap_token(&store, &digester, settings.bootstrap_token.as_ref()).await?;
+
+        let redis = match &settings.redis_url {
+            Some(u) => Some(
+                RedisEphemeral::connect(u.expose(), "")
+                    .await
+                    .map_err(|e| anyhow!("connecting to AGENTIDP_REDIS_URL: {e}"))?,
+            ),
+            None => None,
+        };
+        let state = assemble(
+            Opened {
+                store,
+                master,
+                digester,
+                redis: redis.clone(),
+                public_url: public_url.clone(),
+                bootstrap,
+            },
+            &settings,
+            clock,
+        )?;
+        Ok(Startup {
+            app: App {
+                listener,
+                addr,
+                state,
+                tls,
+                redis,
+                public_url,
+            },
+            new_bootstrap_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (at most
+    /// [`DRAIN_TIMEOUT`]); the background jobs run meanwhile and stop with the server.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tasks = jobs::spawn_all(&self.state, self.redis.clone(), &stop_rx);
+        let app = router(self.state);
+        tracing::info!(addr = %self.addr, public_url = %self.public_url, "listening on {}", self.addr);
+        let served = serve::serve(self.listener, self.tls, app, shutdown).await;
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// What start-up opened and checked, ready to be wired.
+struct Opened {
+    store: DynStore,
+    master: Arc<MasterKey>,
+    digester: crate::keys::SecretDigester,
+    redis: Option<RedisEphemeral>,
+    public_url: Url,
+    /// The bootstrap token's digest version and digest.
+    bootstrap: (i64, Vec<u8>),
+}
+
+/// Wires the domain and the HTTP state from opened parts, every time-dependent part on `clock`.
+fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    let Opened {
+        store,
+        master,
+        digester,
+        redis,
+        public_url,
+        bootstrap,
+    } = parts;
+    let (replay, bus): (DynReplay, DynBus) = match redis {
+        Some(r) => (Arc::new(r.clone()), Arc::new(r)),
+        None => (Arc::new(DbReplayCache(store.clone())), Arc::new(LocalBus)),
+    };
+    let extra_roots = match &settings.outbound_ca_file {
+        Some(p) => std::fs::read(p)
+            .with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
+        None => Vec::new(),
+    };
+    let fetcher = Fetcher::with_roots(
+        FetchPolicy::new(settings.allow_insecure_loopback),
+        &extra_roots,
+    )
+    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
+    let keys = KeyService::new(
+        store.clone(),
+        master,
+        settings.key_activation_delay(),
+        settings.access_token_ttl_secs,
+    );
+    let idp = Idp {
+        directory: Directory::new(store.clone(), bus),
+        store,
+        keys,
+        digester,
+        replay,
+        agent_jwks: RemoteJson::new(
+            fetcher.clone(),
+            "application/jwk-set+json, application/json",
+            crate::remote::is_jwks,
+            clock.clone(),
+        ),
+        partner_jwks: RemoteJson::new(
+            fetcher.clone(),
+            "application/jwk-set+json, application/json",
+            crate::remote::is_jwks,
+            clock.clone(),
+        ),
+        did_docs: RemoteJson::new(
+            fetcher.clone(),
+            "application/did+json, application/json",
+            |v| v.get("id").is_some_and(Value::is_string),
+            clock.clone(),
+        ),
+        fetcher,
+        cards: moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(10))
+            .build(),
+        clock,
+        instance_did: crate::did::instance_did(&public_url),
+        public_url,
+        access_token_ttl: settings.access_token_ttl_secs,
+    };
+    Ok(AppState {
+        idp: Arc::new(idp),
+        metrics: crate::telemetry::metrics_handle(),
+        bootstrap: Arc::new(bootstrap),
+        discovery: moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(Duration::from_secs(60))
+            .build(),
+        foreign_resolution_limit: Arc::new(governor::RateLimiter::keyed(
+            governor::Quota::per_second(
+                std::num::NonZeroU32::new(5).unwrap_or(std::num::NonZeroU32::MIN),
+            )
+            .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
+        )),
+    })
+}
