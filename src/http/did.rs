@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::admin::ApiResult;
-use super::error::{ApiError, OAuthResponse};
+use super::error::{ApiError, internal_error};
 use super::extract::{Admin, ApiJson};
 use super::oauth::org_or_404;
 use super::state::AppState;
@@ -19,7 +19,6 @@ use crate::did::card::{self, CardMeta};
 use crate::did::resolver::{self, ResolveError, Resolved};
 use crate::did::{OwnDid, document::DocMeta};
 use crate::model::rfc3339;
-use crate::oauth::error::OAuthError;
 use crate::tenancy::agents;
 
 const DID_JSON: &str = "application/did+json";
@@ -214,14 +213,14 @@ pub async fn agent_card_get(
     let agent = match idp.directory.agent(&org.id, &agent_id).await {
         Ok(Some(a)) if a.status != crate::tenancy::AgentStatus::Revoked => a,
         Ok(_) => return super::not_found().await.into_response(),
-        Err(_) => return OAuthResponse(OAuthError::server_error()).into_response(),
+        Err(_) => return internal_error(),
     };
     let keys = match idp.keys.org_keys(&org, now).await {
         Ok(k) => k,
-        Err(_) => return OAuthResponse(OAuthError::server_error()).into_response(),
+        Err(_) => return internal_error(),
     };
     let Some(key) = keys.signing_key(crate::model::Alg::ES256, now).cloned() else {
-        return OAuthResponse(OAuthError::server_error()).into_response();
+        return internal_error();
     };
     let cache_key = (org.id.clone(), agent.id().to_owned(), key.kid.clone());
     let rendered = idp
@@ -253,7 +252,7 @@ pub async fn agent_card_get(
         }
         Err(e) => {
             tracing::error!(error = %e, "rendering an agent card failed");
-            OAuthResponse(OAuthError::server_error()).into_response()
+            internal_error()
         }
     }
 }

@@ -14,12 +14,36 @@ use serde_json::json;
 use crate::admin_error::AdminError;
 use crate::oauth::error::{ErrorCode, OAuthError};
 
-/// An OAuth endpoint's error response.
-pub struct OAuthResponse(pub OAuthError);
+/// The one body of every 500 the server answers, whatever the endpoint (the cause goes to the
+/// log with the request id, never to the client).
+pub fn internal_error() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "server_error", "error_description": INTERNAL_ERROR})),
+    )
+        .into_response()
+}
+
+/// The description of every 500.
+pub const INTERNAL_ERROR: &str = "internal error";
+
+/// An OAuth endpoint's error response. `basic`: the request carried `Authorization: Basic`
+/// credentials, so an `invalid_client` answer is a 401 whose challenge matches the scheme the
+/// client used (RFC 6749 §5.2). Decided here, at the edge, from the request.
+pub struct OAuthResponse {
+    pub error: OAuthError,
+    pub basic: bool,
+}
+
+impl OAuthResponse {
+    pub fn new(error: OAuthError, basic: bool) -> Self {
+        Self { error, basic }
+    }
+}
 
 impl From<OAuthError> for OAuthResponse {
-    fn from(e: OAuthError) -> Self {
-        Self(e)
+    fn from(error: OAuthError) -> Self {
+        Self::new(error, false)
     }
 }
 
@@ -32,11 +56,13 @@ fn quote(s: &str) -> String {
 
 impl IntoResponse for OAuthResponse {
     fn into_response(self) -> Response {
-        let e = self.0;
+        let e = self.error;
+        if e.code == ErrorCode::ServerError {
+            return internal_error();
+        }
         let status = match e.code {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
         let body = json!({"error": e.code.as_str(), "error_description": e.description});
@@ -45,7 +71,7 @@ impl IntoResponse for OAuthResponse {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if e.code == ErrorCode::InvalidClient {
-            let v = if e.used_basic {
+            let v = if self.basic {
                 "Basic realm=\"agentidp\", charset=\"UTF-8\""
             } else {
                 "Basic realm=\"agentidp\""
@@ -62,6 +88,13 @@ pub struct BearerError(pub Option<OAuthError>);
 
 impl IntoResponse for BearerError {
     fn into_response(self) -> Response {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|e| e.code == ErrorCode::ServerError)
+        {
+            return internal_error();
+        }
         let (status, challenge, body) = match &self.0 {
             None => (
                 StatusCode::UNAUTHORIZED,
@@ -72,7 +105,6 @@ impl IntoResponse for BearerError {
                 let status = match e.code {
                     ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
                     ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-                    ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 (
@@ -150,7 +182,7 @@ impl From<AdminError> for ApiError {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "server_error",
-                    "internal error",
+                    INTERNAL_ERROR,
                 )
             }
         }

@@ -4,11 +4,13 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, header, request::Parts};
+use base64::prelude::*;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, OAuthResponse};
 use super::state::AppState;
 use crate::model::Secret;
+use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::FormParams;
 use crate::tenancy::access::Principal;
@@ -21,21 +23,43 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
-/// The raw Authorization header, if it is visible ASCII.
-pub fn authorization(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+/// The `Authorization: Basic` credentials of a request (RFC 7617), decoded as RFC 6749 §2.3.1
+/// says: base64 of `client_id:client_secret`, each part form-urlencoded before being joined.
+/// `None` when the header is absent or names another scheme; an error when it is Basic but
+/// malformed.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>, OAuthError> {
+    let Some(h) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::invalid_client("malformed Basic credentials");
+    let h = h.to_str().map_err(|_| bad())?;
+    if h.len() <= 6 || !h.is_char_boundary(6) || !h[..6].eq_ignore_ascii_case("basic ") {
+        return Ok(None);
+    }
+    let raw = BASE64_STANDARD.decode(h[6..].trim()).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(Some((form_decode(id), Secret::new(form_decode(secret)))))
 }
 
-/// A form-encoded OAuth request body (RFC 6749 §3.2), with the Authorization header.
-pub struct OAuthForm {
+fn form_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A form-encoded OAuth request body (RFC 6749 §3.2) and the client credentials it carries
+/// (Authorization header or form members). Malformed input is rejected as the endpoint's own
+/// OAuth error, never axum's plain-text rejection.
+pub struct OAuthRequest {
     pub form: FormParams,
-    pub authorization: Option<String>,
+    pub client: ClientCredentials,
+    /// The request authenticated with the Authorization header (decides the §5.2 401 challenge).
+    pub basic: bool,
 }
 
-impl FromRequest<AppState> for OAuthForm {
+impl FromRequest<AppState> for OAuthRequest {
     type Rejection = OAuthResponse;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -45,13 +69,21 @@ impl FromRequest<AppState> for OAuthForm {
             )
             .into());
         }
-        let authorization = authorization(req.headers());
+        let basic = basic_credentials(req.headers()).map_err(|e| OAuthResponse::new(e, true))?;
+        let used_basic = basic.is_some();
         let body = Bytes::from_request(req, state).await.map_err(|_| {
-            OAuthError::invalid_request("the request body is unreadable or too large")
+            OAuthResponse::new(
+                OAuthError::invalid_request("the request body is unreadable or too large"),
+                used_basic,
+            )
         })?;
+        let form = FormParams::parse(&body).map_err(|e| OAuthResponse::new(e, used_basic))?;
+        let client = ClientCredentials::from_request(basic, &form)
+            .map_err(|e| OAuthResponse::new(e, used_basic))?;
         Ok(Self {
-            form: FormParams::parse(&body)?,
-            authorization,
+            form,
+            client,
+            basic: used_basic,
         })
     }
 }

@@ -8,14 +8,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::{ApiResult, Page};
-use super::error::{ApiError, BearerError};
+use super::error::{ApiError, BearerError, internal_error};
 use super::extract::{Admin, ApiJson, bearer_from_header};
 use super::oauth::org_or_404;
 use super::state::AppState;
 use crate::federation::partners::{self, PartnerInput};
 use crate::federation::verify;
-use crate::oauth::error::OAuthError;
-use crate::oauth::{Holder, active_token};
+use crate::oauth::authorize_verifier;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,17 +38,10 @@ pub async fn verify_post(
         return BearerError(None).into_response();
     };
     let now = state.idp.clock.now();
-    if state.admin_principal(&token).is_none() {
-        match active_token(&state.idp, &org, token.expose(), now).await {
-            Ok((_, Holder::Agent(_))) => {}
-            Ok((_, Holder::Federated(_))) => {
-                return BearerError(Some(OAuthError::invalid_token(
-                    "a federated identity cannot verify assertions",
-                )))
-                .into_response();
-            }
-            Err(e) => return BearerError(Some(e.into())).into_response(),
-        }
+    if state.admin_principal(&token).is_none()
+        && let Err(e) = authorize_verifier(&state.idp, &org, token.expose(), now).await
+    {
+        return BearerError(Some(e)).into_response();
     }
     let req = match body {
         Ok(ApiJson(r)) => r,
@@ -63,13 +55,7 @@ pub async fn verify_post(
             "claims": v.claims,
             "local_claims": v.local_claims,
         }),
-        Err(verify::VerifyError::Internal) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": "server_error"})),
-            )
-                .into_response();
-        }
+        Err(verify::VerifyError::Internal) => return internal_error(),
         Err(e) => json!({"valid": false, "error": e.code(), "error_description": e.to_string()}),
     };
     let mut resp = Json(answer).into_response();

@@ -236,13 +236,7 @@ pub fn router(state: AppState) -> Router {
                 ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(CatchPanicLayer::custom(|_| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({"error": "server_error", "error_description": "internal error"})),
-            )
-                .into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| error::internal_error()))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
 

@@ -1,15 +1,19 @@
-//! Token, introspection and revocation handlers: extract, call the domain, map.
+//! OAuth endpoints of `{iss}`: token (RFC 6749 §3.2), introspection (RFC 7662), revocation
+//! (RFC 7009) and agent proofs. Each handler: the organization (404 when unknown), the request
+//! with its client credentials (its own OAuth error when malformed), one domain call, the mapping.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::error::OAuthResponse;
-use super::extract::OAuthForm;
+use super::error::{OAuthResponse, internal_error};
+use super::extract::OAuthRequest;
 use super::state::AppState;
 use crate::oauth::error::OAuthError;
+use crate::oauth::{introspect, proof, revoke, token};
 use crate::storage::OrgRecord;
 
 /// The organization behind `{iss}`; an unknown one is a 404 like any unknown path.
@@ -19,7 +23,29 @@ pub async fn org_or_404(state: &AppState, slug: &str) -> Result<Arc<OrgRecord>, 
         Ok(None) => Err(super::not_found().await.into_response()),
         Err(e) => {
             tracing::error!(error = %e, "organization lookup failed");
-            Err(OAuthResponse(OAuthError::server_error()).into_response())
+            Err(internal_error())
+        }
+    }
+}
+
+/// The organization and the parsed request, or the response that refuses them.
+async fn org_and_request(
+    state: &AppState,
+    slug: &str,
+    req: Result<OAuthRequest, OAuthResponse>,
+) -> Result<(Arc<OrgRecord>, OAuthRequest), Response> {
+    let org = org_or_404(state, slug).await?;
+    let req = req.map_err(IntoResponse::into_response)?;
+    Ok((org, req))
+}
+
+/// The domain's answer as a response; a refusal in the endpoint's RFC format.
+fn respond<T>(basic: bool, r: Result<T, OAuthError>, ok: impl FnOnce(T) -> Response) -> Response {
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => {
+            tracing::debug!(error = %e.code.as_str(), "OAuth request refused");
+            OAuthResponse::new(e, basic).into_response()
         }
     }
 }
@@ -28,54 +54,62 @@ fn json_ok<T: serde::Serialize>(v: T) -> Response {
     Json(v).into_response()
 }
 
-/// RFC 7009 §2.2: 200 with no body.
-fn empty_ok(_: ()) -> Response {
-    axum::http::StatusCode::OK.into_response()
-}
-
-/// An OAuth endpoint of `{iss}`: the organization (404 when unknown), the form (its own OAuth
-/// error when malformed), one domain call `(idp, org, authorization, form, now)`, the mapping.
-macro_rules! oauth_endpoint {
-    ($(#[$doc:meta])* $name:ident => $call:path, $ok:expr) => {
-        $(#[$doc])*
-        pub async fn $name(
-            State(state): State<AppState>,
-            Path(slug): Path<String>,
-            req: Result<OAuthForm, OAuthResponse>,
-        ) -> Response {
-            let org = match org_or_404(&state, &slug).await {
-                Ok(o) => o,
-                Err(r) => return r,
-            };
-            let req = match req {
-                Ok(r) => r,
-                Err(e) => return e.into_response(),
-            };
-            let now = state.idp.clock.now();
-            match $call(&state.idp, &org, req.authorization.as_deref(), &req.form, now).await {
-                Ok(v) => ($ok)(v),
-                Err(e) => {
-                    tracing::debug!(error = %e.code.as_str(), "OAuth request refused");
-                    OAuthResponse(e).into_response()
-                }
-            }
-        }
+/// `POST {iss}/oauth2/token` (RFC 6749 §3.2).
+pub async fn token_post(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    req: Result<OAuthRequest, OAuthResponse>,
+) -> Response {
+    let (org, req) = match org_and_request(&state, &slug, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
+    let now = state.idp.clock.now();
+    let r = token::token(&state.idp, &org, req.client, &req.form, now).await;
+    respond(req.basic, r, json_ok)
 }
 
-oauth_endpoint!(
-    /// `POST {iss}/oauth2/token` (RFC 6749 §3.2).
-    token_post => crate::oauth::token::token, json_ok
-);
-oauth_endpoint!(
-    /// `POST {iss}/oauth2/introspect` (RFC 7662).
-    introspect_post => crate::oauth::introspect::introspect, json_ok
-);
-oauth_endpoint!(
-    /// `POST {iss}/oauth2/revoke` (RFC 7009).
-    revoke_post => crate::oauth::revoke::revoke, empty_ok
-);
-oauth_endpoint!(
-    /// `POST {iss}/agent-proof`: a proof-of-control JWT for the authenticated agent.
-    agent_proof_post => crate::oauth::proof::agent_proof, json_ok
-);
+/// `POST {iss}/oauth2/introspect` (RFC 7662 §2).
+pub async fn introspect_post(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    req: Result<OAuthRequest, OAuthResponse>,
+) -> Response {
+    let (org, req) = match org_and_request(&state, &slug, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = state.idp.clock.now();
+    let r = introspect::introspect(&state.idp, &org, req.client, &req.form, now).await;
+    respond(req.basic, r, json_ok)
+}
+
+/// `POST {iss}/oauth2/revoke` (RFC 7009 §2.1); success is 200 with no body (§2.2).
+pub async fn revoke_post(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    req: Result<OAuthRequest, OAuthResponse>,
+) -> Response {
+    let (org, req) = match org_and_request(&state, &slug, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = state.idp.clock.now();
+    let r = revoke::revoke(&state.idp, &org, req.client, &req.form, now).await;
+    respond(req.basic, r, |()| StatusCode::OK.into_response())
+}
+
+/// `POST {iss}/agent-proof`: a proof-of-control JWT for the authenticated agent.
+pub async fn agent_proof_post(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    req: Result<OAuthRequest, OAuthResponse>,
+) -> Response {
+    let (org, req) = match org_and_request(&state, &slug, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = state.idp.clock.now();
+    let r = proof::agent_proof(&state.idp, &org, req.client, &req.form, now).await;
+    respond(req.basic, r, json_ok)
+}

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::{BearerError, OAuthResponse};
+use super::error::{BearerError, internal_error};
 use super::extract::bearer_from_header;
 use super::oauth::org_or_404;
 use super::state::AppState;
@@ -78,7 +78,7 @@ pub async fn jwks_get(State(state): State<AppState>, Path(slug): Path<String>) -
         Ok(keys) => public_json(Bytes::from_owner(keys.jwks_json(now)), JWKS_MAX_AGE_SECS),
         Err(e) => {
             tracing::error!(error = %e, "loading organization keys failed");
-            OAuthResponse(OAuthError::server_error()).into_response()
+            internal_error()
         }
     }
 }

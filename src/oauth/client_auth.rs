@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use base64::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,9 +27,11 @@ pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
 /// Clock-skew allowance for assertion times.
 pub const LEEWAY: i64 = 60;
 
-/// What the client presented.
+/// The client credentials of a request, as the edge extracted them: HTTP Basic (decoded by the
+/// edge from the Authorization header, RFC 6749 §2.3.1) or form members. The domain never sees
+/// a header.
 #[derive(Debug)]
-pub enum Presented {
+pub enum ClientCredentials {
     Basic {
         client_id: String,
         secret: Secret,
@@ -48,74 +49,50 @@ pub enum Presented {
     },
 }
 
-impl Presented {
-    pub fn used_basic(&self) -> bool {
-        matches!(self, Presented::Basic { .. })
-    }
-}
-
-fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
-/// Reads the client's credentials from the Authorization header and the form. More than one
-/// method at once is `invalid_request` (RFC 6749 §2.3).
-pub fn presented(authorization: Option<&str>, form: &FormParams) -> Result<Presented, OAuthError> {
-    let basic = match authorization {
-        Some(h) if h.len() > 6 && h[..6].eq_ignore_ascii_case("basic ") => {
-            let bad = || OAuthError::invalid_client("malformed Basic credentials").with_basic(true);
-            let raw = BASE64_STANDARD.decode(h[6..].trim()).map_err(|_| bad())?;
-            let raw = String::from_utf8(raw).map_err(|_| bad())?;
-            let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
-            // RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
-            Some((form_decode(id), form_decode(secret)))
-        }
-        _ => None,
-    };
-    let post_secret = form.secret("client_secret");
-    let assertion = form.secret("client_assertion");
-    let form_id = form.get("client_id").map(str::to_owned);
-    let methods = usize::from(basic.is_some())
-        + usize::from(post_secret.is_some())
-        + usize::from(assertion.is_some());
-    if methods > 1 {
-        return Err(
-            OAuthError::invalid_request("use exactly one client authentication method")
-                .with_basic(basic.is_some()),
-        );
-    }
-    if let Some((client_id, secret)) = basic {
-        if form_id.as_deref().is_some_and(|f| f != client_id) {
+impl ClientCredentials {
+    /// Combines the decoded Basic credentials (if the request had them) with the form's members.
+    /// More than one method at once is `invalid_request` (RFC 6749 §2.3).
+    pub fn from_request(
+        basic: Option<(String, Secret)>,
+        form: &FormParams,
+    ) -> Result<Self, OAuthError> {
+        let post_secret = form.secret("client_secret");
+        let assertion = form.secret("client_assertion");
+        let form_id = form.get("client_id").map(str::to_owned);
+        let methods = usize::from(basic.is_some())
+            + usize::from(post_secret.is_some())
+            + usize::from(assertion.is_some());
+        if methods > 1 {
             return Err(OAuthError::invalid_request(
-                "client_id does not match the Authorization header",
-            )
-            .with_basic(true));
+                "use exactly one client authentication method",
+            ));
         }
-        return Ok(Presented::Basic {
-            client_id,
-            secret: Secret::new(secret),
-        });
-    }
-    if let Some(secret) = post_secret {
-        let client_id =
-            form_id.ok_or_else(|| OAuthError::invalid_request("client_secret needs client_id"))?;
-        return Ok(Presented::Post { client_id, secret });
-    }
-    if let Some(assertion) = assertion {
-        if form.get("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
-            return Err(OAuthError::invalid_request(format!(
-                "client_assertion_type must be {CLIENT_ASSERTION_TYPE}"
-            )));
+        if let Some((client_id, secret)) = basic {
+            if form_id.as_deref().is_some_and(|f| f != client_id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id does not match the Authorization header",
+                ));
+            }
+            return Ok(Self::Basic { client_id, secret });
         }
-        return Ok(Presented::Jwt {
-            assertion,
-            client_id: form_id,
-        });
+        if let Some(secret) = post_secret {
+            let client_id = form_id
+                .ok_or_else(|| OAuthError::invalid_request("client_secret needs client_id"))?;
+            return Ok(Self::Post { client_id, secret });
+        }
+        if let Some(assertion) = assertion {
+            if form.get("client_assertion_type") != Some(CLIENT_ASSERTION_TYPE) {
+                return Err(OAuthError::invalid_request(format!(
+                    "client_assertion_type must be {CLIENT_ASSERTION_TYPE}"
+                )));
+            }
+            return Ok(Self::Jwt {
+                assertion,
+                client_id: form_id,
+            });
+        }
+        Ok(Self::None { client_id: form_id })
     }
-    Ok(Presented::None { client_id: form_id })
 }
 
 /// A verification key for an agent's registered JWK (public asymmetric keys only).
@@ -176,24 +153,23 @@ pub fn assertion_alg(alg: &str) -> Option<jsonwebtoken::Algorithm> {
 pub async fn authenticate(
     idp: &Idp,
     org: &OrgRecord,
-    p: Presented,
+    credentials: ClientCredentials,
     now: i64,
     endpoint: &str,
 ) -> Result<Arc<Agent>, OAuthError> {
-    let used_basic = p.used_basic();
-    let r = match p {
-        Presented::Basic { client_id, secret } | Presented::Post { client_id, secret } => {
+    match credentials {
+        ClientCredentials::Basic { client_id, secret }
+        | ClientCredentials::Post { client_id, secret } => {
             by_secret(idp, org, &client_id, &secret, now).await
         }
-        Presented::Jwt {
+        ClientCredentials::Jwt {
             assertion,
             client_id,
         } => by_assertion(idp, org, &assertion, client_id.as_deref(), now, endpoint).await,
-        Presented::None { .. } => Err(OAuthError::invalid_client(
+        ClientCredentials::None { .. } => Err(OAuthError::invalid_client(
             "client authentication is required",
         )),
-    };
-    r.map_err(|e| e.with_basic(used_basic))
+    }
 }
 
 async fn agent(idp: &Idp, org: &OrgRecord, client_id: &str) -> Result<Arc<Agent>, OAuthError> {

@@ -42,9 +42,6 @@ impl ErrorCode {
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: Cow<'static, str>,
-    /// The client authenticated (or tried to) with the Authorization header: an
-    /// `invalid_client` answer is then 401 with a matching `WWW-Authenticate` (RFC 6749 §5.2).
-    pub used_basic: bool,
 }
 
 impl OAuthError {
@@ -52,7 +49,6 @@ impl OAuthError {
         Self {
             code,
             description: description.into(),
-            used_basic: false,
         }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
@@ -72,9 +68,5 @@ impl OAuthError {
             ErrorCode::ServerError,
             "the server could not complete the request",
         )
-    }
-    pub fn with_basic(mut self, used_basic: bool) -> Self {
-        self.used_basic = used_basic;
-        self
     }
 }

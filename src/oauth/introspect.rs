@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::client_auth::{authenticate, presented};
+use super::client_auth::{ClientCredentials, authenticate};
 use super::error::OAuthError;
 use super::form::FormParams;
 use super::{TokenStateError, active_token};
@@ -13,16 +13,12 @@ use crate::storage::OrgRecord;
 pub async fn introspect(
     idp: &Idp,
     org: &OrgRecord,
-    authorization: Option<&str>,
+    client: ClientCredentials,
     form: &FormParams,
     now: i64,
 ) -> Result<Value, OAuthError> {
-    let p = presented(authorization, form)?;
-    let used_basic = p.used_basic();
-    authenticate(idp, org, p, now, "/oauth2/introspect").await?;
-    let token = form
-        .require("token")
-        .map_err(|e| e.with_basic(used_basic))?;
+    authenticate(idp, org, client, now, "/oauth2/introspect").await?;
+    let token = form.require("token")?;
     match active_token(idp, org, token, now).await {
         Ok((c, _agent)) => Ok(without_nulls(json!({
             "active": true,

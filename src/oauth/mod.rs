@@ -9,6 +9,7 @@ pub mod introspect;
 pub mod proof;
 pub mod revoke;
 pub mod token;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -84,6 +85,23 @@ pub async fn active_token(
         return Err(TokenStateError::Revoked);
     }
     Ok((claims, holder))
+}
+
+/// May the bearer of `token` call `{iss}/federation/verify`? One of the organization's agents
+/// with an access token in force may; a federated identity may not (it would let a partner
+/// launder its own assertions through us). The platform admin is admitted by the edge.
+pub async fn authorize_verifier(
+    idp: &Idp,
+    org: &OrgRecord,
+    token: &str,
+    now: i64,
+) -> Result<(), OAuthError> {
+    match active_token(idp, org, token, now).await? {
+        (_, Holder::Agent(_)) => Ok(()),
+        (_, Holder::Federated(_)) => Err(OAuthError::invalid_token(
+            "a federated identity cannot verify assertions",
+        )),
+    }
 }
 
 /// Whom an access token speaks for.

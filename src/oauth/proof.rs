@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::client_auth::{authenticate, presented};
+use super::client_auth::{ClientCredentials, authenticate};
 use super::error::OAuthError;
 use super::form::FormParams;
 use crate::did::proof;
@@ -20,14 +20,12 @@ pub struct ProofResponse {
 pub async fn agent_proof(
     idp: &Idp,
     org: &OrgRecord,
-    authorization: Option<&str>,
+    client: ClientCredentials,
     form: &FormParams,
     now: i64,
 ) -> Result<ProofResponse, OAuthError> {
-    let p = presented(authorization, form)?;
-    let used_basic = p.used_basic();
-    let agent = authenticate(idp, org, p, now, "/agent-proof").await?;
-    let bad = |what: &'static str| OAuthError::invalid_request(what).with_basic(used_basic);
+    let agent = authenticate(idp, org, client, now, "/agent-proof").await?;
+    let bad = |what: &'static str| OAuthError::invalid_request(what);
     let aud = form.get("aud");
     let nonce = form.get("nonce");
     if aud.is_some_and(|a| a.len() > 512) || nonce.is_some_and(|n| n.len() > 256) {

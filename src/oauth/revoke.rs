@@ -1,7 +1,7 @@
 //! RFC 7009 token revocation. Only the client a token was issued to may revoke it (§2.1);
 //! an invalid or unknown token answers 200 all the same (§2.2).
 
-use super::client_auth::{authenticate, presented};
+use super::client_auth::{ClientCredentials, authenticate};
 use super::error::{ErrorCode, OAuthError};
 use super::form::FormParams;
 use crate::idp::Idp;
@@ -11,16 +11,12 @@ use crate::tokens::access_token::{self, AccessTokenError};
 pub async fn revoke(
     idp: &Idp,
     org: &OrgRecord,
-    authorization: Option<&str>,
+    client: ClientCredentials,
     form: &FormParams,
     now: i64,
 ) -> Result<(), OAuthError> {
-    let p = presented(authorization, form)?;
-    let used_basic = p.used_basic();
-    let caller = authenticate(idp, org, p, now, "/oauth2/revoke").await?;
-    let token = form
-        .require("token")
-        .map_err(|e| e.with_basic(used_basic))?;
+    let caller = authenticate(idp, org, client, now, "/oauth2/revoke").await?;
+    let token = form.require("token")?;
     let keys = idp
         .keys
         .org_keys(org, now)
@@ -35,8 +31,7 @@ pub async fn revoke(
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "the token was issued to another client",
-        )
-        .with_basic(used_basic));
+        ));
     }
     idp.store
         .token_revoke(&org.id, &claims.jti, claims.exp)

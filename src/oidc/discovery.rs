@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::oauth::client_auth::ASSERTION_ALGS;
-use crate::oauth::token::GRANT_TYPES;
+use crate::oauth::wire::GRANT_TYPES;
 use crate::storage::OrgRecord;
 use crate::tenancy::AuthMethod;
 

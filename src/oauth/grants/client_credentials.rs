@@ -5,7 +5,7 @@ use crate::idp::Idp;
 use crate::model::{Alg, new_id};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::form::FormParams;
-use crate::oauth::token::TokenResponse;
+use crate::oauth::wire::TokenResponse;
 use crate::storage::OrgRecord;
 use crate::tenancy::Agent;
 use crate::tenancy::agents::valid_scope_token;

@@ -11,17 +11,14 @@ use super::client_credentials::audiences;
 use crate::federation::verify::{self, VerifyError};
 use crate::idp::Idp;
 use crate::model::new_id;
-use crate::oauth::client_auth::{Presented, authenticate, presented};
+use crate::oauth::client_auth::{ClientCredentials, authenticate};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::form::FormParams;
-use crate::oauth::token::TokenResponse;
+use crate::oauth::wire::{GRANT_JWT_BEARER, TokenResponse};
 use crate::storage::OrgRecord;
 use crate::tenancy::agents::valid_scope_token;
 use crate::tokens::Audience;
 use crate::tokens::access_token::{self, AccessClaims, FederatedClaim};
-
-pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// RFC 8693 §3 token type identifiers.
 pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -39,48 +36,45 @@ fn grant_error(e: VerifyError) -> OAuthError {
 pub async fn exchange(
     idp: &Idp,
     org: &OrgRecord,
-    authorization: Option<&str>,
+    credentials: ClientCredentials,
     form: &FormParams,
     grant_type: &str,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    let p = presented(authorization, form)?;
-    let used_basic = p.used_basic();
-    let client = match p {
-        Presented::None { .. } => None,
+    let client = match credentials {
+        ClientCredentials::None { .. } => None,
         other => Some(authenticate(idp, org, other, now, "/oauth2/token").await?),
     };
-    let wrap = |e: OAuthError| e.with_basic(used_basic);
 
     let (assertion, token_exchange) = if grant_type == GRANT_JWT_BEARER {
-        (form.require("assertion").map_err(wrap)?, false)
+        (form.require("assertion")?, false)
     } else {
-        let token = form.require("subject_token").map_err(wrap)?;
-        let tt = form.require("subject_token_type").map_err(wrap)?;
+        let token = form.require("subject_token")?;
+        let tt = form.require("subject_token_type")?;
         if ![TT_JWT, TT_ACCESS_TOKEN, TT_ID_TOKEN].contains(&tt) {
-            return Err(wrap(OAuthError::invalid_request(format!(
+            return Err(OAuthError::invalid_request(format!(
                 "subject_token_type must be one of {TT_JWT}, {TT_ACCESS_TOKEN}, {TT_ID_TOKEN}"
-            ))));
+            )));
         }
         if form.get("actor_token").is_some() {
-            return Err(wrap(OAuthError::invalid_request(
+            return Err(OAuthError::invalid_request(
                 "actor_token (delegation) is not supported",
-            )));
+            ));
         }
         if let Some(rt) = form.get("requested_token_type")
             && rt != TT_ACCESS_TOKEN
             && rt != TT_JWT
         {
-            return Err(wrap(OAuthError::invalid_request(
+            return Err(OAuthError::invalid_request(
                 "requested_token_type must be access_token or jwt",
-            )));
+            ));
         }
         (token, true)
     };
 
     let verified = verify::check(idp, org, assertion, now)
         .await
-        .map_err(|e| wrap(grant_error(e)))?;
+        .map_err(grant_error)?;
     let partner = &verified.partner;
 
     let scopes: Vec<String> = match form.get("scope") {
@@ -89,10 +83,10 @@ pub async fn exchange(
             let mut out: Vec<String> = Vec::new();
             for s in req.split(' ').filter(|s| !s.is_empty()) {
                 if !valid_scope_token(s) || !partner.allowed_scopes.iter().any(|a| a == s) {
-                    return Err(wrap(OAuthError::new(
+                    return Err(OAuthError::new(
                         ErrorCode::InvalidScope,
                         format!("scope {s:?} is not allowed for this partner"),
-                    )));
+                    ));
                 }
                 if !out.iter().any(|o| o == s) {
                     out.push(s.to_owned());
@@ -101,20 +95,17 @@ pub async fn exchange(
             out
         }
     };
-    let aud = audiences(org, form).map_err(wrap)?;
+    let aud = audiences(org, form)?;
     // No re-federation: a federated identity gets tokens for this organization only, never
     // tokens addressed to another issuer that would pass our vouching on to a third party.
     if aud.iter().any(|a| *a != org.issuer) {
-        return Err(wrap(OAuthError::new(
+        return Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             "tokens for a federated identity are addressed to this organization only",
-        )));
+        ));
     }
     // Every check passed: only now is the assertion spent.
-    verified
-        .spend(idp, now)
-        .await
-        .map_err(|e| wrap(grant_error(e)))?;
+    verified.spend(idp, now).await.map_err(grant_error)?;
     let ttl = idp.access_token_ttl;
     let keys = idp
         .keys
