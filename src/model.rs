@@ -2,6 +2,8 @@
 //!
 //! Nothing here knows about HTTP or SQL; every other module builds on these types.
 
+pub mod did;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

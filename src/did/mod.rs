@@ -9,51 +9,7 @@ pub mod resolver;
 
 use url::Url;
 
-/// The instance's did:web: the host, `:` in a port percent-encoded as `%3A`, then each path
-/// segment of the public URL joined with `:`.
-pub fn instance_did(public_url: &Url) -> String {
-    let mut did = String::from("did:web:");
-    did.push_str(
-        &percent_encoding::utf8_percent_encode(
-            public_url.host_str().unwrap_or("localhost"),
-            DID_HOST,
-        )
-        .to_string(),
-    );
-    if let Some(port) = public_url.port() {
-        did.push_str("%3A");
-        did.push_str(&port.to_string());
-    }
-    for seg in public_url
-        .path_segments()
-        .into_iter()
-        .flatten()
-        .filter(|s| !s.is_empty())
-    {
-        did.push(':');
-        did.push_str(seg);
-    }
-    did
-}
-
-/// Characters of a host that must be percent-encoded inside a DID's method-specific id.
-const DID_HOST: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'.')
-    .remove(b'-')
-    .remove(b'_');
-
-pub fn org_did(public_url: &Url, slug: &str) -> String {
-    format!("{}:orgs:{slug}", instance_did(public_url))
-}
-
-pub fn agent_did(org_did: &str, agent_id: &str) -> String {
-    format!("{org_did}:agents:{agent_id}")
-}
-
-/// True when did:web resolvers elsewhere can resolve our DIDs (HTTPS and a host name, not an IP).
-pub fn resolvable_by_others(public_url: &Url) -> bool {
-    public_url.scheme() == "https" && matches!(public_url.host(), Some(url::Host::Domain(_)))
-}
+pub use crate::model::did::{agent_did, instance_did, org_did, resolvable_by_others};
 
 /// A syntactically valid DID (DID Core §3.1): `did:` method-name `:` method-specific-id.
 #[derive(Debug, Clone, PartialEq, Eq)]
