@@ -7,13 +7,14 @@
 //! most one fetch per interval. When the endpoint fails, the last good copy keeps serving until
 //! it is stale, then verification fails closed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use serde_json::Value;
 
 use crate::fetch::{FetchError, Fetcher};
+use crate::jose::KeySet;
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 const MIN_FRESH: Duration = Duration::from_secs(60);
@@ -27,6 +28,17 @@ pub struct RemoteEntry {
     pub doc: Value,
     fresh_until: Instant,
     stale_until: Instant,
+    /// The document's keys, parsed on first use and kept as long as the document.
+    keys: OnceLock<KeySet>,
+}
+
+impl RemoteEntry {
+    /// The document's verification keys, parsed by `parse` once per fetched copy (not per
+    /// request). Each cache holds one kind of document, so its callers pass the same `parse`
+    /// (a JWK Set's, or a DID document's).
+    pub fn key_set(&self, parse: impl FnOnce(&Value) -> KeySet) -> KeySet {
+        self.keys.get_or_init(|| parse(&self.doc)).clone()
+    }
 }
 
 pub struct RemoteJson {
@@ -100,6 +112,7 @@ impl RemoteJson {
                     .clamp(MIN_FRESH, MAX_FRESH);
                 let now = Instant::now();
                 Ok(Arc::new(RemoteEntry {
+                    keys: OnceLock::new(),
                     doc,
                     fresh_until: now + fresh,
                     stale_until: now + fresh + STALE_GRACE,
