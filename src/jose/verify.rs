@@ -77,13 +77,22 @@ pub struct Expectations<'a> {
 }
 
 /// A parsed, not yet verified, compact JWS whose header passed the rules.
-#[derive(Debug)]
 pub struct Jws<'a> {
     header: JoseHeader,
     alg: JwsAlg,
     signing_input: &'a str,
     signature: &'a str,
     payload: Vec<u8>,
+}
+
+/// The header only: the whole JWS may be a bearer credential (a client assertion is one
+/// until it is spent), so it never reaches a log line.
+impl std::fmt::Debug for Jws<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jws")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Parses `token`: at most [`super::MAX_JWS_LEN`] long, three segments, a JSON header without
