@@ -158,12 +158,12 @@ async fn partner_keys(
             .await
             .map_err(|_| VerifyError::KeysUnavailable)?;
         let did_keys = |d: &Value| KeySet::from_jwks(&jwks_from_did_document(d));
-        // A foreign did:web document was served from the cache: its keys are parsed once
-        // and kept with it. (Our own DIDs are rendered per call; did:key and did:jwk are
-        // decoded from the DID itself.)
+        // A foreign did:web document is served from the cache: its keys are parsed once and
+        // kept with the cached copy, used only if it is the very document resolved. (Our own
+        // DIDs are rendered per call; did:key and did:jwk are decoded from the DID itself.)
         if let Some(url) = &web_url
             && let Some(entry) = idp.did_docs.cached(url).await
-            && entry.doc.get("id").and_then(Value::as_str) == Some(did.as_str())
+            && entry.doc == doc.document
         {
             return Ok(entry.key_set(did_keys));
         }

@@ -64,6 +64,13 @@ impl VerifyingKey {
         if is_private(jwk) {
             return Err(JwkError::Private);
         }
+        // RFC 7517 §4.2, §4.4, §4.5: string members when present.
+        if ["kid", "alg", "use"]
+            .iter()
+            .any(|m| jwk.get(m).is_some_and(|v| !v.is_string()))
+        {
+            return Err(JwkError::Unusable);
+        }
         let bytes = |m: &str| s(m).and_then(|v| BASE64_URL_SAFE_NO_PAD.decode(v).ok());
         let unusable = |_| JwkError::Unusable;
         let (key_type, key) = match (kty, s("crv")) {

@@ -345,6 +345,15 @@ fn private_symmetric_and_malformed_jwks_are_never_keys() {
         VerifyingKey::from_jwk(&short_ed).unwrap_err(),
         JwkError::Unusable
     );
+    for member in ["kid", "alg", "use"] {
+        let mut jwk = key.jwk();
+        jwk[member] = json!(1);
+        assert_eq!(
+            VerifyingKey::from_jwk(&jwk).unwrap_err(),
+            JwkError::Unusable,
+            "{member}"
+        );
+    }
     let p521 = json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA"});
     assert_eq!(
         VerifyingKey::from_jwk(&p521).unwrap_err(),

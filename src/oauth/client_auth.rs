@@ -220,7 +220,7 @@ fn refused(e: JoseError) -> OAuthError {
             "client_assertion aud must be the issuer or the token endpoint".to_owned()
         }
         JoseError::IatInFuture => "client_assertion iat is in the future".to_owned(),
-        JoseError::LifetimeTooLong => "client_assertion exp is more than one hour ahead".to_owned(),
+        JoseError::LifetimeTooLong => "client_assertion lives longer than one hour".to_owned(),
         JoseError::MalformedClaims | JoseError::BadClaim(_) | JoseError::BadSignature => {
             "client_assertion signature or claims are invalid".to_owned()
         }
