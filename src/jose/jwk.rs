@@ -182,13 +182,4 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-
-    /// The keys that may verify a JWS with this `kid` and `alg` ([`VerifyingKey::fits`]).
-    pub fn candidates<'a>(
-        &'a self,
-        kid: Option<&'a str>,
-        alg: JwsAlg,
-    ) -> impl Iterator<Item = &'a VerifyingKey> + 'a {
-        self.keys.iter().filter(move |k| k.fits(kid, alg))
-    }
 }

@@ -140,10 +140,6 @@ pub fn verify<T: DeserializeOwned>(
 }
 
 impl Jws<'_> {
-    pub fn header(&self) -> &JoseHeader {
-        &self.header
-    }
-
     pub fn alg(&self) -> JwsAlg {
         self.alg
     }
