@@ -15,6 +15,7 @@ pub mod federation;
 pub mod fetch;
 pub mod http;
 pub mod idp;
+pub mod jose;
 pub mod keys;
 pub mod model;
 pub mod oauth;

@@ -7,13 +7,14 @@
 //! most one fetch per interval. When the endpoint fails, the last good copy keeps serving until
 //! it is stale, then verification fails closed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use moka::future::Cache;
 use serde_json::Value;
 
 use crate::fetch::{FetchError, Fetcher};
+use crate::jose::KeySet;
 use crate::model::Clock;
 
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
@@ -30,6 +31,17 @@ pub struct RemoteEntry {
     pub doc: Value,
     fresh_until: i64,
     stale_until: i64,
+    /// The document's keys, parsed on first use and kept as long as the document.
+    keys: OnceLock<KeySet>,
+}
+
+impl RemoteEntry {
+    /// The document's verification keys, parsed by `parse` once per fetched copy (not per
+    /// request). Each cache holds one kind of document, so its callers pass the same `parse`
+    /// (a JWK Set's, or a DID document's).
+    pub fn key_set(&self, parse: impl FnOnce(&Value) -> KeySet) -> KeySet {
+        self.keys.get_or_init(|| parse(&self.doc)).clone()
+    }
 }
 
 /// One fetch attempt's outcome, shared by every caller within [`REFRESH_INTERVAL`] of `at`.
@@ -129,6 +141,7 @@ impl RemoteJson {
                         .unwrap_or(DEFAULT_FRESH)
                         .clamp(MIN_FRESH, MAX_FRESH);
                     Ok(Arc::new(RemoteEntry {
+                        keys: OnceLock::new(),
                         doc,
                         fresh_until: now.saturating_add(ms(fresh)),
                         stale_until: now.saturating_add(ms(fresh + STALE_GRACE)),

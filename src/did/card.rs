@@ -2,11 +2,11 @@
 //! it, signed by the organization's key as the A2A specification describes: a JWS in
 //! `signatures` over the RFC 8785 (JCS) canonical form of the card without `signatures`.
 
-use base64::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::admin_error::AdminError;
+use crate::jose::Header;
 use crate::keys::{LoadedKey, SigningError};
 use crate::model::rfc3339;
 use crate::storage::OrgRecord;
@@ -178,13 +178,13 @@ pub fn sign(mut card: Value, key: &LoadedKey, jwks_uri: &str) -> Result<Value, S
         m.remove("signatures");
     }
     let payload = serde_json_canonicalizer::to_vec(&card).map_err(|_| SigningError::Sign)?;
-    let header = json!({"alg": key.alg.as_str(), "typ": "JOSE", "kid": key.kid, "jku": jwks_uri});
-    let protected =
-        BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| SigningError::Sign)?);
-    let signing_input = format!("{protected}.{}", BASE64_URL_SAFE_NO_PAD.encode(&payload));
-    let sig = key.signer.sign(signing_input.as_bytes())?;
-    card["signatures"] =
-        json!([{"protected": protected, "signature": BASE64_URL_SAFE_NO_PAD.encode(sig)}]);
+    let header = Header {
+        typ: Some("JOSE"),
+        kid: None,
+        jku: Some(jwks_uri),
+    };
+    let jws = crate::jose::sign_detached(key, &header, &payload)?;
+    card["signatures"] = json!([jws]);
     Ok(card)
 }
 

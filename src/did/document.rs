@@ -120,12 +120,14 @@ pub fn org_document(
     )
 }
 
-/// The agent's own registered public keys (private_key_jwt agents), by thumbprint.
+/// The agent's own registered public keys (private_key_jwt agents), by thumbprint. A key with
+/// private or symmetric members (possible in a fetched `jwks_uri` set) is never listed.
 pub fn agent_keys(jwks: Option<&Value>) -> Vec<(String, Value)> {
     let Some(keys) = jwks.and_then(|j| j.get("keys")).and_then(Value::as_array) else {
         return Vec::new();
     };
     keys.iter()
+        .filter(|k| !crate::jose::is_private(k))
         .filter(|k| {
             k.get("use")
                 .and_then(Value::as_str)

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::jose::Header;
 use crate::keys::{LoadedKey, SigningError};
 use crate::model::new_id;
 
@@ -44,8 +45,7 @@ pub fn mint(
     nonce: Option<&str>,
     now: i64,
 ) -> Result<String, SigningError> {
-    use base64::prelude::*;
-    let header = serde_json::json!({"alg": key.alg.as_str(), "typ": TYP, "kid": format!("{org_did}#{}", key.kid)});
+    let kid = format!("{org_did}#{}", key.kid);
     let claims = ProofClaims {
         iss: org_did,
         sub: agent_did,
@@ -58,15 +58,10 @@ pub fn mint(
         issuer,
         client_id,
     };
-    let mut out =
-        BASE64_URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|_| SigningError::Sign)?);
-    out.push('.');
-    out.push_str(
-        &BASE64_URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(&claims).map_err(|_| SigningError::Sign)?),
-    );
-    let sig = key.signer.sign(out.as_bytes())?;
-    out.push('.');
-    out.push_str(&BASE64_URL_SAFE_NO_PAD.encode(sig));
-    Ok(out)
+    let header = Header {
+        typ: Some(TYP),
+        kid: Some(&kid),
+        jku: None,
+    };
+    Ok(crate::jose::sign(key, &header, &claims)?)
 }

@@ -223,11 +223,7 @@ fn did_jwk(did: &str, msid: &str) -> Result<Value, ResolveError> {
         .get("kty")
         .and_then(Value::as_str)
         .ok_or(ResolveError::InvalidDid)?;
-    if !matches!(kty, "EC" | "RSA" | "OKP")
-        || ["d", "p", "q", "dp", "dq", "qi", "k"]
-            .iter()
-            .any(|m| jwk.get(m).is_some())
-    {
+    if !matches!(kty, "EC" | "RSA" | "OKP") || crate::jose::is_private(&jwk) {
         return Err(ResolveError::InvalidDid);
     }
     let vm_id = format!("{did}#0");

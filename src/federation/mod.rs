@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::jose::KeySet;
 use crate::storage::{PartnerRecord, StorageError};
 
 /// Default maximum assertion lifetime: above our default access-token lifetime, so two agentidp
@@ -23,12 +24,18 @@ pub struct Partner {
     pub allowed_audiences: Vec<String>,
     pub claim_mapping: BTreeMap<String, String>,
     pub jwks: Option<Value>,
+    /// The inline `jwks`, parsed once when the partner is loaded (empty without one).
+    pub key_set: KeySet,
     pub enabled: bool,
 }
 
 impl Partner {
     pub fn from_record(record: PartnerRecord) -> Result<Self, StorageError> {
         let bad = |what: &str| StorageError::Other(format!("partner {}: bad {what}", record.id));
+        let jwks: Option<Value> = match &record.jwks {
+            Some(j) => Some(serde_json::from_str(j).map_err(|_| bad("jwks"))?),
+            None => None,
+        };
         Ok(Partner {
             allowed_scopes: serde_json::from_str(&record.allowed_scopes)
                 .map_err(|_| bad("allowed_scopes"))?,
@@ -36,10 +43,8 @@ impl Partner {
                 .map_err(|_| bad("allowed_audiences"))?,
             claim_mapping: serde_json::from_str(&record.claim_mapping)
                 .map_err(|_| bad("claim_mapping"))?,
-            jwks: match &record.jwks {
-                Some(j) => Some(serde_json::from_str(j).map_err(|_| bad("jwks"))?),
-                None => None,
-            },
+            key_set: jwks.as_ref().map(KeySet::from_jwks).unwrap_or_default(),
+            jwks,
             enabled: record.enabled != 0,
             record,
         })

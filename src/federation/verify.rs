@@ -11,12 +11,8 @@ use serde_json::{Map, Value};
 
 use super::{Partner, issuer_did};
 use crate::idp::Idp;
-use crate::oauth::client_auth::{ASSERTION_ALGS, assertion_alg, jwk_decoding_key};
+use crate::jose::{self, Claim, Expectations, JoseError, KeySet, LEEWAY, Origin, Typ};
 use crate::storage::OrgRecord;
-use crate::tokens::{HeaderError, parse_header};
-
-/// Clock-skew allowance.
-pub const LEEWAY: i64 = 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -78,6 +74,25 @@ impl VerifyError {
     }
 }
 
+/// The federation code for each way the JWS fails.
+fn refused(e: JoseError) -> VerifyError {
+    match e {
+        JoseError::Malformed | JoseError::MalformedClaims => VerifyError::Malformed,
+        JoseError::Crit => VerifyError::Crit,
+        // Not reached: partner assertions may have any `typ`.
+        JoseError::WrongType => VerifyError::Malformed,
+        JoseError::UnsupportedAlg => VerifyError::UnsupportedAlg(jose::ALG_NAMES.join(", ")),
+        JoseError::UnknownKey => VerifyError::UnknownKey,
+        JoseError::BadSignature => VerifyError::BadSignature,
+        JoseError::MissingClaim(c) | JoseError::BadClaim(c) => VerifyError::MissingClaim(c),
+        JoseError::Expired => VerifyError::Expired,
+        JoseError::NotYetValid => VerifyError::NotYetValid,
+        JoseError::IatInFuture => VerifyError::IatInFuture,
+        JoseError::InvalidAudience => VerifyError::InvalidAudience,
+        JoseError::LifetimeTooLong => VerifyError::LifetimeTooLong,
+    }
+}
+
 /// A verified assertion.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -110,16 +125,17 @@ impl Verified {
     }
 }
 
-/// The JWK Set of a partner: inline, fetched from its `jwks_uri` (cached, refreshed on unknown
-/// `kid` at most once per interval), or read from its DID document.
+/// The keys of a partner, parsed once per cached copy: inline (parsed with the partner),
+/// fetched from its `jwks_uri` (cached, refreshed on unknown `kid` at most once per interval),
+/// or read from its DID document.
 async fn partner_keys(
     idp: &Idp,
     partner: &Partner,
     refresh: bool,
     now: i64,
-) -> Result<Value, VerifyError> {
-    if let Some(j) = &partner.jwks {
-        return Ok(j.clone());
+) -> Result<KeySet, VerifyError> {
+    if partner.jwks.is_some() {
+        return Ok(partner.key_set.clone());
     }
     if let Some(uri) = &partner.record.jwks_uri {
         let e = if refresh {
@@ -128,20 +144,30 @@ async fn partner_keys(
             idp.partner_jwks.get(uri).await
         };
         return e
-            .map(|e| e.doc.clone())
+            .map(|e| e.key_set(KeySet::from_jwks))
             .map_err(|_| VerifyError::KeysUnavailable);
     }
     if let Some(did) = &partner.record.did {
-        if refresh
-            && let Some(url) =
-                crate::did::parse_did(did).and_then(|d| crate::did::did_web_url(d.msid))
-        {
-            let _ = idp.did_docs.refresh(&url).await;
+        let web_url = crate::did::parse_did(did)
+            .filter(|d| d.method == "web")
+            .and_then(|d| crate::did::did_web_url(d.msid));
+        if refresh && let Some(url) = &web_url {
+            let _ = idp.did_docs.refresh(url).await;
         }
         let doc = crate::did::resolver::resolve(idp, did, now, || true)
             .await
             .map_err(|_| VerifyError::KeysUnavailable)?;
-        return Ok(jwks_from_did_document(&doc.document));
+        let did_keys = |d: &Value| KeySet::from_jwks(&jwks_from_did_document(d));
+        // A foreign did:web document is served from the cache: its keys are parsed once and
+        // kept with the cached copy, used only if it is the very document resolved. (Our own
+        // DIDs are rendered per call; did:key and did:jwk are decoded from the DID itself.)
+        if let Some(url) = &web_url
+            && let Some(entry) = idp.did_docs.cached(url).await
+            && entry.doc == doc.document
+        {
+            return Ok(entry.key_set(did_keys));
+        }
+        return Ok(did_keys(&doc.document));
     }
     Err(VerifyError::KeysUnavailable)
 }
@@ -181,25 +207,6 @@ pub fn jwks_from_did_document(doc: &Value) -> Value {
     serde_json::json!({ "keys": keys })
 }
 
-fn matching_keys<'a>(jwks: &'a Value, kid: Option<&str>, alg: &str) -> Vec<&'a Value> {
-    let Some(keys) = jwks.get("keys").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    keys.iter()
-        .filter(|k| kid.is_none_or(|kid| k.get("kid").and_then(Value::as_str) == Some(kid)))
-        .filter(|k| {
-            k.get("alg")
-                .and_then(Value::as_str)
-                .is_none_or(|a| a == alg)
-        })
-        .filter(|k| {
-            k.get("use")
-                .and_then(Value::as_str)
-                .is_none_or(|u| u == "sig")
-        })
-        .collect()
-}
-
 /// Verifies `assertion` for `org` and spends its `(iss, jti)`.
 pub async fn verify(
     idp: &Idp,
@@ -220,15 +227,18 @@ pub async fn check(
     assertion: &str,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let header = parse_header(assertion).map_err(|e| match e {
-        HeaderError::Malformed => VerifyError::Malformed,
-        HeaderError::Crit => VerifyError::Crit,
-    })?;
-    let alg = assertion_alg(&header.alg)
-        .ok_or_else(|| VerifyError::UnsupportedAlg(ASSERTION_ALGS.join(", ")))?;
+    // Any `typ`: partners send their access tokens, ID tokens and plain JWTs. `exp` is
+    // required; the audience and lifetime are the partner's, so they are set once it is known.
+    let mut expect = Expectations {
+        typ: Typ::Any,
+        required: &[Claim::Exp],
+        audience: None,
+        max_lifetime: None,
+        origin: Origin::Foreign,
+    };
+    let jws = jose::parse(assertion, &expect).map_err(refused)?;
     // The (unverified) issuer selects the partner and so the keys; the signature then binds it.
-    let unverified: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
-        .map_err(|_| VerifyError::Malformed)?;
+    let unverified: Map<String, Value> = jws.unverified_claims().map_err(refused)?;
     let iss = unverified
         .get("iss")
         .and_then(Value::as_str)
@@ -242,81 +252,26 @@ pub async fn check(
     if !partner.enabled {
         return Err(VerifyError::PartnerDisabled);
     }
+    let audiences: Vec<&str> = partner
+        .allowed_audiences
+        .iter()
+        .map(String::as_str)
+        .collect();
+    expect.audience = Some(&audiences);
+    expect.max_lifetime = Some(partner.record.max_assertion_lifetime);
 
-    let mut v = jsonwebtoken::Validation::new(alg);
-    v.leeway = LEEWAY as u64;
-    v.validate_nbf = true;
-    v.validate_aud = false; // checked below against the partner's allowed audiences
-    v.set_required_spec_claims(&["exp"]);
-    v.set_issuer(&[iss]);
-
-    let kid = header.kid.as_deref();
-    let try_keys =
-        |jwks: &Value| -> Option<Result<Map<String, Value>, jsonwebtoken::errors::Error>> {
-            let mut last = None;
-            for k in matching_keys(jwks, kid, &header.alg) {
-                let Some(dk) = jwk_decoding_key(k) else {
-                    continue;
-                };
-                match jsonwebtoken::decode::<Map<String, Value>>(assertion, &dk, &v) {
-                    Ok(d) => return Some(Ok(d.claims)),
-                    Err(e) => last = Some(Err(e)),
-                }
-            }
-            last
-        };
-    let mut outcome = try_keys(&partner_keys(idp, &partner, false, now).await?);
-    if outcome.is_none() {
+    let keys = partner_keys(idp, &partner, false, now).await?;
+    let mut outcome = jws.verify::<Map<String, Value>>(&keys, &expect, now);
+    if outcome == Err(JoseError::UnknownKey) {
         // Unknown kid: the partner may have rotated. One refresh, shared and rate-limited.
-        outcome = try_keys(&partner_keys(idp, &partner, true, now).await?);
+        let keys = partner_keys(idp, &partner, true, now).await?;
+        outcome = jws.verify(&keys, &expect, now);
     }
-    use jsonwebtoken::errors::ErrorKind as K;
-    let claims = match outcome {
-        None => return Err(VerifyError::UnknownKey),
-        Some(Ok(c)) => c,
-        Some(Err(e)) => {
-            return Err(match e.kind() {
-                K::ExpiredSignature => VerifyError::Expired,
-                K::ImmatureSignature => VerifyError::NotYetValid,
-                K::MissingRequiredClaim(_) => VerifyError::MissingClaim("exp"),
-                K::InvalidIssuer => VerifyError::UnknownIssuer,
-                K::InvalidSignature
-                | K::InvalidEcdsaKey
-                | K::InvalidRsaKey(_)
-                | K::InvalidAlgorithm => VerifyError::BadSignature,
-                K::Json(_) | K::Utf8(_) | K::Base64(_) | K::InvalidToken => VerifyError::Malformed,
-                _ => VerifyError::BadSignature,
-            });
-        }
-    };
-
-    let aud_ok = match claims.get("aud") {
-        Some(Value::String(a)) => partner.allowed_audiences.contains(a),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .any(|a| partner.allowed_audiences.iter().any(|x| x == a)),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(VerifyError::InvalidAudience);
-    }
+    let claims = outcome.map_err(refused)?;
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or(VerifyError::MissingClaim("exp"))?;
-    // Saturating: the times are the partner's numbers, anything an i64 holds.
-    if exp.saturating_add(LEEWAY) <= now {
-        return Err(VerifyError::Expired);
-    }
-    let iat = claims.get("iat").and_then(Value::as_i64);
-    if iat.is_some_and(|i| i > now.saturating_add(LEEWAY)) {
-        return Err(VerifyError::IatInFuture);
-    }
-    let max = partner.record.max_assertion_lifetime;
-    if exp.saturating_sub(now) > max + LEEWAY || iat.is_some_and(|i| exp.saturating_sub(i) > max) {
-        return Err(VerifyError::LifetimeTooLong);
-    }
     let jti = claims
         .get("jti")
         .and_then(Value::as_str)

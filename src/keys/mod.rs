@@ -71,7 +71,8 @@ pub struct LoadedKey {
     pub public_jwk: Value,
     /// Parsed on first use.
     pub signer: signing::LazySigner,
-    pub decoding: jsonwebtoken::DecodingKey,
+    /// The public key, parsed once when the key set is loaded.
+    pub verifying: crate::jose::VerifyingKey,
     pub activates_at: i64,
     pub retires_at: Option<i64>,
     pub removed_at: Option<i64>,
@@ -247,14 +248,14 @@ impl KeyService {
             let signer = signing::LazySigner::new(alg, pkcs8);
             let public_jwk: Value = serde_json::from_str(&r.public_jwk)
                 .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
-            let decoding =
-                decoding_key(&public_jwk).ok_or(KeyError::Signing(SigningError::BadPrivateKey))?;
+            let verifying = crate::jose::VerifyingKey::from_jwk(&public_jwk)
+                .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
             keys.push(Arc::new(LoadedKey {
                 kid: r.kid,
                 alg,
                 public_jwk,
                 signer,
-                decoding,
+                verifying,
                 activates_at: r.activates_at,
                 retires_at: r.retires_at,
                 removed_at: r.removed_at,
@@ -311,14 +312,18 @@ impl KeyService {
     }
 }
 
-/// A verification key for one of our public JWKs.
-pub fn decoding_key(jwk: &Value) -> Option<jsonwebtoken::DecodingKey> {
-    let s = |k: &str| jwk.get(k).and_then(Value::as_str);
-    match s("kty")? {
-        "EC" => jsonwebtoken::DecodingKey::from_ec_components(s("x")?, s("y")?).ok(),
-        "RSA" => jsonwebtoken::DecodingKey::from_rsa_components(s("n")?, s("e")?).ok(),
-        "OKP" => jsonwebtoken::DecodingKey::from_ed_components(s("x")?).ok(),
-        _ => None,
+/// A loaded key signs JWSs for [`crate::jose::sign`].
+impl crate::jose::JwsSigner for LoadedKey {
+    fn alg(&self) -> &str {
+        self.alg.as_str()
+    }
+    fn kid(&self) -> &str {
+        &self.kid
+    }
+    fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, crate::jose::SignError> {
+        self.signer
+            .sign(signing_input)
+            .map_err(|_| crate::jose::SignError::Key)
     }
 }
 

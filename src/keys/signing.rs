@@ -20,6 +20,12 @@ pub enum SigningError {
     Sign,
 }
 
+impl From<crate::jose::SignError> for SigningError {
+    fn from(_: crate::jose::SignError) -> Self {
+        SigningError::Sign
+    }
+}
+
 /// A freshly generated key: its `kid`, public JWK and PKCS#8 private key (to be sealed).
 pub struct GeneratedKey {
     pub kid: String,

@@ -5,27 +5,19 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::error::OAuthError;
 use super::form::FormParams;
 use crate::idp::Idp;
+use crate::jose::{self, Claim, Expectations, JoseError, Jws, KeySet, Origin, Typ};
 use crate::model::Secret;
 use crate::storage::OrgRecord;
 use crate::tenancy::{Agent, AgentStatus, AuthMethod};
-use crate::tokens::{Audience, HeaderError, parse_header, typ_is};
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// Algorithms accepted for client assertions: asymmetric only (RFC 8725 §3.1, §3.2).
-pub const ASSERTION_ALGS: [&str; 9] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
 /// The longest an assertion may live: authlib's default is one hour.
 pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
-/// Clock-skew allowance for assertion times.
-pub const LEEWAY: i64 = 60;
 
 /// The client credentials of a request, as the edge extracted them: HTTP Basic (decoded by the
 /// edge from the Authorization header, RFC 6749 §2.3.1) or form members. The domain never sees
@@ -93,55 +85,6 @@ impl ClientCredentials {
         }
         Ok(Self::None { client_id: form_id })
     }
-}
-
-/// A verification key for an agent's registered JWK (public asymmetric keys only).
-pub fn jwk_decoding_key(jwk: &Value) -> Option<jsonwebtoken::DecodingKey> {
-    if PRIVATE_MEMBERS.iter().any(|m| jwk.get(m).is_some()) {
-        return None;
-    }
-    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
-    if matches!(
-        parsed.algorithm,
-        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
-    ) {
-        return None;
-    }
-    jsonwebtoken::DecodingKey::from_jwk(&parsed).ok()
-}
-
-const PRIVATE_MEMBERS: [&str; 2] = ["d", "k"];
-
-fn kty_fits(alg: &str, jwk: &Value) -> bool {
-    let kty = jwk.get("kty").and_then(Value::as_str).unwrap_or("");
-    let crv = jwk.get("crv").and_then(Value::as_str).unwrap_or("");
-    match alg {
-        "ES256" => kty == "EC" && crv == "P-256",
-        "ES384" => kty == "EC" && crv == "P-384",
-        "EdDSA" => kty == "OKP" && crv == "Ed25519",
-        _ => kty == "RSA",
-    }
-}
-
-/// The `jsonwebtoken` algorithm for an allow-listed assertion alg name ([`ASSERTION_ALGS`]);
-/// `None` for anything else (`none`, HMAC, unknown).
-pub fn assertion_alg(alg: &str) -> Option<jsonwebtoken::Algorithm> {
-    if !ASSERTION_ALGS.contains(&alg) {
-        return None;
-    }
-    use jsonwebtoken::Algorithm as A;
-    Some(match alg {
-        "RS256" => A::RS256,
-        "RS384" => A::RS384,
-        "RS512" => A::RS512,
-        "PS256" => A::PS256,
-        "PS384" => A::PS384,
-        "PS512" => A::PS512,
-        "ES256" => A::ES256,
-        "ES384" => A::ES384,
-        "EdDSA" => A::EdDSA,
-        _ => return None,
-    })
 }
 
 /// Authenticates the client of a request to `org`'s endpoints. Every failure is
@@ -221,11 +164,7 @@ async fn by_secret(
 struct AssertionClaims {
     iss: String,
     sub: String,
-    #[allow(dead_code)]
-    aud: Audience,
     exp: i64,
-    #[serde(default)]
-    iat: Option<i64>,
     jti: String,
 }
 
@@ -237,6 +176,33 @@ struct UnverifiedIss {
     sub: Option<String>,
 }
 
+/// The `invalid_client` message for each way an assertion fails.
+fn refused(e: JoseError) -> OAuthError {
+    OAuthError::invalid_client(match e {
+        JoseError::Malformed => "client_assertion is not a JWS".to_owned(),
+        JoseError::Crit => "client_assertion has an unsupported crit header".to_owned(),
+        JoseError::WrongType => "an access token is not a client assertion".to_owned(),
+        JoseError::UnsupportedAlg => format!(
+            "client_assertion alg must be one of {}",
+            jose::ALG_NAMES.join(", ")
+        ),
+        JoseError::UnknownKey => "no registered key of the client matches the assertion".to_owned(),
+        JoseError::MissingClaim(_) => {
+            "client_assertion lacks a required claim (exp, iss, sub, aud)".to_owned()
+        }
+        JoseError::Expired => "client_assertion has expired".to_owned(),
+        JoseError::NotYetValid => "client_assertion is not yet valid (nbf)".to_owned(),
+        JoseError::InvalidAudience => {
+            "client_assertion aud must be the issuer or the token endpoint".to_owned()
+        }
+        JoseError::IatInFuture => "client_assertion iat is in the future".to_owned(),
+        JoseError::LifetimeTooLong => "client_assertion lives longer than one hour".to_owned(),
+        JoseError::MalformedClaims | JoseError::BadClaim(_) | JoseError::BadSignature => {
+            "client_assertion signature or claims are invalid".to_owned()
+        }
+    })
+}
+
 async fn by_assertion(
     idp: &Idp,
     org: &OrgRecord,
@@ -245,26 +211,25 @@ async fn by_assertion(
     now: i64,
     endpoint: &str,
 ) -> Result<Arc<Agent>, OAuthError> {
-    let token = assertion.expose();
-    let header = parse_header(token).map_err(|e| match e {
-        HeaderError::Malformed => OAuthError::invalid_client("client_assertion is not a JWS"),
-        HeaderError::Crit => {
-            OAuthError::invalid_client("client_assertion has an unsupported crit header")
-        }
-    })?;
-    if typ_is(header.typ.as_deref(), crate::tokens::access_token::TYP) {
-        return Err(OAuthError::invalid_client(
-            "an access token is not a client assertion",
-        ));
-    }
-    let alg = assertion_alg(&header.alg).ok_or_else(|| {
-        OAuthError::invalid_client(format!(
-            "client_assertion alg must be one of {}",
-            ASSERTION_ALGS.join(", ")
-        ))
-    })?;
+    let token_endpoint = format!("{}/oauth2/token", org.issuer);
+    let called = format!("{}{endpoint}", org.issuer);
+    let audience = [
+        org.issuer.as_str(),
+        token_endpoint.as_str(),
+        called.as_str(),
+    ];
+    // RFC 7523 §3: iss, sub, aud and exp are required; an access token is never an assertion.
+    let expect = Expectations {
+        typ: Typ::Not(crate::tokens::access_token::TYP),
+        required: &[Claim::Exp, Claim::Iss, Claim::Sub, Claim::Aud],
+        audience: Some(&audience),
+        max_lifetime: Some(MAX_ASSERTION_LIFETIME),
+        origin: Origin::Foreign,
+    };
+    let jws = jose::parse(assertion.expose(), &expect).map_err(refused)?;
     // Which client? The (unverified) sub names it; the signature check below binds it.
-    let unverified: UnverifiedIss = jsonwebtoken::dangerous::insecure_decode_claims(token)
+    let unverified: UnverifiedIss = jws
+        .unverified_claims()
         .map_err(|_| OAuthError::invalid_client("client_assertion claims are malformed"))?;
     let client_id = unverified
         .sub
@@ -285,32 +250,10 @@ async fn by_assertion(
             "this client does not authenticate with private_key_jwt",
         ));
     }
-    let token_endpoint = format!("{}/oauth2/token", org.issuer);
-    let called = format!("{}{endpoint}", org.issuer);
-    let mut v = jsonwebtoken::Validation::new(alg);
-    v.leeway = LEEWAY as u64;
-    v.set_audience(&[
-        org.issuer.as_str(),
-        token_endpoint.as_str(),
-        called.as_str(),
-    ]);
-    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    v.validate_nbf = true;
-    let claims =
-        verify_with_agent_keys(idp, &a, token, header.kid.as_deref(), &header.alg, &v).await?;
+    let claims = verify_with_agent_keys(idp, &a, &jws, &expect, now).await?;
     if claims.iss != client_id || claims.sub != client_id {
         return Err(OAuthError::invalid_client(
             "client_assertion iss and sub must both be the client_id",
-        ));
-    }
-    if claims.exp > now + MAX_ASSERTION_LIFETIME + LEEWAY {
-        return Err(OAuthError::invalid_client(
-            "client_assertion exp is more than one hour ahead",
-        ));
-    }
-    if claims.iat.is_some_and(|iat| iat > now + LEEWAY) {
-        return Err(OAuthError::invalid_client(
-            "client_assertion iat is in the future",
         ));
     }
     if claims.jti.is_empty() || claims.jti.len() > 256 {
@@ -322,7 +265,7 @@ async fn by_assertion(
     let key = format!("client-assertion:{}:{}:{}", org.id, client_id, claims.jti);
     let fresh = idp
         .replay
-        .set_if_absent(&key, claims.exp + LEEWAY, now)
+        .set_if_absent(&key, claims.exp.saturating_add(jose::LEEWAY), now)
         .await
         .map_err(|_| OAuthError::server_error())?;
     if !fresh {
@@ -333,77 +276,30 @@ async fn by_assertion(
     Ok(a)
 }
 
+/// Verifies with the agent's inline keys, or its `jwks_uri` keys (parsed once per fetched
+/// copy); an unknown `kid` refetches the `jwks_uri` once (rate-limited, single-flight), since
+/// the agent may have rotated.
 async fn verify_with_agent_keys(
     idp: &Idp,
     a: &Agent,
-    token: &str,
-    kid: Option<&str>,
-    alg: &str,
-    v: &jsonwebtoken::Validation,
+    jws: &Jws<'_>,
+    expect: &Expectations<'_>,
+    now: i64,
 ) -> Result<AssertionClaims, OAuthError> {
-    let try_set = |jwks: &Value| -> Option<Result<AssertionClaims, jsonwebtoken::errors::Error>> {
-        let keys = jwks.get("keys")?.as_array()?;
-        let candidates: Vec<&Value> = keys
-            .iter()
-            .filter(|k| match kid {
-                Some(kid) => k.get("kid").and_then(Value::as_str) == Some(kid),
-                None => true,
-            })
-            .filter(|k| kty_fits(alg, k))
-            .filter(|k| {
-                k.get("alg")
-                    .and_then(Value::as_str)
-                    .is_none_or(|ka| ka == alg)
-            })
-            .collect();
-        let mut last = None;
-        for k in candidates {
-            let Some(dk) = jwk_decoding_key(k) else {
-                continue;
-            };
-            match jsonwebtoken::decode::<AssertionClaims>(token, &dk, v) {
-                Ok(d) => return Some(Ok(d.claims)),
-                Err(e) => last = Some(Err(e)),
-            }
-        }
-        last
+    if a.jwks.is_some() {
+        return jws.verify(&a.key_set, expect, now).map_err(refused);
+    }
+    let Some(uri) = &a.record.jwks_uri else {
+        return Err(refused(JoseError::UnknownKey));
     };
-    let outcome = if let Some(jwks) = &a.jwks {
-        try_set(jwks)
-    } else if let Some(uri) = &a.record.jwks_uri {
-        let entry = idp.agent_jwks.get(uri).await.map_err(|_| {
-            OAuthError::invalid_client("the client's jwks_uri could not be fetched")
-        })?;
-        match try_set(&entry.doc) {
-            // Unknown kid: the agent may have rotated; refetch (rate-limited, single-flight).
-            None => {
-                let entry = idp.agent_jwks.refresh(uri).await.map_err(|_| {
-                    OAuthError::invalid_client("the client's jwks_uri could not be fetched")
-                })?;
-                try_set(&entry.doc)
-            }
-            some => some,
+    let unavailable = |_| OAuthError::invalid_client("the client's jwks_uri could not be fetched");
+    let entry = idp.agent_jwks.get(uri).await.map_err(unavailable)?;
+    match jws.verify(&entry.key_set(KeySet::from_jwks), expect, now) {
+        Err(JoseError::UnknownKey) => {
+            let entry = idp.agent_jwks.refresh(uri).await.map_err(unavailable)?;
+            jws.verify(&entry.key_set(KeySet::from_jwks), expect, now)
+                .map_err(refused)
         }
-    } else {
-        None
-    };
-    match outcome {
-        Some(Ok(c)) => Ok(c),
-        Some(Err(e)) => Err(OAuthError::invalid_client(match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "client_assertion has expired",
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
-                "client_assertion aud must be the issuer or the token endpoint"
-            }
-            jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-                "client_assertion is not yet valid (nbf)"
-            }
-            jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
-                "client_assertion lacks a required claim (exp, iss, sub, aud)"
-            }
-            _ => "client_assertion signature or claims are invalid",
-        })),
-        None => Err(OAuthError::invalid_client(
-            "no registered key of the client matches the assertion",
-        )),
+        other => other.map_err(refused),
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::oauth::client_auth::ASSERTION_ALGS;
+use crate::jose::ALG_NAMES;
 use crate::oauth::wire::GRANT_TYPES;
 use crate::storage::OrgRecord;
 use crate::tenancy::AuthMethod;
@@ -44,11 +44,11 @@ pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
         "claims_supported": CLAIMS,
         "subject_types_supported": ["public"],
         "token_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "token_endpoint_auth_signing_alg_values_supported": ALG_NAMES,
         "introspection_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
-        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ALG_NAMES,
         "revocation_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
-        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ALG_NAMES,
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "userinfo_signing_alg_values_supported": [],
         "access_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],

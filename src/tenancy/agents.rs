@@ -12,6 +12,7 @@ use super::{Agent, AgentStatus, AuthMethod, orgs};
 use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
 use crate::idp::Idp;
+use crate::jose::JwkError;
 use crate::keys::envelope::random_token;
 use crate::model::{Alg, Secret, is_uuid, new_id, rfc3339};
 use crate::storage::{AgentRecord, Event, OrgRecord};
@@ -40,9 +41,8 @@ pub fn valid_scope_token(s: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
-const PRIVATE_JWK_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
-
-/// A registered JWK Set must hold only public asymmetric keys (no `oct`, no private members).
+/// A registered JWK Set must hold only public asymmetric keys (no `oct`, no private members,
+/// see [`crate::jose::PRIVATE_MEMBERS`]), each one usable to verify.
 pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
     let keys = jwks
         .get("keys")
@@ -51,64 +51,15 @@ pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
     if keys.is_empty() || keys.len() > 20 {
         return Err(AdminError::field("jwks", "must hold 1 to 20 keys"));
     }
-    for (i, k) in keys.iter().enumerate() {
-        let kty = k.get("kty").and_then(Value::as_str).unwrap_or("");
-        if !matches!(kty, "EC" | "RSA" | "OKP") {
-            return Err(AdminError::field(
-                "jwks",
-                format!("keys[{i}].kty must be EC, RSA or OKP"),
-            ));
-        }
-        if PRIVATE_JWK_MEMBERS.iter().any(|m| k.get(m).is_some()) {
-            return Err(AdminError::field(
-                "jwks",
-                format!("keys[{i}] contains private key material"),
-            ));
-        }
-        if crate::oauth::client_auth::jwk_decoding_key(k).is_none() || !curve_point_parses(k) {
-            return Err(AdminError::field(
-                "jwks",
-                format!("keys[{i}] is not a usable public key"),
-            ));
-        }
-    }
+    crate::jose::KeySet::from_jwks_strict(keys).map_err(|(i, e)| {
+        let why = match e {
+            JwkError::Kty => format!("keys[{i}].kty must be EC, RSA or OKP"),
+            JwkError::Private => format!("keys[{i}] contains private key material"),
+            JwkError::Unusable => format!("keys[{i}] is not a usable public key"),
+        };
+        AdminError::field("jwks", why)
+    })?;
     Ok(())
-}
-
-/// `jsonwebtoken` accepts any bytes as EC/OKP coordinates and fails only when verifying: check
-/// that an EC point is on its curve and an Ed25519 key has the right length (RSA is left to it).
-fn curve_point_parses(k: &Value) -> bool {
-    use aws_lc_rs::signature::{
-        ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey,
-        VerificationAlgorithm,
-    };
-    use base64::prelude::*;
-    let bytes = |m: &str| {
-        k.get(m)
-            .and_then(Value::as_str)
-            .and_then(|s| BASE64_URL_SAFE_NO_PAD.decode(s).ok())
-    };
-    let crv = k.get("crv").and_then(Value::as_str);
-    match k.get("kty").and_then(Value::as_str) {
-        Some("EC") => {
-            let (Some(x), Some(y)) = (bytes("x"), bytes("y")) else {
-                return false;
-            };
-            let (alg, len): (&'static dyn VerificationAlgorithm, usize) = match crv {
-                Some("P-256") => (&ECDSA_P256_SHA256_FIXED, 32),
-                Some("P-384") => (&ECDSA_P384_SHA384_FIXED, 48),
-                _ => return false,
-            };
-            let point = [&[4u8][..], &x, &y].concat();
-            x.len() == len && y.len() == len && ParsedPublicKey::new(alg, point).is_ok()
-        }
-        Some("OKP") => {
-            crv == Some("Ed25519")
-                && bytes("x")
-                    .is_some_and(|x| x.len() == 32 && ParsedPublicKey::new(&ED25519, x).is_ok())
-        }
-        _ => true,
-    }
 }
 
 fn validate_jwks_uri(idp: &Idp, uri: &str) -> Result<(), AdminError> {

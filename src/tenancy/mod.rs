@@ -11,6 +11,7 @@ use moka::future::Cache;
 use serde_json::Value;
 
 use crate::ephemeral::{DynBus, Invalidation};
+use crate::jose::KeySet;
 use crate::model::Alg;
 use crate::storage::{AgentRecord, DynStore, OrgRecord, StorageError};
 
@@ -79,11 +80,17 @@ pub struct Agent {
     pub access_token_alg: Alg,
     pub id_token_alg: Alg,
     pub jwks: Option<Value>,
+    /// The inline `jwks`, parsed once when the agent is loaded (empty without one).
+    pub key_set: KeySet,
 }
 
 impl Agent {
     pub fn from_record(record: AgentRecord) -> Result<Self, StorageError> {
         let bad = |what: &str| StorageError::Other(format!("agent {}: bad {what}", record.id));
+        let jwks: Option<Value> = match &record.jwks {
+            Some(s) => Some(serde_json::from_str(s).map_err(|_| bad("jwks"))?),
+            None => None,
+        };
         Ok(Agent {
             scopes: serde_json::from_str(&record.scopes).map_err(|_| bad("scopes"))?,
             status: AgentStatus::parse(&record.status).ok_or_else(|| bad("status"))?,
@@ -92,10 +99,8 @@ impl Agent {
             access_token_alg: Alg::parse(&record.access_token_alg)
                 .ok_or_else(|| bad("access_token_alg"))?,
             id_token_alg: Alg::parse(&record.id_token_alg).ok_or_else(|| bad("id_token_alg"))?,
-            jwks: match &record.jwks {
-                Some(s) => Some(serde_json::from_str(s).map_err(|_| bad("jwks"))?),
-                None => None,
-            },
+            key_set: jwks.as_ref().map(KeySet::from_jwks).unwrap_or_default(),
+            jwks,
             record,
         })
     }

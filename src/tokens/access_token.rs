@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Audience, HeaderError, parse_header, typ_is};
+use super::Audience;
+use crate::jose::{self, Claim, Expectations, JoseError, Origin, Typ};
 use crate::keys::OrgKeys;
 
 /// RFC 9068 §2.2 claims plus the agent claims we add.
@@ -57,14 +58,31 @@ pub enum AccessTokenError {
     WrongIssuer,
 }
 
-impl From<HeaderError> for AccessTokenError {
-    fn from(_: HeaderError) -> Self {
-        AccessTokenError::Malformed
+impl From<JoseError> for AccessTokenError {
+    fn from(e: JoseError) -> Self {
+        match e {
+            JoseError::Malformed | JoseError::Crit => AccessTokenError::Malformed,
+            JoseError::WrongType => AccessTokenError::WrongType,
+            JoseError::UnknownKey => AccessTokenError::UnknownKey,
+            JoseError::Expired => AccessTokenError::Expired,
+            _ => AccessTokenError::Invalid,
+        }
     }
 }
 
+/// RFC 9068 §4: `typ` at+jwt; `exp`, `iss`, `sub`, `iat` present; any audience (we are the
+/// issuer answering for our own token); times stamped by our clock.
+const EXPECT: Expectations<'static> = Expectations {
+    typ: Typ::Is(TYP),
+    required: &[Claim::Exp, Claim::Iss, Claim::Sub, Claim::Iat],
+    audience: None,
+    max_lifetime: None,
+    origin: Origin::Ours,
+};
+
 /// Validates a token as an access token of this organization (RFC 9068 §4): `typ` at+jwt, a kid
-/// among the organization's published keys with a matching alg, signature, issuer, expiry.
+/// among the organization's published keys whose alg is the header's (never the header's choice
+/// alone: no `none`, no HMAC keyed with a public key), signature, expiry, issuer.
 /// State checks (revocation, agent status) are the caller's.
 pub fn validate(
     keys: &OrgKeys,
@@ -72,35 +90,20 @@ pub fn validate(
     token: &str,
     now: i64,
 ) -> Result<AccessClaims, AccessTokenError> {
-    let header = parse_header(token)?;
-    if !typ_is(header.typ.as_deref(), TYP) {
-        return Err(AccessTokenError::WrongType);
-    }
-    let kid = header.kid.as_deref().ok_or(AccessTokenError::UnknownKey)?;
+    let jws = jose::parse(token, &EXPECT)?;
+    let kid = jws.kid().ok_or(AccessTokenError::UnknownKey)?;
     let key = keys
         .published(kid, now)
         .ok_or(AccessTokenError::UnknownKey)?;
-    // The alg is the key's, never the header's choice: no `none`, no HMAC keyed with a public key.
-    if header.alg != key.alg.as_str() {
-        return Err(AccessTokenError::Invalid);
-    }
-    let alg = match key.alg {
-        crate::model::Alg::ES256 => jsonwebtoken::Algorithm::ES256,
-        crate::model::Alg::RS256 => jsonwebtoken::Algorithm::RS256,
-        crate::model::Alg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
-    };
-    let mut v = jsonwebtoken::Validation::new(alg);
-    v.validate_exp = false; // checked below against our clock
-    v.validate_aud = false; // any audience: we are the issuer answering for our own token
-    v.set_required_spec_claims(&["exp", "iss", "sub", "iat"]);
-    let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v)
-        .map_err(|_| AccessTokenError::Invalid)?;
-    let claims = data.claims;
+    let claims: AccessClaims =
+        jws.verify_with([&key.verifying], &EXPECT, now)
+            .map_err(|e| match e {
+                // The kid is ours but its key is of another alg than the header's.
+                JoseError::UnknownKey => AccessTokenError::Invalid,
+                e => e.into(),
+            })?;
     if claims.iss != issuer || claims.org_id.as_deref().is_some_and(|o| o != keys.org_id) {
         return Err(AccessTokenError::WrongIssuer);
-    }
-    if claims.exp <= now {
-        return Err(AccessTokenError::Expired);
     }
     Ok(claims)
 }

@@ -1,101 +1,20 @@
-//! JWT minting and validation shared by the OAuth and OIDC endpoints: RFC 9068 access tokens,
-//! OIDC ID tokens, and the JOSE header checks `jsonwebtoken` does not do (`typ`, `crit`).
+//! JWT minting and validation shared by the OAuth and OIDC endpoints: RFC 9068 access tokens
+//! and OIDC ID tokens, signed and verified through [`crate::jose`].
 
 pub mod access_token;
 pub mod id_token;
 
-use base64::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{LoadedKey, SigningError};
 
-/// Largest compact JWS we parse at all; real tokens are well under this.
-pub const MAX_JWT_LEN: usize = 16 * 1024;
-
-/// The JOSE header members we look at. Unknown members are ignored, except that `crit`
-/// (RFC 7515 §4.1.11) must be absent because we understand no extension. `jku`, `x5u` and `jwk`
-/// are never used to find a key.
-#[derive(Debug, Clone, Deserialize)]
-pub struct JoseHeader {
-    pub alg: String,
-    #[serde(default)]
-    pub typ: Option<String>,
-    #[serde(default)]
-    pub kid: Option<String>,
-    /// Present (even as `null`) means rejected.
-    #[serde(default, deserialize_with = "present")]
-    pub crit: Option<serde_json::Value>,
-}
-
-/// `Some` whenever the member is present, `null` included.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(d).map(Some)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderError {
-    #[error("not a compact JWS")]
-    Malformed,
-    #[error("the crit header names extensions this server does not understand")]
-    Crit,
-}
-
-/// Parses the protected header of a compact JWS without verifying anything.
-pub fn parse_header(token: &str) -> Result<JoseHeader, HeaderError> {
-    if token.len() > MAX_JWT_LEN {
-        return Err(HeaderError::Malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(h), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HeaderError::Malformed);
-    };
-    let raw = BASE64_URL_SAFE_NO_PAD
-        .decode(h)
-        .map_err(|_| HeaderError::Malformed)?;
-    let header: JoseHeader = serde_json::from_slice(&raw).map_err(|_| HeaderError::Malformed)?;
-    if header.crit.is_some() {
-        return Err(HeaderError::Crit);
-    }
-    Ok(header)
-}
-
-/// Compares a `typ` value with an expected media type, per RFC 7515 §4.1.9 (the `application/`
-/// prefix may be omitted; comparison is case-insensitive).
-pub fn typ_is(typ: Option<&str>, expected: &str) -> bool {
-    typ.is_some_and(|t| {
-        let t = t
-            .strip_prefix("application/")
-            .or_else(|| t.strip_prefix("APPLICATION/"))
-            .unwrap_or(t);
-        t.eq_ignore_ascii_case(expected)
-    })
-}
-
 /// Signs `claims` as a compact JWS with `key`, header `{alg, typ, kid}`.
 pub fn sign<T: Serialize>(key: &LoadedKey, typ: &str, claims: &T) -> Result<String, SigningError> {
-    #[derive(Serialize)]
-    struct Header<'a> {
-        alg: &'a str,
-        typ: &'a str,
-        kid: &'a str,
-    }
-    let header = serde_json::to_vec(&Header {
-        alg: key.alg.as_str(),
-        typ,
-        kid: &key.kid,
-    })
-    .map_err(|_| SigningError::Sign)?;
-    let payload = serde_json::to_vec(claims).map_err(|_| SigningError::Sign)?;
-    let mut out = String::with_capacity(header.len() * 4 / 3 + payload.len() * 4 / 3 + 360);
-    BASE64_URL_SAFE_NO_PAD.encode_string(&header, &mut out);
-    out.push('.');
-    BASE64_URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
-    let sig = key.signer.sign(out.as_bytes())?;
-    out.push('.');
-    BASE64_URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
-    Ok(out)
+    Ok(crate::jose::sign(
+        key,
+        &crate::jose::Header::typ(typ),
+        claims,
+    )?)
 }
 
 /// `aud` as a JSON string when single, an array when several (RFC 7519 §4.1.3).
@@ -124,147 +43,6 @@ impl Audience {
         match self {
             Audience::One(a) => Box::new(std::iter::once(a.as_str())),
             Audience::Many(v) => Box::new(v.iter().map(String::as_str)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn b64(s: &str) -> String {
-        BASE64_URL_SAFE_NO_PAD.encode(s)
-    }
-
-    #[test]
-    fn header_parsing() {
-        let t = format!(
-            "{}.{}.sig",
-            b64(r#"{"alg":"ES256","typ":"at+jwt","kid":"k"}"#),
-            b64("{}")
-        );
-        let h = parse_header(&t).unwrap();
-        assert_eq!((h.alg.as_str(), h.kid.as_deref()), ("ES256", Some("k")));
-        assert!(typ_is(h.typ.as_deref(), "at+jwt"));
-        assert!(typ_is(Some("application/AT+JWT"), "at+jwt"));
-        assert!(!typ_is(Some("JWT"), "at+jwt"));
-        assert!(!typ_is(None, "at+jwt"));
-        let crit = format!(
-            "{}.{}.sig",
-            b64(r#"{"alg":"ES256","crit":["exp"],"exp":1}"#),
-            b64("{}")
-        );
-        assert_eq!(parse_header(&crit).unwrap_err(), HeaderError::Crit);
-        let null_crit = format!(
-            "{}.{}.sig",
-            b64(r#"{"alg":"ES256","crit":null}"#),
-            b64("{}")
-        );
-        assert_eq!(parse_header(&null_crit).unwrap_err(), HeaderError::Crit);
-        for bad in [
-            "",
-            "a.b",
-            "a.b.c.d",
-            "!!.b.c",
-            &format!("{}.b.c", b64("[]")),
-        ] {
-            assert_eq!(
-                parse_header(bad).unwrap_err(),
-                HeaderError::Malformed,
-                "{bad}"
-            );
-        }
-    }
-}
-
-/// Property tests: `parse_header` never panics, whatever it is given, and reads exactly the
-/// members it was given.
-#[cfg(test)]
-mod proptests {
-    use proptest::collection::vec;
-    use proptest::prelude::*;
-    use serde_json::json;
-
-    use super::*;
-
-    fn b64(b: &[u8]) -> String {
-        BASE64_URL_SAFE_NO_PAD.encode(b)
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig {
-            cases: 512,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        })]
-
-        #[test]
-        fn never_panics_on_strings(s in ".{0,300}") {
-            let _ = parse_header(&s);
-        }
-
-        #[test]
-        fn never_panics_on_bytes(b in vec(any::<u8>(), 0..400)) {
-            let _ = parse_header(&String::from_utf8_lossy(&b));
-        }
-
-        /// Three segments whose first one is random bytes: an error or a header, never a panic;
-        /// a header only when those bytes were a JSON object with a string `alg`.
-        #[test]
-        fn random_first_segment(h in vec(any::<u8>(), 0..200), rest in "[A-Za-z0-9_-]{0,20}") {
-            if let Ok(header) = parse_header(&format!("{}.{rest}.{rest}", b64(&h))) {
-                let v: serde_json::Value = serde_json::from_slice(&h).unwrap();
-                prop_assert_eq!(v["alg"].as_str(), Some(header.alg.as_str()));
-            }
-        }
-
-        #[test]
-        fn members_round_trip(
-            alg in ".{0,20}",
-            typ in proptest::option::of(".{0,20}"),
-            kid in proptest::option::of(".{0,20}"),
-            crit in any::<bool>(),
-            payload in "[A-Za-z0-9_-]{0,40}",
-            sig in "[A-Za-z0-9_-]{0,40}",
-        ) {
-            let mut h = json!({"alg": alg, "x-extra": [1, {"a": null}]});
-            if let Some(t) = &typ {
-                h["typ"] = json!(t);
-            }
-            if let Some(k) = &kid {
-                h["kid"] = json!(k);
-            }
-            if crit {
-                h["crit"] = json!(["exp"]);
-            }
-            let token = format!("{}.{payload}.{sig}", b64(h.to_string().as_bytes()));
-            match parse_header(&token) {
-                Ok(parsed) => {
-                    prop_assert!(!crit, "crit was accepted");
-                    prop_assert_eq!(parsed.alg, alg);
-                    prop_assert_eq!(parsed.typ, typ);
-                    prop_assert_eq!(parsed.kid, kid);
-                }
-                Err(e) => {
-                    prop_assert!(crit, "a plain header was refused: {e}");
-                    prop_assert_eq!(e, HeaderError::Crit);
-                }
-            }
-        }
-
-        #[test]
-        fn other_segment_counts_are_malformed(parts in vec("[A-Za-z0-9_-]{0,12}", 0..8)) {
-            prop_assume!(parts.len() != 3);
-            prop_assert_eq!(parse_header(&parts.join(".")).unwrap_err(), HeaderError::Malformed);
-        }
-
-        #[test]
-        fn oversized_tokens_are_malformed(extra in 1usize..64) {
-            let h = b64(br#"{"alg":"ES256"}"#);
-            let pad = MAX_JWT_LEN + extra - h.len() - 3;
-            let token = format!("{h}.{}.s", "a".repeat(pad));
-            prop_assert_eq!(token.len(), MAX_JWT_LEN + extra);
-            prop_assert_eq!(parse_header(&token).unwrap_err(), HeaderError::Malformed);
         }
     }
 }

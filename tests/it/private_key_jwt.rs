@@ -283,6 +283,35 @@ async fn expired_or_long_lived_assertion_is_invalid_client(backend: Backend) {
     nbf["nbf"] = json!(now + 600);
     assert_refused(&app, &org, &key.sign(&nbf), "not yet valid").await;
 
+    // One clock-skew leeway (30 s, as for partner assertions): expired 35 s ago is refused,
+    // 10 s ago is still inside it.
+    let mut past_leeway = assertion_claims(id, &org.issuer);
+    past_leeway["iat"] = json!(now - 300);
+    past_leeway["exp"] = json!(now - 35);
+    assert_refused(
+        &app,
+        &org,
+        &key.sign(&past_leeway),
+        "expired beyond the leeway",
+    )
+    .await;
+    let mut in_leeway = assertion_claims(id, &org.issuer);
+    in_leeway["iat"] = json!(now - 300);
+    in_leeway["exp"] = json!(now - 10);
+    assert_accepted(&app, &org, &agent, &key.sign(&in_leeway)).await;
+
+    // The lifetime bound holds from iat too: issued 50 minutes ago, valid for 20 more.
+    let mut long_from_iat = assertion_claims(id, &org.issuer);
+    long_from_iat["iat"] = json!(now - 3000);
+    long_from_iat["exp"] = json!(now + 1200);
+    assert_refused(
+        &app,
+        &org,
+        &key.sign(&long_from_iat),
+        "lives longer than an hour",
+    )
+    .await;
+
     // Just under the one-hour bound is fine.
     let mut hour = assertion_claims(id, &org.issuer);
     hour["exp"] = json!(now + 3500);
