@@ -23,9 +23,9 @@ use crate::http::{AppState, router};
 use crate::idp::{Idp, parse_public_url};
 use crate::keys::envelope::random_token;
 use crate::keys::{KeyService, MasterKey};
-use crate::model::{Secret, SystemClock};
+use crate::model::{OrgId, Secret, SystemClock};
 use crate::remote::RemoteJson;
-use crate::storage::{self, DynStore, Event};
+use crate::storage::{self, Event, Stores};
 use crate::tenancy::Directory;
 
 const META_PUBLIC_URL: &str = "public_url";
@@ -36,16 +36,17 @@ const META_BOOTSTRAP: &str = "bootstrap_token_digest";
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Opens the configured database, migrates it and checks (or records) the master key.
-pub async fn open_database(settings: &Settings) -> anyhow::Result<(DynStore, MasterKey)> {
+pub async fn open_database(settings: &Settings) -> anyhow::Result<(Stores, MasterKey)> {
     let url = settings.database_url();
     if !settings.is_postgres() && settings.database_url.is_none() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     }
-    let store = storage::open(&url)
+    let db = storage::open(&url)
         .await
         .map_err(|e| anyhow!("opening the database: {e}"))?;
-    store.migrate().await.map_err(|e| anyhow!("{e}"))?;
+    db.migrate().await.map_err(|e| anyhow!("{e}"))?;
+    let store = Stores::new(db);
     let master = match &settings.master_key {
         Some(k) => MasterKey::from_base64(k.expose()).context("AGENTIDP_MASTER_KEY")?,
         None if settings.is_postgres() => {
@@ -53,10 +54,11 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(DynStore, Mas
         }
         None => load_or_create_master_key(&settings.data_dir.join("master.key"))?,
     };
-    match store.meta_get(META_MASTER_KEY_CHECK).await? {
+    match store.meta.get(META_MASTER_KEY_CHECK).await? {
         None => {
             store
-                .meta_set(META_MASTER_KEY_CHECK, &master.check_value())
+                .meta
+                .set(META_MASTER_KEY_CHECK, &master.check_value())
                 .await?
         }
         Some(v) if v == master.check_value() => {}
@@ -206,7 +208,7 @@ impl App {
                 tokio::select! {
                     _ = tick.tick() => {
                         limiter.retain_recent();
-                        if let Err(e) = idp.store.purge_expired(idp.clock.now()).await {
+                        if let Err(e) = idp.stores.replay.purge_expired(idp.clock.now()).await {
                             tracing::warn!(error = %e, "purging expired state failed");
                         }
                     }
@@ -307,7 +309,7 @@ impl App {
 
 /// Wires the domain and the HTTP state from opened parts (also used by tests).
 pub fn assemble(
-    store: DynStore,
+    store: Stores,
     master: Arc<MasterKey>,
     digester: crate::keys::SecretDigester,
     redis: Option<RedisEphemeral>,
@@ -317,7 +319,10 @@ pub fn assemble(
 ) -> anyhow::Result<AppState> {
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
-        None => (Arc::new(DbReplayCache(store.clone())), Arc::new(LocalBus)),
+        None => (
+            Arc::new(DbReplayCache(store.replay.clone())),
+            Arc::new(LocalBus),
+        ),
     };
     let extra_roots = match &settings.outbound_ca_file {
         Some(p) => std::fs::read(p)
@@ -330,14 +335,14 @@ pub fn assemble(
     )
     .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
     let keys = KeyService::new(
-        store.clone(),
+        store.keys.clone(),
         master,
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
     );
     let idp = Idp {
         directory: Directory::new(store.clone(), bus),
-        store,
+        stores: store,
         keys,
         digester,
         replay,
@@ -384,15 +389,16 @@ pub fn assemble(
 }
 
 /// The recorded public URL must not change silently: every issuer and DID derives from it.
-async fn check_public_url(store: &DynStore, url: &Url, allow_move: bool) -> anyhow::Result<()> {
+async fn check_public_url(store: &Stores, url: &Url, allow_move: bool) -> anyhow::Result<()> {
     let current = url.as_str().trim_end_matches('/').to_owned();
-    match store.meta_get(META_PUBLIC_URL).await? {
-        None => store.meta_set(META_PUBLIC_URL, &current).await?,
+    match store.meta.get(META_PUBLIC_URL).await? {
+        None => store.meta.set(META_PUBLIC_URL, &current).await?,
         Some(r) if r == current => {}
         Some(r) if allow_move => {
             let base = Url::parse(&current)?;
-            let moves: Vec<(String, String, String)> = store
-                .org_all_ids()
+            let moves: Vec<(OrgId, String, String)> = store
+                .orgs
+                .all_ids()
                 .await?
                 .into_iter()
                 .map(|(id, slug)| {
@@ -410,8 +416,8 @@ async fn check_public_url(store: &DynStore, url: &Url, allow_move: bool) -> anyh
                 data: serde_json::json!({"from": r, "to": current, "orgs": moves.len()}),
                 at: chrono::Utc::now().timestamp(),
             };
-            store.org_rebase(&moves, &event).await?;
-            store.meta_set(META_PUBLIC_URL, &current).await?;
+            store.orgs.rebase(&moves, &event).await?;
+            store.meta.set(META_PUBLIC_URL, &current).await?;
             tracing::warn!(from = %r, to = %current, orgs = moves.len(), "moved every issuer and DID to the new public URL");
         }
         Some(r) => bail!(
@@ -425,7 +431,7 @@ async fn check_public_url(store: &DynStore, url: &Url, allow_move: bool) -> anyh
 /// The platform-admin token: the configured one (never printed), the one recorded earlier, or a
 /// new one returned for printing once.
 async fn bootstrap_token(
-    store: &DynStore,
+    store: &Stores,
     digester: &crate::keys::SecretDigester,
     configured: Option<&Secret>,
 ) -> anyhow::Result<((i64, Vec<u8>), Option<Secret>)> {
@@ -438,10 +444,10 @@ async fn bootstrap_token(
     };
     if let Some(t) = configured {
         let d = digester.digest(t.expose());
-        store.meta_set(META_BOOTSTRAP, &encode(&d)).await?;
+        store.meta.set(META_BOOTSTRAP, &encode(&d)).await?;
         return Ok(((digester.version(), d), None));
     }
-    if let Some(v) = store.meta_get(META_BOOTSTRAP).await? {
+    if let Some(v) = store.meta.get(META_BOOTSTRAP).await? {
         let (ver, d) = v
             .split_once(':')
             .ok_or_else(|| anyhow!("corrupt bootstrap token digest"))?;
@@ -452,7 +458,7 @@ async fn bootstrap_token(
     }
     let t = random_token();
     let d = digester.digest(t.expose());
-    store.meta_set(META_BOOTSTRAP, &encode(&d)).await?;
+    store.meta.set(META_BOOTSTRAP, &encode(&d)).await?;
     Ok(((digester.version(), d), Some(t)))
 }
 
@@ -463,7 +469,7 @@ pub async fn rotate_keys_cli(
 ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let (store, master) = open_database(settings).await?;
     let keys = KeyService::new(
-        store.clone(),
+        store.keys.clone(),
         Arc::new(master),
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
@@ -472,7 +478,8 @@ pub async fn rotate_keys_cli(
     let slugs: Vec<String> = match org {
         Some(s) => vec![s.to_owned()],
         None => store
-            .org_all_ids()
+            .orgs
+            .all_ids()
             .await?
             .into_iter()
             .map(|(_, s)| s)
@@ -481,7 +488,8 @@ pub async fn rotate_keys_cli(
     let mut out = Vec::new();
     for slug in slugs {
         let org = store
-            .org_by_slug(&slug)
+            .orgs
+            .by_slug(&slug)
             .await?
             .ok_or_else(|| anyhow!("no organization {slug:?}"))?;
         let new = keys

@@ -38,8 +38,9 @@ pub async fn revoke(
         )
         .with_basic(used_basic));
     }
-    idp.store
-        .token_revoke(&org.id, &claims.jti, claims.exp)
+    idp.stores
+        .replay
+        .revoke(&org.id, &claims.jti, claims.exp)
         .await
         .map_err(|_| OAuthError::server_error())?;
     Ok(())
