@@ -295,6 +295,40 @@ mod tests {
     }
 
     #[test]
+    fn typed_ids_read_like_strings_and_serialize_bare() {
+        let id = OrgId::from("0196a000-0000-7000-8000-000000000001");
+        let s: &str = &id;
+        assert_eq!(s, "0196a000-0000-7000-8000-000000000001");
+        assert_eq!(id.to_string(), s);
+        assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(s));
+        assert_eq!(
+            serde_json::from_str::<OrgId>(&format!("{s:?}")).unwrap(),
+            id
+        );
+        assert_eq!(String::from(id.clone()), s);
+        assert!(is_uuid(&AgentId::generate()));
+        assert_ne!(PartnerId::generate(), PartnerId::generate());
+    }
+
+    #[test]
+    fn status_and_auth_method_round_trip_and_reject_unknown() {
+        for st in [
+            AgentStatus::Active,
+            AgentStatus::Suspended,
+            AgentStatus::Revoked,
+        ] {
+            assert_eq!(AgentStatus::parse(st.as_str()), Some(st));
+        }
+        for m in AuthMethod::ALL {
+            assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(AgentStatus::parse("Active"), None);
+        assert_eq!(AuthMethod::parse("none"), None);
+        assert!(!AuthMethod::PrivateKeyJwt.uses_secret());
+        assert!(AuthMethod::ClientSecretPost.uses_secret());
+    }
+
+    #[test]
     fn secret_is_redacted() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret([redacted]) [redacted]");
