@@ -9,7 +9,7 @@ use agentidp::did::{card, document};
 use agentidp::jose;
 use agentidp::keys::signing::{self, LazySigner};
 use agentidp::keys::{KeyService, LoadedKey, MasterKey, OrgKeys};
-use agentidp::model::Alg;
+use agentidp::model::{AgentStatus, Alg, AuthMethod};
 use agentidp::storage::{AgentRecord, OrgRecord};
 use agentidp::tenancy::Agent;
 use agentidp::tokens::access_token::{self, AccessClaims};
@@ -166,8 +166,9 @@ fn fixture() -> Fixture {
         .expect("runtime");
     rt.block_on(async {
         let url = format!("sqlite://{}/bench.db", dir.0.display());
-        let store = agentidp::storage::open(&url).await.expect("store");
-        store.migrate().await.expect("migrate");
+        let db = agentidp::storage::open(&url).await.expect("store");
+        db.migrate().await.expect("migrate");
+        let store = agentidp::storage::Stores::new(db);
         let master = Arc::new(MasterKey::generate());
         let public_url = url::Url::parse("https://idp.example").expect("url");
         let id = agentidp::model::new_id(agentidp::model::Clock::now_ms(
@@ -178,7 +179,7 @@ fn fixture() -> Fixture {
             .await
             .expect("keys");
         let org = OrgRecord {
-            id: id.clone(),
+            id: id.as_str().into(),
             slug: "acme".into(),
             name: "Acme".into(),
             issuer: ISSUER.into(),
@@ -189,14 +190,18 @@ fn fixture() -> Fixture {
             updated_at: 0,
         };
         let event = agentidp::storage::Event {
-            org_id: Some(id.clone()),
+            org_id: Some(org.id.clone()),
             kind: "org.created",
             subject: id.clone(),
             data: serde_json::json!({}),
             at: 0,
         };
-        store.org_create(&org, &records, &event).await.expect("org");
-        let keys = KeyService::new(store.clone(), master, 0, 900)
+        store
+            .orgs
+            .create(&org, &records, &event)
+            .await
+            .expect("org");
+        let keys = KeyService::new(store.keys.clone(), master, 0, 900)
             .org_keys(&org, NOW)
             .await
             .expect("org keys");
@@ -204,14 +209,18 @@ fn fixture() -> Fixture {
             &agentidp::model::SystemClock,
         ));
         let agent = Agent::from_record(AgentRecord {
-            org_id: id,
+            org_id: org.id.clone(),
             did: agentidp::did::agent_did(&org.did, &agent_id),
-            id: agent_id,
+            id: agent_id.into(),
             name: "billing-bot".into(),
             description: Some("Reads invoices".into()),
-            scopes: r#"["invoices:read","orders:write","openid"]"#.into(),
-            status: "active".into(),
-            auth_method: "client_secret_basic".into(),
+            scopes: vec![
+                "invoices:read".into(),
+                "orders:write".into(),
+                "openid".into(),
+            ],
+            status: AgentStatus::Active,
+            auth_method: AuthMethod::ClientSecretBasic,
             secret_digest: None,
             secret_digest_version: None,
             prev_secret_digest: None,
@@ -219,14 +228,13 @@ fn fixture() -> Fixture {
             prev_secret_expires_at: None,
             jwks: None,
             jwks_uri: None,
-            access_token_alg: "ES256".into(),
-            id_token_alg: "RS256".into(),
+            access_token_alg: Alg::ES256,
+            id_token_alg: Alg::RS256,
             access_token_ttl: None,
             tokens_valid_after_ms: 0,
             created_at: 0,
             updated_at: 0,
-        })
-        .expect("agent");
+        });
         Fixture {
             org,
             keys,
@@ -299,7 +307,7 @@ fn did_documents(c: &mut Criterion) {
     // What /agent-info and /federation/verify pay first: validating one of our access tokens.
     let token = tokens::sign(&es256, access_token::TYP, &{
         let mut c = access_claims();
-        c.org_id = Some(f.org.id.clone());
+        c.org_id = Some(f.org.id.to_string());
         c.exp = i64::MAX / 2;
         c
     })

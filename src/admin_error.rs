@@ -35,7 +35,9 @@ impl From<StorageError> for AdminError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => AdminError::NotFound,
-            StorageError::Conflict(m) => AdminError::Conflict(m),
+            StorageError::Conflict { what } => {
+                AdminError::Conflict(format!("{what} already exists"))
+            }
             other => AdminError::Internal(other.to_string()),
         }
     }

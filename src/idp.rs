@@ -10,11 +10,11 @@ use crate::fetch::Fetcher;
 use crate::keys::{KeyService, SecretDigester};
 use crate::model::Clock;
 use crate::remote::RemoteJson;
-use crate::storage::DynStore;
+use crate::storage::Stores;
 use crate::tenancy::Directory;
 
 pub struct Idp {
-    pub store: DynStore,
+    pub stores: Stores,
     pub directory: Directory,
     pub keys: KeyService,
     pub digester: SecretDigester,

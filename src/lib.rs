@@ -1,7 +1,7 @@
 //! agentidp: an identity provider for software agents.
 //!
-//! Module map: `model` (identifiers, secrets, clock) <- `storage` (one interface, SQLite and
-//! PostgreSQL) and `ephemeral` (replay markers, invalidation; database or Redis) <- `keys`
+//! Module map: `model` (identifiers, secrets, clock) <- `storage` (one module per aggregate,
+//! SQLite and PostgreSQL) and `ephemeral` (replay markers, invalidation; database or Redis) <- `keys`
 //! (envelope encryption, signing keys) <- `tenancy` (organizations, agents, access) <- `tokens`
 //! (JWT minting and validation) <- `oauth` / `oidc` (the protocols) <- `http` (the edge) <- `app`.
 //! The domain modules never import axum or sqlx.
@@ -29,7 +29,7 @@ pub mod tokens;
 #[cfg(test)]
 mod architecture {
     /// The domain never imports the web framework or the SQL driver (kanidm's lib/core split):
-    /// only `http/`, `storage/sql.rs` and the assembly in `app.rs` may.
+    /// only `http/`, the storage modules that hold SQL and the assembly in `app.rs` may.
     #[test]
     fn domain_does_not_import_axum_or_sqlx() {
         fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -45,9 +45,20 @@ mod architecture {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut files = Vec::new();
         walk(&root, &mut files);
+        // One entry per aggregate module of `storage` (a new aggregate adds its file here).
+        const SQL_FILES: [&str; 8] = [
+            "storage/mod.rs",
+            "storage/orgs.rs",
+            "storage/agents.rs",
+            "storage/keys.rs",
+            "storage/partners.rs",
+            "storage/replay.rs",
+            "storage/outbox.rs",
+            "storage/meta.rs",
+        ];
         let allowed = |rel: &str| {
             rel.starts_with("http/")
-                || rel == "storage/sql.rs"
+                || SQL_FILES.contains(&rel)
                 || rel.starts_with("app/")
                 || rel == "lib.rs"
         };

@@ -1,4 +1,5 @@
-//! Validated identifiers, secret wrappers, token algorithms and the clock.
+//! Validated identifiers, typed ids, agent status and auth method, secret wrappers, token
+//! algorithms and the clock.
 //!
 //! Nothing here knows about HTTP or SQL; every other module builds on these types.
 
@@ -51,6 +52,151 @@ impl OrgSlug {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Declares a string identifier newtype: `Deref<Target = str>`, `Display`, serde-transparent, so
+/// it reads like the `String` it wraps while keeping organization, agent and partner ids apart.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new, time-ordered id (UUIDv7) stamped with `now_ms` of the injected clock.
+            pub fn generate(now_ms: i64) -> Self {
+                Self(new_id(now_ms))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        /// Wraps a stored or already-checked id; it is not validated again.
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An organization's id (a UUIDv7 we generated; never its slug).
+    OrgId
+);
+string_id!(
+    /// An agent's id, which is also its OAuth `client_id`.
+    AgentId
+);
+string_id!(
+    /// A federation partner's id.
+    PartnerId
+);
+
+/// Agent lifecycle. `Revoked` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    Active,
+    Suspended,
+    Revoked,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Active => "active",
+            AgentStatus::Suspended => "suspended",
+            AgentStatus::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            "revoked" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 7591 `token_endpoint_auth_method` values we support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+}
+
+impl AuthMethod {
+    pub const ALL: [AuthMethod; 3] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+    pub fn uses_secret(self) -> bool {
+        self != AuthMethod::PrivateKeyJwt
     }
 }
 
@@ -202,6 +348,40 @@ mod tests {
         assert!(OrgSlug::parse("Acme").is_none());
         assert!(OrgSlug::parse("").is_none());
         assert!(OrgSlug::parse("a_b").is_none());
+    }
+
+    #[test]
+    fn typed_ids_read_like_strings_and_serialize_bare() {
+        let id = OrgId::from("0196a000-0000-7000-8000-000000000001");
+        let s: &str = &id;
+        assert_eq!(s, "0196a000-0000-7000-8000-000000000001");
+        assert_eq!(id.to_string(), s);
+        assert_eq!(serde_json::to_value(&id).unwrap(), serde_json::json!(s));
+        assert_eq!(
+            serde_json::from_str::<OrgId>(&format!("{s:?}")).unwrap(),
+            id
+        );
+        assert_eq!(String::from(id.clone()), s);
+        assert!(is_uuid(&AgentId::generate(1_767_225_600_000)));
+        assert_ne!(PartnerId::generate(0), PartnerId::generate(0));
+    }
+
+    #[test]
+    fn status_and_auth_method_round_trip_and_reject_unknown() {
+        for st in [
+            AgentStatus::Active,
+            AgentStatus::Suspended,
+            AgentStatus::Revoked,
+        ] {
+            assert_eq!(AgentStatus::parse(st.as_str()), Some(st));
+        }
+        for m in AuthMethod::ALL {
+            assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(AgentStatus::parse("Active"), None);
+        assert_eq!(AuthMethod::parse("none"), None);
+        assert!(!AuthMethod::PrivateKeyJwt.uses_secret());
+        assert!(AuthMethod::ClientSecretPost.uses_secret());
     }
 
     #[test]

@@ -24,29 +24,30 @@ use crate::ephemeral::redis_backend::RedisEphemeral;
 use crate::http::AppState;
 use crate::keys::KeyService;
 use crate::model::{Clock, SystemClock};
-use crate::storage::{DynStore, StorageResult};
+use crate::storage::{StorageResult, Stores};
 
 /// How often housekeeping runs.
 pub const PURGE_PERIOD: Duration = Duration::from_secs(300);
 const METRICS_UPKEEP_PERIOD: Duration = Duration::from_secs(5);
 
 /// Deletes revocations and single-use markers that expired before `now`; the number removed.
-pub async fn purge_tick(store: &DynStore, now: i64) -> StorageResult<u64> {
-    store.purge_expired(now).await
+pub async fn purge_tick(stores: &Stores, now: i64) -> StorageResult<u64> {
+    stores.replay.purge_expired(now).await
 }
 
 /// New signing keys for every organization, or only `only` (a slug); per organization, its slug
 /// and the new keys as `ALG KID`.
 pub async fn rotate_keys_tick(
     keys: &KeyService,
-    store: &DynStore,
+    stores: &Stores,
     only: Option<&str>,
     now: i64,
 ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let slugs: Vec<String> = match only {
         Some(s) => vec![s.to_owned()],
-        None => store
-            .org_all_ids()
+        None => stores
+            .orgs
+            .all_ids()
             .await?
             .into_iter()
             .map(|(_, s)| s)
@@ -54,8 +55,9 @@ pub async fn rotate_keys_tick(
     };
     let mut out = Vec::new();
     for slug in slugs {
-        let org = store
-            .org_by_slug(&slug)
+        let org = stores
+            .orgs
+            .by_slug(&slug)
             .await?
             .ok_or_else(|| anyhow!("no organization {slug:?}"))?;
         let new = keys
@@ -77,14 +79,14 @@ pub async fn rotate_keys_cli(
     settings: &Settings,
     org: Option<&str>,
 ) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-    let (store, master) = open_database(settings).await?;
+    let (stores, master) = open_database(settings).await?;
     let keys = KeyService::new(
-        store.clone(),
+        stores.keys.clone(),
         Arc::new(master),
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
     );
-    rotate_keys_tick(&keys, &store, org, SystemClock.now()).await
+    rotate_keys_tick(&keys, &stores, org, SystemClock.now()).await
 }
 
 /// Runs `tick` every `period` (the first run at once) until `stop` changes.
@@ -119,7 +121,7 @@ pub fn spawn_all(
         let (idp, limiter) = (idp.clone(), limiter.clone());
         async move {
             limiter.retain_recent();
-            if let Err(e) = purge_tick(&idp.store, idp.clock.now()).await {
+            if let Err(e) = purge_tick(&idp.stores, idp.clock.now()).await {
                 tracing::warn!(error = %e, "purging expired state failed");
             }
         }

@@ -31,7 +31,7 @@ use crate::idp::{Idp, parse_public_url};
 use crate::keys::{KeyService, MasterKey};
 use crate::model::{Clock, Secret, SystemClock};
 use crate::remote::RemoteJson;
-use crate::storage::DynStore;
+use crate::storage::Stores;
 use crate::tenancy::Directory;
 
 /// A bound, ready-to-serve application.
@@ -167,7 +167,7 @@ impl App {
 
 /// What start-up opened and checked, ready to be wired.
 struct Opened {
-    store: DynStore,
+    store: Stores,
     master: Arc<MasterKey>,
     digester: crate::keys::SecretDigester,
     redis: Option<RedisEphemeral>,
@@ -188,7 +188,10 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
     } = parts;
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
-        None => (Arc::new(DbReplayCache(store.clone())), Arc::new(LocalBus)),
+        None => (
+            Arc::new(DbReplayCache(store.replay.clone())),
+            Arc::new(LocalBus),
+        ),
     };
     let extra_roots = match &settings.outbound_ca_file {
         Some(p) => std::fs::read(p)
@@ -201,14 +204,14 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
     )
     .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
     let keys = KeyService::new(
-        store.clone(),
+        store.keys.clone(),
         master,
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
     );
     let idp = Idp {
         directory: Directory::new(store.clone(), bus),
-        store,
+        stores: store,
         keys,
         digester,
         replay,

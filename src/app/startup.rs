@@ -10,24 +10,26 @@ use url::Url;
 use crate::config::Settings;
 use crate::keys::MasterKey;
 use crate::keys::envelope::random_token;
+use crate::model::OrgId;
 use crate::model::Secret;
-use crate::storage::{self, DynStore, Event};
+use crate::storage::{self, Event, Stores};
 
 const META_PUBLIC_URL: &str = "public_url";
 const META_MASTER_KEY_CHECK: &str = "master_key_check";
 const META_BOOTSTRAP: &str = "bootstrap_token_digest";
 
 /// Opens the configured database, migrates it and checks (or records) the master key.
-pub async fn open_database(settings: &Settings) -> anyhow::Result<(DynStore, MasterKey)> {
+pub async fn open_database(settings: &Settings) -> anyhow::Result<(Stores, MasterKey)> {
     let url = settings.database_url();
     if !settings.is_postgres() && settings.database_url.is_none() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     }
-    let store = storage::open(&url)
+    let db = storage::open(&url)
         .await
         .map_err(|e| anyhow!("opening the database: {e}"))?;
-    store.migrate().await.map_err(|e| anyhow!("{e}"))?;
+    db.migrate().await.map_err(|e| anyhow!("{e}"))?;
+    let store = Stores::new(db);
     let master = match &settings.master_key {
         Some(k) => MasterKey::from_base64(k.expose()).context("AGENTIDP_MASTER_KEY")?,
         None if settings.is_postgres() => {
@@ -35,10 +37,11 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(DynStore, Mas
         }
         None => load_or_create_master_key(&settings.data_dir.join("master.key"))?,
     };
-    match store.meta_get(META_MASTER_KEY_CHECK).await? {
+    match store.meta.get(META_MASTER_KEY_CHECK).await? {
         None => {
             store
-                .meta_set(META_MASTER_KEY_CHECK, &master.check_value())
+                .meta
+                .set(META_MASTER_KEY_CHECK, &master.check_value())
                 .await?
         }
         Some(v) if v == master.check_value() => {}
@@ -73,19 +76,20 @@ fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
 
 /// The recorded public URL must not change silently: every issuer and DID derives from it.
 pub async fn check_public_url(
-    store: &DynStore,
+    store: &Stores,
     url: &Url,
     allow_move: bool,
     now: i64,
 ) -> anyhow::Result<()> {
     let current = url.as_str().trim_end_matches('/').to_owned();
-    match store.meta_get(META_PUBLIC_URL).await? {
-        None => store.meta_set(META_PUBLIC_URL, &current).await?,
+    match store.meta.get(META_PUBLIC_URL).await? {
+        None => store.meta.set(META_PUBLIC_URL, &current).await?,
         Some(r) if r == current => {}
         Some(r) if allow_move => {
             let base = Url::parse(&current)?;
-            let moves: Vec<(String, String, String)> = store
-                .org_all_ids()
+            let moves: Vec<(OrgId, String, String)> = store
+                .orgs
+                .all_ids()
                 .await?
                 .into_iter()
                 .map(|(id, slug)| {
@@ -103,8 +107,8 @@ pub async fn check_public_url(
                 data: serde_json::json!({"from": r, "to": current, "orgs": moves.len()}),
                 at: now,
             };
-            store.org_rebase(&moves, &event).await?;
-            store.meta_set(META_PUBLIC_URL, &current).await?;
+            store.orgs.rebase(&moves, &event).await?;
+            store.meta.set(META_PUBLIC_URL, &current).await?;
             tracing::warn!(from = %r, to = %current, orgs = moves.len(), "moved every issuer and DID to the new public URL");
         }
         Some(r) => bail!(
@@ -118,7 +122,7 @@ pub async fn check_public_url(
 /// The platform-admin token: the configured one (never printed), the one recorded earlier, or a
 /// new one returned for printing once.
 pub async fn bootstrap_token(
-    store: &DynStore,
+    store: &Stores,
     digester: &crate::keys::SecretDigester,
     configured: Option<&Secret>,
 ) -> anyhow::Result<((i64, Vec<u8>), Option<Secret>)> {
@@ -131,10 +135,10 @@ pub async fn bootstrap_token(
     };
     if let Some(t) = configured {
         let d = digester.digest(t.expose());
-        store.meta_set(META_BOOTSTRAP, &encode(&d)).await?;
+        store.meta.set(META_BOOTSTRAP, &encode(&d)).await?;
         return Ok(((digester.version(), d), None));
     }
-    if let Some(v) = store.meta_get(META_BOOTSTRAP).await? {
+    if let Some(v) = store.meta.get(META_BOOTSTRAP).await? {
         let (ver, d) = v
             .split_once(':')
             .ok_or_else(|| anyhow!("corrupt bootstrap token digest"))?;
@@ -145,6 +149,6 @@ pub async fn bootstrap_token(
     }
     let t = random_token();
     let d = digester.digest(t.expose());
-    store.meta_set(META_BOOTSTRAP, &encode(&d)).await?;
+    store.meta.set(META_BOOTSTRAP, &encode(&d)).await?;
     Ok(((digester.version(), d), Some(t)))
 }

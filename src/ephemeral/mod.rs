@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::storage::DynStore;
+use crate::storage::ReplayStore;
 
 #[derive(Debug, thiserror::Error)]
 #[error("ephemeral store unavailable: {0}")]
@@ -30,7 +30,7 @@ pub trait ReplayCache: Send + Sync + 'static {
 }
 
 /// Markers in the database (the embedded default).
-pub struct DbReplayCache(pub DynStore);
+pub struct DbReplayCache(pub Arc<dyn ReplayStore>);
 
 #[async_trait]
 impl ReplayCache for DbReplayCache {
@@ -41,7 +41,7 @@ impl ReplayCache for DbReplayCache {
         now: i64,
     ) -> Result<bool, EphemeralError> {
         self.0
-            .marker_set_if_absent(key, expires_at, now)
+            .set_if_absent(key, expires_at, now)
             .await
             .map_err(|e| EphemeralError(e.to_string()))
     }

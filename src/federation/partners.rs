@@ -9,7 +9,7 @@ use super::{DEFAULT_MAX_ASSERTION_LIFETIME, Partner};
 use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
 use crate::idp::Idp;
-use crate::model::{new_id, rfc3339};
+use crate::model::{PartnerId, rfc3339};
 use crate::storage::{Event, OrgRecord, PartnerRecord, StorageError};
 use crate::tenancy::access::{Action, Principal};
 use crate::tenancy::{agents, orgs};
@@ -104,14 +104,14 @@ async fn apply(idp: &Idp, rec: &mut PartnerRecord, input: PartnerInput) -> Resul
                 format!("{bad:?} is not a valid scope token"),
             ));
         }
-        rec.allowed_scopes = json!(s).to_string();
+        rec.allowed_scopes = s;
     }
     if let Some(a) = input.allowed_audiences {
         validate_list("allowed_audiences", &a)?;
         if a.is_empty() {
             return Err(AdminError::field("allowed_audiences", "must not be empty"));
         }
-        rec.allowed_audiences = json!(a).to_string();
+        rec.allowed_audiences = a;
     }
     if let Some(l) = input.max_assertion_lifetime_secs {
         if !(1..=86_400).contains(&l) {
@@ -139,10 +139,10 @@ async fn apply(idp: &Idp, rec: &mut PartnerRecord, input: PartnerInput) -> Resul
                 format!("local claim {bad:?} is reserved"),
             ));
         }
-        rec.claim_mapping = json!(m).to_string();
+        rec.claim_mapping = m;
     }
     if let Some(e) = input.enabled {
-        rec.enabled = i64::from(e);
+        rec.enabled = e;
     }
     let key_sources = usize::from(input.jwks_uri.is_some())
         + usize::from(input.jwks.is_some())
@@ -166,7 +166,7 @@ async fn apply(idp: &Idp, rec: &mut PartnerRecord, input: PartnerInput) -> Resul
         (rec.jwks_uri, rec.jwks, rec.did) = (Some(uri), None, None);
     } else if let Some(jwks) = input.jwks {
         agents::validate_jwks(&jwks)?;
-        (rec.jwks_uri, rec.jwks, rec.did) = (None, Some(jwks.to_string()), None);
+        (rec.jwks_uri, rec.jwks, rec.did) = (None, Some(jwks), None);
     } else if let Some(did) = input.did {
         let now = idp.clock.now();
         let resolved = crate::did::resolver::resolve(idp, &did, now, || true)
@@ -222,17 +222,17 @@ pub async fn create(
     let now = idp.clock.now();
     let mut rec = PartnerRecord {
         org_id: org.id.clone(),
-        id: new_id(idp.clock.now_ms()),
+        id: PartnerId::generate(idp.clock.now_ms()),
         issuer: issuer.clone(),
         name: None,
         jwks_uri: None,
         jwks: None,
         did: None,
-        allowed_scopes: "[]".into(),
-        allowed_audiences: json!([org.issuer, format!("{}/oauth2/token", org.issuer)]).to_string(),
+        allowed_scopes: Vec::new(),
+        allowed_audiences: vec![org.issuer.clone(), format!("{}/oauth2/token", org.issuer)],
         max_assertion_lifetime: DEFAULT_MAX_ASSERTION_LIFETIME,
-        claim_mapping: "{}".into(),
-        enabled: 1,
+        claim_mapping: Default::default(),
+        enabled: true,
         created_at: now,
         updated_at: now,
     };
@@ -242,12 +242,14 @@ pub async fn create(
     let ev = Event {
         org_id: Some(org.id.clone()),
         kind: "partner.created",
-        subject: rec.id.clone(),
+        subject: rec.id.to_string(),
         data: json!({"issuer": issuer}),
         at: now,
     };
-    match idp.store.partner_create(&rec, &ev).await {
-        Err(StorageError::Conflict(_)) => {
+    match idp.stores.partners.create(&rec, &ev).await {
+        Err(StorageError::Conflict {
+            what: "partner issuer",
+        }) => {
             return Err(AdminError::Conflict(format!(
                 "a partner with issuer {issuer} exists"
             )));
@@ -256,11 +258,11 @@ pub async fn create(
     }
     idp.directory
         .invalidate(Invalidation::Partner {
-            org_id: org.id,
+            org_id: org.id.into(),
             issuer,
         })
         .await;
-    Ok(Partner::from_record(rec)?)
+    Ok(Partner::from_record(rec))
 }
 
 async fn load(
@@ -275,11 +277,12 @@ async fn load(
         return Err(AdminError::NotFound);
     }
     let rec = idp
-        .store
-        .partner_get(&org.id, id)
+        .stores
+        .partners
+        .get(&org.id, id)
         .await?
         .ok_or(AdminError::NotFound)?;
-    Ok((org, Partner::from_record(rec)?))
+    Ok((org, Partner::from_record(rec)))
 }
 
 pub async fn get(
@@ -299,10 +302,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Partner>, AdminError> {
     let org = orgs::visible(idp, principal, org_slug, Action::Read).await?;
-    let rows = idp.store.partner_list(&org.id, after, limit).await?;
-    rows.into_iter()
-        .map(|r| Partner::from_record(r).map_err(AdminError::from))
-        .collect()
+    let rows = idp.stores.partners.list(&org.id, after, limit).await?;
+    Ok(rows.into_iter().map(Partner::from_record).collect())
 }
 
 pub async fn update(
@@ -328,7 +329,7 @@ pub async fn update(
     let ev = Event {
         org_id: Some(org.id.clone()),
         kind: if rec.enabled != p.record.enabled {
-            if rec.enabled != 0 {
+            if rec.enabled {
                 "partner.enabled"
             } else {
                 "partner.disabled"
@@ -336,18 +337,18 @@ pub async fn update(
         } else {
             "partner.updated"
         },
-        subject: rec.id.clone(),
+        subject: rec.id.to_string(),
         data: json!({"issuer": rec.issuer}),
         at: now,
     };
-    idp.store.partner_update(&rec, &ev).await?;
+    idp.stores.partners.update(&rec, &ev).await?;
     idp.directory
         .invalidate(Invalidation::Partner {
-            org_id: org.id,
+            org_id: org.id.into(),
             issuer: rec.issuer.clone(),
         })
         .await;
-    Ok(Partner::from_record(rec)?)
+    Ok(Partner::from_record(rec))
 }
 
 pub async fn delete(
@@ -360,14 +361,17 @@ pub async fn delete(
     let ev = Event {
         org_id: Some(org.id.clone()),
         kind: "partner.deleted",
-        subject: p.record.id.clone(),
+        subject: p.record.id.to_string(),
         data: json!({"issuer": p.record.issuer}),
         at: idp.clock.now(),
     };
-    idp.store.partner_delete(&org.id, &p.record.id, &ev).await?;
+    idp.stores
+        .partners
+        .delete(&org.id, &p.record.id, &ev)
+        .await?;
     idp.directory
         .invalidate(Invalidation::Partner {
-            org_id: org.id,
+            org_id: org.id.into(),
             issuer: p.record.issuer,
         })
         .await;

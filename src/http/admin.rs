@@ -100,7 +100,7 @@ pub async fn org_patch(
     ApiJson(body): ApiJson<OrgPatch>,
 ) -> ApiResult {
     let org = orgs::rename(&s.idp, &p, &org, &body.name).await?;
-    s.discovery.invalidate(&org.id).await;
+    s.discovery.invalidate(org.id.as_str()).await;
     Ok(Json(orgs::view(&org)).into_response())
 }
 

@@ -222,7 +222,7 @@ pub async fn agent_card_get(
     let Some(key) = keys.signing_key(crate::model::Alg::ES256, now).cloned() else {
         return internal_error();
     };
-    let cache_key = (org.id.clone(), agent.id().to_owned(), key.kid.clone());
+    let cache_key = (org.id.to_string(), agent.id().to_owned(), key.kid.clone());
     let rendered = idp
         .cards
         .try_get_with(cache_key, async {

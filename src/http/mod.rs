@@ -54,9 +54,11 @@ async fn healthz_get() -> impl IntoResponse {
 }
 
 async fn readyz_get(State(state): State<AppState>) -> Response {
-    match state.idp.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready", "database": state.idp.store.backend()}))
-            .into_response(),
+    let meta = &state.idp.stores.meta;
+    match meta.ping().await {
+        Ok(()) => {
+            axum::Json(json!({"status": "ready", "database": meta.backend()})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (

@@ -42,7 +42,7 @@ async fn discovery_doc(state: &AppState, slug: &str) -> Response {
     };
     let bytes = state
         .discovery
-        .get_with(org.id.clone(), async move {
+        .get_with(org.id.to_string(), async move {
             let v = discovery::metadata(&org, &discovery::advertised_scopes());
             Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
         })

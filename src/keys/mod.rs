@@ -16,7 +16,7 @@ use moka::future::Cache;
 use serde_json::Value;
 
 use crate::model::Alg;
-use crate::storage::{DynStore, Event, KeyRecord, OrgRecord, StorageError};
+use crate::storage::{Event, KeyRecord, KeyStore, OrgRecord, StorageError};
 pub use envelope::{DataKey, MasterKey, SecretDigester};
 pub use signing::{Signer, SigningError};
 
@@ -160,7 +160,7 @@ impl OrgKeys {
 
 /// Creates, caches and rotates organization keys.
 pub struct KeyService {
-    store: DynStore,
+    store: Arc<dyn KeyStore>,
     master: Arc<MasterKey>,
     cache: Cache<String, Arc<OrgKeys>>,
     activation_delay: i64,
@@ -176,7 +176,7 @@ const REMOVAL_LEEWAY_SECS: i64 = 120;
 
 impl KeyService {
     pub fn new(
-        store: DynStore,
+        store: Arc<dyn KeyStore>,
         master: Arc<MasterKey>,
         activation_delay: i64,
         max_token_lifetime: i64,
@@ -210,9 +210,9 @@ impl KeyService {
                 .await
                 .map_err(|_| KeyError::Join)??;
             records.push(KeyRecord {
-                org_id: org_id.to_owned(),
+                org_id: org_id.into(),
                 kid: g.kid.clone(),
-                alg: alg.as_str().to_owned(),
+                alg,
                 public_jwk: g.public_jwk.to_string(),
                 private_enc: dek.seal_private_key(org_id, &g.kid, alg.as_str(), &g.pkcs8),
                 created_at: now,
@@ -226,25 +226,23 @@ impl KeyService {
 
     /// The keys of `org`, loaded and decrypted on first use and cached.
     pub async fn org_keys(&self, org: &OrgRecord, now: i64) -> Result<Arc<OrgKeys>, KeyError> {
-        if let Some(k) = self.cache.get(&org.id).await {
+        if let Some(k) = self.cache.get(org.id.as_str()).await {
             return Ok(k);
         }
         let loaded = Arc::new(self.load(org, now).await?);
-        self.cache.insert(org.id.clone(), loaded.clone()).await;
+        self.cache.insert(org.id.to_string(), loaded.clone()).await;
         Ok(loaded)
     }
 
     async fn load(&self, org: &OrgRecord, now: i64) -> Result<OrgKeys, KeyError> {
-        let records = self.store.keys_for_org(&org.id, now).await?;
+        let records = self.store.list(&org.id, now).await?;
         let dek = self
             .master
             .unwrap_data_key(&org.id, org.dek_mk_version, &org.dek_wrapped)?;
         let mut keys = Vec::with_capacity(records.len());
         for r in records {
-            let Some(alg) = Alg::parse(&r.alg) else {
-                continue;
-            };
-            let pkcs8 = dek.open_private_key(&org.id, &r.kid, &r.alg, &r.private_enc)?;
+            let alg = r.alg;
+            let pkcs8 = dek.open_private_key(&org.id, &r.kid, alg.as_str(), &r.private_enc)?;
             let signer = signing::LazySigner::new(alg, pkcs8);
             let public_jwk: Value = serde_json::from_str(&r.public_jwk)
                 .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
@@ -263,7 +261,7 @@ impl KeyService {
             }));
         }
         Ok(OrgKeys {
-            org_id: org.id.clone(),
+            org_id: org.id.to_string(),
             keys,
             jwks_cache: RwLock::new(None),
         })
@@ -287,7 +285,7 @@ impl KeyService {
         let removed_at = activates_at + self.max_token_lifetime + REMOVAL_LEEWAY_SECS;
         let retire: Vec<(String, i64, i64)> = self
             .store
-            .keys_for_org(&org.id, now)
+            .list(&org.id, now)
             .await?
             .into_iter()
             .filter(|k| k.retires_at.is_none_or(|r| r > activates_at))
@@ -296,7 +294,7 @@ impl KeyService {
         let event = Event {
             org_id: Some(org.id.clone()),
             kind: "keys.rotated",
-            subject: org.id.clone(),
+            subject: org.id.to_string(),
             data: serde_json::json!({
                 "new_kids": new_keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
                 "activates_at": activates_at,
@@ -305,7 +303,7 @@ impl KeyService {
             at: now,
         };
         self.store
-            .keys_rotate(&org.id, &new_keys, &retire, &event)
+            .rotate(&org.id, &new_keys, &retire, &event)
             .await?;
         self.invalidate(&org.id).await;
         Ok(new_keys)

@@ -50,4 +50,3 @@ pub fn agent_did(org_did: &str, agent_id: &str) -> String {
 pub fn resolvable_by_others(public_url: &Url) -> bool {
     public_url.scheme() == "https" && matches!(public_url.host(), Some(url::Host::Domain(_)))
 }
-

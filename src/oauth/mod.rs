@@ -77,8 +77,9 @@ pub async fn active_token(
         }
     };
     if idp
-        .store
-        .token_is_revoked(&org.id, &claims.jti)
+        .stores
+        .replay
+        .is_revoked(&org.id, &claims.jti)
         .await
         .map_err(|_| TokenStateError::Unavailable)?
     {

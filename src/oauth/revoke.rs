@@ -33,8 +33,9 @@ pub async fn revoke(
             "the token was issued to another client",
         ));
     }
-    idp.store
-        .token_revoke(&org.id, &claims.jti, claims.exp)
+    idp.stores
+        .replay
+        .revoke(&org.id, &claims.jti, claims.exp)
         .await
         .map_err(|_| OAuthError::server_error())?;
     Ok(())

@@ -1,23 +1,55 @@
-//! Storage: one narrow interface, two SQL backends (SQLite embedded, PostgreSQL scale-out).
+//! Storage: one module per aggregate, each owning its records, its SQL and its tests, over two
+//! SQL backends (SQLite embedded, PostgreSQL scale-out).
 //!
-//! Every tenant table carries `org_id` and every query of tenant data is scoped by it. Mutations
-//! take the domain [`Event`] they cause and write it in the same transaction (outbox).
+//! - [`Db`] is the opened database (one pool of either backend). Every aggregate trait is
+//!   implemented for it, and [`Stores`] hands the rest of the code one `Arc<dyn …>` per aggregate.
+//! - The SQL is portable (`$N` placeholders work in SQLite and PostgreSQL; upserts use
+//!   `ON CONFLICT`) and written once per method: [`on_db!`] expands the body once per pool type,
+//!   so it is ordinary code that rustfmt formats and the compiler checks. Dialect differences
+//!   live in the migrations (`migrations/sqlite`, `migrations/postgres`) and in [`open`].
+//! - Every tenant table carries `org_id` and every query of tenant data is scoped by it.
+//!   Mutations take the domain [`Event`] they cause and write it in the same transaction
+//!   ([`outbox`]).
+//! - Rows (`*Row`, private to their module) are parsed strictly into records (`*Record`): an
+//!   unknown stored value is [`StorageError::Other`], never a panic.
+//!
+//! Adding an aggregate (users, memberships, api keys, audit, webhooks, sessions …): a new
+//! `storage/<name>.rs` with its record, its row, a `<Name>Store` trait implemented for `Db` with
+//! [`on_db!`], and its tests; a field in [`Stores`]; its tables in a new migration of both folders.
 
-mod sql;
+mod agents;
+mod keys;
+mod meta;
+mod orgs;
+mod outbox;
+mod partners;
+mod replay;
 
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
-pub use sql::{open, open_postgres, open_sqlite};
+pub use agents::{AgentRecord, AgentStore};
+pub use keys::{KeyRecord, KeyStore};
+pub use meta::MetaStore;
+pub use orgs::{OrgRecord, OrgStore};
+pub use outbox::{Event, Outbox, StoredEvent};
+pub use partners::{PartnerRecord, PartnerStore};
+pub use replay::ReplayStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("not found")]
     NotFound,
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// A unique constraint: `what` names the taken thing ("slug", "partner issuer", …), never the
+    /// database's own text, so it may reach a client.
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -26,223 +58,229 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// An organization as stored. `issuer` and `did` are fixed at creation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrgRecord {
-    pub id: String,
-    pub slug: String,
-    pub name: String,
-    pub issuer: String,
-    pub did: String,
-    pub dek_wrapped: Vec<u8>,
-    pub dek_mk_version: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
+/// The opened database. Cheap to clone (a pool is a handle).
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
 }
 
-/// A signing key row. Its state at any instant is computed from the four times
-/// (see `keys::KeyState`), so every instance agrees without messages.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRecord {
-    pub org_id: String,
-    pub kid: String,
-    pub alg: String,
-    pub public_jwk: String,
-    pub private_enc: Vec<u8>,
-    pub created_at: i64,
-    pub activates_at: i64,
-    pub retires_at: Option<i64>,
-    pub removed_at: Option<i64>,
+/// Runs `body` once per backend with `pool` bound to that backend's pool (`&SqlitePool` or
+/// `&PgPool`): the SQL is written once and compiled for both. The closure shape is only syntax
+/// (it keeps rustfmt formatting the body); the body runs inline, so `?` and `return` leave the
+/// enclosing function.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Db::Sqlite($pool) => $body,
+            $crate::storage::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Opens the database named by `url` (`sqlite:` or `postgres:`). Does not migrate.
+pub async fn open(url: &str) -> StorageResult<Db> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(db_err)?;
+        Ok(Db::Postgres(pool))
+    } else if url.starts_with("sqlite:") {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(db_err)?;
+        Ok(Db::Sqlite(pool))
+    } else {
+        Err(StorageError::Other(
+            "database URL must start with sqlite: or postgres:".into(),
+        ))
+    }
 }
 
-/// An agent (an OAuth client with a DID) as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentRecord {
-    pub org_id: String,
-    pub id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub did: String,
-    /// JSON array of scope strings.
-    pub scopes: String,
-    pub status: String,
-    pub auth_method: String,
-    pub secret_digest: Option<Vec<u8>>,
-    pub secret_digest_version: Option<i64>,
-    pub prev_secret_digest: Option<Vec<u8>>,
-    pub prev_secret_version: Option<i64>,
-    pub prev_secret_expires_at: Option<i64>,
-    pub jwks: Option<String>,
-    pub jwks_uri: Option<String>,
-    pub access_token_alg: String,
-    pub id_token_alg: String,
-    pub access_token_ttl: Option<i64>,
-    pub tokens_valid_after_ms: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// A federation partner of an organization.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PartnerRecord {
-    pub org_id: String,
-    pub id: String,
-    pub issuer: String,
-    pub name: Option<String>,
-    pub jwks_uri: Option<String>,
-    /// Inline JWK Set (JSON).
-    pub jwks: Option<String>,
-    pub did: Option<String>,
-    /// JSON array.
-    pub allowed_scopes: String,
-    /// JSON array.
-    pub allowed_audiences: String,
-    pub max_assertion_lifetime: i64,
-    /// JSON object: partner claim name -> local claim name.
-    pub claim_mapping: String,
-    /// 1 or 0.
-    pub enabled: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// A domain event written to the outbox in the same transaction as the change it records.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub org_id: Option<String>,
-    pub kind: &'static str,
-    pub subject: String,
-    pub data: Value,
-    pub at: i64,
-}
-
-/// A stored event, as read back from the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub id: i64,
-    pub org_id: Option<String>,
-    pub kind: String,
-    pub subject: String,
-    pub data: String,
-    pub created_at: i64,
-}
-
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
+impl Db {
     /// `sqlite` or `postgres`.
-    fn backend(&self) -> &'static str;
-    async fn migrate(&self) -> StorageResult<()>;
-    async fn ping(&self) -> StorageResult<()>;
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
 
-    async fn meta_get(&self, key: &str) -> StorageResult<Option<String>>;
-    async fn meta_set(&self, key: &str, value: &str) -> StorageResult<()>;
+    /// Applies the pending migrations of this backend's folder.
+    pub async fn migrate(&self) -> StorageResult<()> {
+        let r = match self {
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        };
+        r.map_err(|e| StorageError::Other(format!("migration failed: {e}")))
+    }
 
-    /// Creates the organization with its first keys. `Conflict` if the slug was ever used.
-    async fn org_create(
-        &self,
-        org: &OrgRecord,
-        keys: &[KeyRecord],
-        event: &Event,
-    ) -> StorageResult<()>;
-    async fn org_by_slug(&self, slug: &str) -> StorageResult<Option<OrgRecord>>;
-    /// Live organizations ordered by id, after the cursor.
-    async fn org_list(&self, after: Option<&str>, limit: i64) -> StorageResult<Vec<OrgRecord>>;
-    async fn org_all_ids(&self) -> StorageResult<Vec<(String, String)>>;
-    async fn org_update_name(
-        &self,
-        org_id: &str,
-        name: &str,
-        at: i64,
-        event: &Event,
-    ) -> StorageResult<()>;
-    /// Tombstones the organization: its slug, issuer and DID are never reused.
-    async fn org_delete(&self, org_id: &str, at: i64, event: &Event) -> StorageResult<()>;
-    /// Rewrites every organization's issuer and DID from one public URL to another (an explicit move).
-    async fn org_rebase(
-        &self,
-        moves: &[(String, String, String)],
-        event: &Event,
-    ) -> StorageResult<()>;
-
-    /// Keys not yet removed.
-    async fn keys_for_org(&self, org_id: &str, now: i64) -> StorageResult<Vec<KeyRecord>>;
-    /// Inserts new keys and sets retire/remove times on old ones, atomically.
-    async fn keys_rotate(
-        &self,
-        org_id: &str,
-        new_keys: &[KeyRecord],
-        retire: &[(String, i64, i64)],
-        event: &Event,
-    ) -> StorageResult<()>;
-
-    async fn agent_create(&self, agent: &AgentRecord, event: &Event) -> StorageResult<()>;
-    async fn agent_get(&self, org_id: &str, id: &str) -> StorageResult<Option<AgentRecord>>;
-    async fn agent_list(
-        &self,
-        org_id: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StorageResult<Vec<AgentRecord>>;
-    /// Writes every mutable column of the agent. `NotFound` if it is gone.
-    async fn agent_update(&self, agent: &AgentRecord, event: &Event) -> StorageResult<()>;
-    /// Tombstones the agent.
-    async fn agent_delete(
-        &self,
-        org_id: &str,
-        id: &str,
-        at: i64,
-        event: &Event,
-    ) -> StorageResult<()>;
-
-    /// The agent's card metadata (JSON) and when it was set.
-    async fn agent_card_get(
-        &self,
-        org_id: &str,
-        agent_id: &str,
-    ) -> StorageResult<Option<(String, i64)>>;
-    async fn agent_card_set(
-        &self,
-        org_id: &str,
-        agent_id: &str,
-        card: &str,
-        at: i64,
-        event: &Event,
-    ) -> StorageResult<()>;
-
-    /// `Conflict` if the organization already has a partner with this issuer.
-    async fn partner_create(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
-    async fn partner_get(&self, org_id: &str, id: &str) -> StorageResult<Option<PartnerRecord>>;
-    async fn partner_by_issuer(
-        &self,
-        org_id: &str,
-        issuer: &str,
-    ) -> StorageResult<Option<PartnerRecord>>;
-    async fn partner_list(
-        &self,
-        org_id: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StorageResult<Vec<PartnerRecord>>;
-    async fn partner_update(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
-    async fn partner_delete(&self, org_id: &str, id: &str, event: &Event) -> StorageResult<()>;
-
-    async fn token_revoke(&self, org_id: &str, jti: &str, expires_at: i64) -> StorageResult<()>;
-    async fn token_is_revoked(&self, org_id: &str, jti: &str) -> StorageResult<bool>;
-
-    /// Atomic set-if-absent of a single-use marker until `expires_at` (seconds). `true` when this
-    /// call set it, `false` when a live marker already existed (a replay).
-    async fn marker_set_if_absent(
-        &self,
-        key: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StorageResult<bool>;
-
-    /// Deletes expired revocations and markers.
-    async fn purge_expired(&self, now: i64) -> StorageResult<u64>;
-
-    /// Outbox events after `after_id`, oldest first.
-    async fn events_after(&self, after_id: i64, limit: i64) -> StorageResult<Vec<StoredEvent>>;
+    /// One round trip (readiness).
+    pub async fn ping(&self) -> StorageResult<()> {
+        on_db!(self, |pool| {
+            sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map_err(db_err)?;
+        });
+        Ok(())
+    }
 }
 
-pub type DynStore = Arc<dyn Store>;
+/// Every aggregate's store, built from one [`Db`]; what the rest of the code holds.
+#[derive(Clone)]
+pub struct Stores {
+    pub orgs: Arc<dyn OrgStore>,
+    pub agents: Arc<dyn AgentStore>,
+    pub keys: Arc<dyn KeyStore>,
+    pub partners: Arc<dyn PartnerStore>,
+    pub replay: Arc<dyn ReplayStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub meta: Arc<dyn MetaStore>,
+}
+
+impl Stores {
+    pub fn new(db: Db) -> Self {
+        Self {
+            orgs: Arc::new(db.clone()),
+            agents: Arc::new(db.clone()),
+            keys: Arc::new(db.clone()),
+            partners: Arc::new(db.clone()),
+            replay: Arc::new(db.clone()),
+            outbox: Arc::new(db.clone()),
+            meta: Arc::new(db),
+        }
+    }
+}
+
+/// Maps a driver error. Statements whose unique constraint has a meaning name it with
+/// [`conflict`]; any other unique violation is a `Conflict` on a "record" (still never the
+/// database's text).
+fn db_err(e: sqlx::Error) -> StorageError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StorageError::Conflict { what: "record" }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StorageError::Unavailable(e.to_string()),
+        other => StorageError::Other(other.to_string()),
+    }
+}
+
+/// For a statement whose unique constraint means "`what` is taken" (realworld's
+/// `on_constraint`, decided where the statement is written): a unique violation becomes
+/// `Conflict { what }`, anything else goes through [`db_err`].
+fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StorageError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StorageError::Conflict { what },
+        _ => db_err(e),
+    }
+}
+
+/// A JSON array of strings as stored in a TEXT column.
+fn to_json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+/// Parses a stored JSON column strictly; `what` names it in the error.
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> StorageResult<T> {
+    serde_json::from_str(s).map_err(|_| StorageError::Other(format!("stored {what} is not valid")))
+}
+
+/// Parses a stored enum column strictly.
+fn parse_stored<T>(s: &str, what: &str, parse: impl FnOnce(&str) -> Option<T>) -> StorageResult<T> {
+    parse(s).ok_or_else(|| StorageError::Other(format!("stored {what} {s:?} is unknown")))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A fresh SQLite database per test (a temporary file, removed on drop).
+
+    use super::*;
+
+    pub struct TempDb {
+        pub db: Db,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    pub async fn temp_db() -> TempDb {
+        let dir =
+            std::env::temp_dir().join(format!("agentidp-unit-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = open(&format!("sqlite://{}/t.db", dir.display()))
+            .await
+            .expect("open");
+        db.migrate().await.expect("migrate");
+        TempDb { db, dir }
+    }
+
+    pub fn event(org_id: Option<&str>, kind: &'static str, subject: &str, at: i64) -> Event {
+        Event {
+            org_id: org_id.map(Into::into),
+            kind,
+            subject: subject.to_owned(),
+            data: serde_json::json!({"n": at}),
+            at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn open_migrate_ping() {
+        let t = temp_db().await;
+        assert_eq!(t.db.backend(), "sqlite");
+        t.db.migrate().await.expect("a second migration is a no-op");
+        t.db.ping().await.unwrap();
+        assert!(matches!(
+            open("mysql://x").await,
+            Err(StorageError::Other(_))
+        ));
+    }
+
+    #[test]
+    fn stored_values_parse_strictly() {
+        assert_eq!(
+            from_json::<Vec<String>>(r#"["a","b"]"#, "scopes").unwrap(),
+            ["a", "b"]
+        );
+        assert!(matches!(
+            from_json::<Vec<String>>("{", "scopes"),
+            Err(StorageError::Other(_))
+        ));
+        assert!(matches!(
+            parse_stored("paused", "status", crate::model::AgentStatus::parse),
+            Err(StorageError::Other(m)) if m.contains("paused")
+        ));
+        assert_eq!(to_json_list(&["x".into()]), r#"["x"]"#);
+    }
+}

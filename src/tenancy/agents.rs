@@ -14,7 +14,7 @@ use crate::ephemeral::Invalidation;
 use crate::idp::Idp;
 use crate::jose::JwkError;
 use crate::keys::envelope::random_token;
-use crate::model::{Alg, Secret, is_uuid, new_id, rfc3339};
+use crate::model::{AgentId, Alg, Secret, is_uuid, rfc3339};
 use crate::storage::{AgentRecord, Event, OrgRecord};
 
 /// Registration and update input (RFC 7591 client-metadata names where one exists).
@@ -95,7 +95,7 @@ fn event(agent: &AgentRecord, kind: &'static str, data: Value, at: i64) -> Event
     Event {
         org_id: Some(agent.org_id.clone()),
         kind,
-        subject: agent.id.clone(),
+        subject: agent.id.to_string(),
         data,
         at,
     }
@@ -122,17 +122,13 @@ fn apply_input(idp: &Idp, rec: &mut AgentRecord, input: AgentInput) -> Result<()
         // A set: drop every repeat, not only adjacent ones (`Vec::dedup`).
         let mut seen = std::collections::HashSet::new();
         scopes.retain(|s| seen.insert(s.clone()));
-        rec.scopes = serde_json::to_string(&scopes).unwrap_or_else(|_| "[]".into());
+        rec.scopes = scopes;
     }
     if let Some(alg) = input.access_token_signed_response_alg {
-        rec.access_token_alg = parse_alg("access_token_signed_response_alg", &alg)?
-            .as_str()
-            .to_owned();
+        rec.access_token_alg = parse_alg("access_token_signed_response_alg", &alg)?;
     }
     if let Some(alg) = input.id_token_signed_response_alg {
-        rec.id_token_alg = parse_alg("id_token_signed_response_alg", &alg)?
-            .as_str()
-            .to_owned();
+        rec.id_token_alg = parse_alg("id_token_signed_response_alg", &alg)?;
     }
     if let Some(ttl) = input.access_token_ttl_secs {
         if !(1..=idp.access_token_ttl).contains(&ttl) {
@@ -153,18 +149,17 @@ fn apply_input(idp: &Idp, rec: &mut AgentRecord, input: AgentInput) -> Result<()
                 "must be client_secret_basic, client_secret_post or private_key_jwt",
             )
         })?;
-        let was_secret = AuthMethod::parse(&rec.auth_method).is_some_and(AuthMethod::uses_secret);
-        if m.uses_secret() != was_secret && !rec.created_at.eq(&0) {
+        if m.uses_secret() != rec.auth_method.uses_secret() && !rec.created_at.eq(&0) {
             return Err(AdminError::field(
                 "token_endpoint_auth_method",
                 "cannot switch between secret and private_key_jwt authentication; register a new agent",
             ));
         }
-        rec.auth_method = m.as_str().to_owned();
+        rec.auth_method = m;
     }
     if let Some(jwks) = input.jwks {
         validate_jwks(&jwks)?;
-        rec.jwks = Some(jwks.to_string());
+        rec.jwks = Some(jwks);
         rec.jwks_uri = None;
     }
     if let Some(uri) = input.jwks_uri {
@@ -172,7 +167,7 @@ fn apply_input(idp: &Idp, rec: &mut AgentRecord, input: AgentInput) -> Result<()
         rec.jwks_uri = Some(uri);
         rec.jwks = None;
     }
-    let method = AuthMethod::parse(&rec.auth_method).unwrap_or(AuthMethod::ClientSecretBasic);
+    let method = rec.auth_method;
     if method == AuthMethod::PrivateKeyJwt && rec.jwks.is_none() && rec.jwks_uri.is_none() {
         return Err(AdminError::field(
             "jwks",
@@ -205,7 +200,7 @@ pub async fn create(
         return Err(AdminError::field("scopes", "is required (may be empty)"));
     }
     let now = idp.clock.now();
-    let id = new_id(idp.clock.now_ms());
+    let id = AgentId::generate(idp.clock.now_ms());
     let method = match &input.token_endpoint_auth_method {
         Some(m) => AuthMethod::parse(m).ok_or_else(|| {
             AdminError::field(
@@ -222,9 +217,9 @@ pub async fn create(
         name,
         description: None,
         did: crate::did::agent_did(&org.did, &id),
-        scopes: "[]".into(),
-        status: AgentStatus::Active.as_str().into(),
-        auth_method: method.as_str().into(),
+        scopes: Vec::new(),
+        status: AgentStatus::Active,
+        auth_method: method,
         secret_digest: None,
         secret_digest_version: None,
         prev_secret_digest: None,
@@ -232,8 +227,8 @@ pub async fn create(
         prev_secret_expires_at: None,
         jwks: None,
         jwks_uri: None,
-        access_token_alg: Alg::ES256.as_str().into(),
-        id_token_alg: Alg::RS256.as_str().into(),
+        access_token_alg: Alg::ES256,
+        id_token_alg: Alg::RS256,
         access_token_ttl: None,
         tokens_valid_after_ms: 0,
         created_at: 0,
@@ -251,17 +246,17 @@ pub async fn create(
     let ev = event(
         &rec,
         "agent.created",
-        json!({"name": rec.name, "auth_method": rec.auth_method}),
+        json!({"name": rec.name, "auth_method": rec.auth_method.as_str()}),
         now,
     );
-    idp.store.agent_create(&rec, &ev).await?;
+    idp.stores.agents.create(&rec, &ev).await?;
     idp.directory
         .invalidate(Invalidation::Agent {
-            org_id: org.id,
-            agent_id: id,
+            org_id: org.id.into(),
+            agent_id: id.into(),
         })
         .await;
-    Ok((Agent::from_record(rec)?, secret))
+    Ok((Agent::from_record(rec), secret))
 }
 
 async fn load(
@@ -276,11 +271,12 @@ async fn load(
         return Err(AdminError::NotFound);
     }
     let rec = idp
-        .store
-        .agent_get(&org.id, id)
+        .stores
+        .agents
+        .get(&org.id, id)
         .await?
         .ok_or(AdminError::NotFound)?;
-    Ok((org, Agent::from_record(rec)?))
+    Ok((org, Agent::from_record(rec)))
 }
 
 pub async fn get(
@@ -300,24 +296,22 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Agent>, AdminError> {
     let org = orgs::visible(idp, principal, org_slug, Action::Read).await?;
-    let rows = idp.store.agent_list(&org.id, after, limit).await?;
-    rows.into_iter()
-        .map(|r| Agent::from_record(r).map_err(AdminError::from))
-        .collect()
+    let rows = idp.stores.agents.list(&org.id, after, limit).await?;
+    Ok(rows.into_iter().map(Agent::from_record).collect())
 }
 
 async fn save(idp: &Idp, rec: &AgentRecord, ev: Event) -> Result<Agent, AdminError> {
-    idp.store.agent_update(rec, &ev).await?;
+    idp.stores.agents.update(rec, &ev).await?;
     idp.directory
         .invalidate(Invalidation::Agent {
-            org_id: rec.org_id.clone(),
-            agent_id: rec.id.clone(),
+            org_id: rec.org_id.to_string(),
+            agent_id: rec.id.to_string(),
         })
         .await;
     if let Some(uri) = &rec.jwks_uri {
         idp.agent_jwks.forget(uri).await;
     }
-    Ok(Agent::from_record(rec.clone())?)
+    Ok(Agent::from_record(rec.clone()))
 }
 
 fn ensure_not_revoked(agent: &Agent) -> Result<(), AdminError> {
@@ -391,7 +385,7 @@ pub async fn set_status(
     ensure_not_revoked(&agent)?;
     let mut rec = agent.record.clone();
     let now_ms = idp.clock.now_ms();
-    rec.status = status.as_str().into();
+    rec.status = status;
     if status != AgentStatus::Active {
         rec.tokens_valid_after_ms = now_ms;
     }
@@ -412,8 +406,9 @@ pub async fn delete(
 ) -> Result<(), AdminError> {
     let (org, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
     let now = idp.clock.now();
-    idp.store
-        .agent_delete(
+    idp.stores
+        .agents
+        .delete(
             &org.id,
             agent.id(),
             now,
@@ -422,7 +417,7 @@ pub async fn delete(
         .await?;
     idp.directory
         .invalidate(Invalidation::Agent {
-            org_id: org.id,
+            org_id: org.id.into(),
             agent_id: agent.id().to_owned(),
         })
         .await;
@@ -529,7 +524,7 @@ pub async fn card_meta(
     org_id: &str,
     agent_id: &str,
 ) -> Result<crate::did::card::CardMeta, AdminError> {
-    match idp.store.agent_card_get(org_id, agent_id).await? {
+    match idp.stores.agents.card(org_id, agent_id).await? {
         Some((json, _)) => serde_json::from_str(&json)
             .map_err(|e| AdminError::Internal(format!("stored card: {e}"))),
         None => Ok(Default::default()),
@@ -565,12 +560,13 @@ pub async fn set_card(
         json!({"skills": meta.skills.len()}),
         now,
     );
-    idp.store
-        .agent_card_set(&org.id, agent.id(), &json, now, &ev)
+    idp.stores
+        .agents
+        .set_card(&org.id, agent.id(), &json, now, &ev)
         .await?;
     idp.directory
         .invalidate(Invalidation::Agent {
-            org_id: org.id.clone(),
+            org_id: org.id.to_string(),
             agent_id: agent.id().to_owned(),
         })
         .await;

@@ -8,101 +8,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
-use serde_json::Value;
 
 use crate::ephemeral::{DynBus, Invalidation};
 use crate::jose::KeySet;
-use crate::model::Alg;
-use crate::storage::{AgentRecord, DynStore, OrgRecord, StorageError};
+pub use crate::model::{AgentStatus, AuthMethod};
+use crate::storage::{AgentRecord, OrgRecord, StorageError, Stores};
 
-/// Agent lifecycle. `Revoked` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentStatus {
-    Active,
-    Suspended,
-    Revoked,
-}
-
-impl AgentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentStatus::Active => "active",
-            AgentStatus::Suspended => "suspended",
-            AgentStatus::Revoked => "revoked",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "active" => Some(Self::Active),
-            "suspended" => Some(Self::Suspended),
-            "revoked" => Some(Self::Revoked),
-            _ => None,
-        }
-    }
-}
-
-/// RFC 7591 `token_endpoint_auth_method` values we support.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
-    ClientSecretBasic,
-    ClientSecretPost,
-    PrivateKeyJwt,
-}
-
-impl AuthMethod {
-    pub const ALL: [AuthMethod; 3] = [
-        AuthMethod::ClientSecretBasic,
-        AuthMethod::ClientSecretPost,
-        AuthMethod::PrivateKeyJwt,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMethod::ClientSecretBasic => "client_secret_basic",
-            AuthMethod::ClientSecretPost => "client_secret_post",
-            AuthMethod::PrivateKeyJwt => "private_key_jwt",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-    pub fn uses_secret(self) -> bool {
-        self != AuthMethod::PrivateKeyJwt
-    }
-}
-
-/// An agent with its stored fields parsed.
+/// An agent as the domain uses it: its stored record (with typed fields, read through `Deref`).
 #[derive(Debug, Clone)]
 pub struct Agent {
     pub record: AgentRecord,
-    pub scopes: Vec<String>,
-    pub status: AgentStatus,
-    pub auth_method: AuthMethod,
-    pub access_token_alg: Alg,
-    pub id_token_alg: Alg,
-    pub jwks: Option<Value>,
     /// The inline `jwks`, parsed once when the agent is loaded (empty without one).
     pub key_set: KeySet,
 }
 
 impl Agent {
-    pub fn from_record(record: AgentRecord) -> Result<Self, StorageError> {
-        let bad = |what: &str| StorageError::Other(format!("agent {}: bad {what}", record.id));
-        let jwks: Option<Value> = match &record.jwks {
-            Some(s) => Some(serde_json::from_str(s).map_err(|_| bad("jwks"))?),
-            None => None,
-        };
-        Ok(Agent {
-            scopes: serde_json::from_str(&record.scopes).map_err(|_| bad("scopes"))?,
-            status: AgentStatus::parse(&record.status).ok_or_else(|| bad("status"))?,
-            auth_method: AuthMethod::parse(&record.auth_method)
-                .ok_or_else(|| bad("auth_method"))?,
-            access_token_alg: Alg::parse(&record.access_token_alg)
-                .ok_or_else(|| bad("access_token_alg"))?,
-            id_token_alg: Alg::parse(&record.id_token_alg).ok_or_else(|| bad("id_token_alg"))?,
-            key_set: jwks.as_ref().map(KeySet::from_jwks).unwrap_or_default(),
-            jwks,
-            record,
-        })
+    pub fn from_record(record: AgentRecord) -> Self {
+        let key_set = record
+            .jwks
+            .as_ref()
+            .map(KeySet::from_jwks)
+            .unwrap_or_default();
+        Agent { record, key_set }
     }
 
     pub fn id(&self) -> &str {
@@ -111,6 +38,13 @@ impl Agent {
     /// The OAuth `client_id` is the agent id.
     pub fn client_id(&self) -> &str {
         &self.record.id
+    }
+}
+
+impl std::ops::Deref for Agent {
+    type Target = AgentRecord;
+    fn deref(&self) -> &AgentRecord {
+        &self.record
     }
 }
 
@@ -123,7 +57,7 @@ impl Agent {
 /// process owns the database (embedded SQLite serves one instance; the CLI only rotates keys,
 /// which live in the key cache).
 pub struct Directory {
-    store: DynStore,
+    stores: Stores,
     bus: DynBus,
     orgs: Cache<String, Option<Arc<OrgRecord>>>,
     agents: Cache<(String, String), Option<Arc<Agent>>>,
@@ -134,14 +68,14 @@ pub const CACHE_TTL_LOCAL: Duration = Duration::from_secs(3);
 pub const CACHE_TTL_SHARED: Duration = Duration::from_secs(60);
 
 impl Directory {
-    pub fn new(store: DynStore, bus: DynBus) -> Self {
-        let ttl = if bus.is_shared() || store.backend() == "sqlite" {
+    pub fn new(stores: Stores, bus: DynBus) -> Self {
+        let ttl = if bus.is_shared() || stores.meta.backend() == "sqlite" {
             CACHE_TTL_SHARED
         } else {
             CACHE_TTL_LOCAL
         };
         Self {
-            store,
+            stores,
             bus,
             orgs: Cache::builder()
                 .max_capacity(50_000)
@@ -158,10 +92,6 @@ impl Directory {
         }
     }
 
-    pub fn store(&self) -> &DynStore {
-        &self.store
-    }
-
     pub async fn org(&self, slug: &str) -> Result<Option<Arc<OrgRecord>>, StorageError> {
         if crate::model::OrgSlug::parse(slug).is_none() {
             return Ok(None);
@@ -170,10 +100,10 @@ impl Directory {
         if let Some(hit) = self.orgs.get(slug).await {
             return Ok(hit);
         }
-        let store = self.store.clone();
+        let orgs = self.stores.orgs.clone();
         self.orgs
             .try_get_with(slug.to_owned(), async move {
-                Ok(store.org_by_slug(slug).await?.map(Arc::new))
+                Ok(orgs.by_slug(slug).await?.map(Arc::new))
             })
             .await
             .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
@@ -194,13 +124,13 @@ impl Directory {
         {
             return Ok(hit);
         }
-        let store = self.store.clone();
+        let agents = self.stores.agents.clone();
         self.agents
             .try_get_with((org_id.to_owned(), agent_id.to_owned()), async move {
-                match store.agent_get(org_id, agent_id).await? {
-                    Some(r) => Ok(Some(Arc::new(Agent::from_record(r)?))),
-                    None => Ok(None),
-                }
+                Ok(agents
+                    .get(org_id, agent_id)
+                    .await?
+                    .map(|r| Arc::new(Agent::from_record(r))))
             })
             .await
             .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
@@ -215,13 +145,13 @@ impl Directory {
         if issuer.len() > 2048 {
             return Ok(None);
         }
-        let store = self.store.clone();
+        let partners = self.stores.partners.clone();
         self.partners
             .try_get_with((org_id.to_owned(), issuer.to_owned()), async move {
-                match store.partner_by_issuer(org_id, issuer).await? {
-                    Some(r) => Ok(Some(Arc::new(crate::federation::Partner::from_record(r)?))),
-                    None => Ok(None),
-                }
+                Ok(partners
+                    .by_issuer(org_id, issuer)
+                    .await?
+                    .map(|r| Arc::new(crate::federation::Partner::from_record(r))))
             })
             .await
             .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))

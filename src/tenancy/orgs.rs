@@ -9,7 +9,7 @@ use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
 use crate::idp::Idp;
 use crate::keys::KeyService;
-use crate::model::{OrgSlug, new_id, rfc3339};
+use crate::model::{OrgId, OrgSlug, rfc3339};
 use crate::storage::{Event, OrgRecord, StorageError};
 
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), AdminError> {
@@ -38,7 +38,7 @@ pub async fn create(
         .ok_or_else(|| AdminError::field("slug", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
     validate_name("name", name)?;
     let now = idp.clock.now();
-    let id = new_id(idp.clock.now_ms());
+    let id = OrgId::generate(idp.clock.now_ms());
     let (dek_wrapped, dek) = idp.keys.master().new_data_key(&id);
     let keys = KeyService::generate_records(&id, Arc::new(dek), now, now).await?;
     let org = OrgRecord {
@@ -55,13 +55,13 @@ pub async fn create(
     let event = Event {
         org_id: Some(id.clone()),
         kind: "org.created",
-        subject: id,
+        subject: id.to_string(),
         data: json!({"slug": org.slug, "kids": keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>()}),
         at: now,
     };
-    match idp.store.org_create(&org, &keys, &event).await {
+    match idp.stores.orgs.create(&org, &keys, &event).await {
         Ok(()) => {}
-        Err(StorageError::Conflict(_)) => {
+        Err(StorageError::Conflict { what: "slug" }) => {
             return Err(AdminError::Conflict(format!(
                 "slug {:?} is taken (slugs are never reused)",
                 org.slug
@@ -85,7 +85,7 @@ pub async fn visible(
     action: Action,
 ) -> Result<OrgRecord, AdminError> {
     let org = match OrgSlug::parse(slug) {
-        Some(s) => idp.store.org_by_slug(s.as_str()).await?,
+        Some(s) => idp.stores.orgs.by_slug(s.as_str()).await?,
         None => None,
     }
     .ok_or(AdminError::NotFound)?;
@@ -102,7 +102,7 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<OrgRecord>, AdminError> {
-    let all = idp.store.org_list(after, limit).await?;
+    let all = idp.stores.orgs.list(after, limit).await?;
     Ok(all
         .into_iter()
         .filter(|o| principal.check(&o.id, Action::Read).is_ok())
@@ -121,12 +121,13 @@ pub async fn rename(
     let event = Event {
         org_id: Some(org.id.clone()),
         kind: "org.updated",
-        subject: org.id.clone(),
+        subject: org.id.to_string(),
         data: json!({"name": name.trim()}),
         at: now,
     };
-    idp.store
-        .org_update_name(&org.id, name.trim(), now, &event)
+    idp.stores
+        .orgs
+        .rename(&org.id, name.trim(), now, &event)
         .await?;
     idp.directory
         .invalidate(Invalidation::Org {
@@ -149,11 +150,11 @@ pub async fn delete(idp: &Idp, principal: &Principal, slug: &str) -> Result<(), 
     let event = Event {
         org_id: Some(org.id.clone()),
         kind: "org.deleted",
-        subject: org.id.clone(),
+        subject: org.id.to_string(),
         data: json!({"slug": org.slug}),
         at: now,
     };
-    idp.store.org_delete(&org.id, now, &event).await?;
+    idp.stores.orgs.delete(&org.id, now, &event).await?;
     idp.directory
         .invalidate(Invalidation::Org {
             slug: org.slug.clone(),
@@ -161,7 +162,7 @@ pub async fn delete(idp: &Idp, principal: &Principal, slug: &str) -> Result<(), 
         .await;
     idp.directory
         .invalidate(Invalidation::Keys {
-            org_id: org.id.clone(),
+            org_id: org.id.to_string(),
         })
         .await;
     idp.keys.invalidate(&org.id).await;
@@ -179,7 +180,7 @@ pub async fn rotate_keys(
     let new = idp.keys.rotate(&org, now).await?;
     idp.directory
         .invalidate(Invalidation::Keys {
-            org_id: org.id.clone(),
+            org_id: org.id.to_string(),
         })
         .await;
     keys_view(
@@ -198,7 +199,7 @@ pub async fn keys_view(
     now: i64,
     only: Option<&[String]>,
 ) -> Result<Value, AdminError> {
-    let records = idp.store.keys_for_org(&org.id, now).await?;
+    let records = idp.stores.keys.list(&org.id, now).await?;
     let keys: Vec<Value> = records
         .iter()
         .filter(|k| only.is_none_or(|o| o.contains(&k.kid)))

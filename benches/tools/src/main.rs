@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use agentidp::keys::signing::{self, GeneratedKey};
 use agentidp::keys::{KeyService, MasterKey, Signer};
-use agentidp::model::Alg;
+use agentidp::model::{AgentStatus, Alg, AuthMethod, OrgId};
 use agentidp::storage::{AgentRecord, KeyRecord, OrgRecord};
 use anyhow::{Context, anyhow, bail, ensure};
 use base64::prelude::*;
@@ -143,7 +143,7 @@ macro_rules! inserters {
                     "INSERT INTO orgs (id, slug, name, issuer, did, dek_wrapped, dek_mk_version, created_at, updated_at) ",
                 );
                 qb.push_values(rows, |mut b, o| {
-                    b.push_bind(o.id.clone())
+                    b.push_bind(o.id.to_string())
                         .push_bind(o.slug.clone())
                         .push_bind(o.name.clone())
                         .push_bind(o.issuer.clone())
@@ -162,9 +162,9 @@ macro_rules! inserters {
                     "INSERT INTO signing_keys (org_id, kid, alg, public_jwk, private_enc, created_at, activates_at, retires_at, removed_at) ",
                 );
                 qb.push_values(rows, |mut b, k| {
-                    b.push_bind(k.org_id.clone())
+                    b.push_bind(k.org_id.to_string())
                         .push_bind(k.kid.clone())
-                        .push_bind(k.alg.clone())
+                        .push_bind(k.alg.as_str())
                         .push_bind(k.public_jwk.clone())
                         .push_bind(k.private_enc.clone())
                         .push_bind(k.created_at)
@@ -183,23 +183,23 @@ macro_rules! inserters {
                      access_token_alg, id_token_alg, access_token_ttl, tokens_valid_after_ms, created_at, updated_at) ",
                 );
                 qb.push_values(rows, |mut b, a| {
-                    b.push_bind(a.org_id.clone())
-                        .push_bind(a.id.clone())
+                    b.push_bind(a.org_id.to_string())
+                        .push_bind(a.id.to_string())
                         .push_bind(a.name.clone())
                         .push_bind(a.description.clone())
                         .push_bind(a.did.clone())
-                        .push_bind(a.scopes.clone())
-                        .push_bind(a.status.clone())
-                        .push_bind(a.auth_method.clone())
+                        .push_bind(serde_json::to_string(&a.scopes).unwrap_or_default())
+                        .push_bind(a.status.as_str())
+                        .push_bind(a.auth_method.as_str())
                         .push_bind(a.secret_digest.clone())
                         .push_bind(a.secret_digest_version)
                         .push_bind(a.prev_secret_digest.clone())
                         .push_bind(a.prev_secret_version)
                         .push_bind(a.prev_secret_expires_at)
-                        .push_bind(a.jwks.clone())
+                        .push_bind(a.jwks.as_ref().map(|j| j.to_string()))
                         .push_bind(a.jwks_uri.clone())
-                        .push_bind(a.access_token_alg.clone())
-                        .push_bind(a.id_token_alg.clone())
+                        .push_bind(a.access_token_alg.as_str())
+                        .push_bind(a.id_token_alg.as_str())
                         .push_bind(a.access_token_ttl)
                         .push_bind(a.tokens_valid_after_ms)
                         .push_bind(a.created_at)
@@ -292,17 +292,19 @@ async fn seed(
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // The schema, through the library (the server would apply the same migrations).
-    let store = agentidp::storage::open(database_url)
+    let db = agentidp::storage::open(database_url)
         .await
         .map_err(|e| anyhow!("opening {database_url}: {e}"))?;
-    store.migrate().await.map_err(|e| anyhow!("{e}"))?;
-    if store.org_by_slug(&org_slug(0)).await?.is_some() {
+    db.migrate().await.map_err(|e| anyhow!("{e}"))?;
+    let store = agentidp::storage::Stores::new(db);
+    if store.orgs.by_slug(&org_slug(0)).await?.is_some() {
         bail!("the database already holds seeded organizations");
     }
     store
-        .meta_set(META_MASTER_KEY_CHECK, &master.check_value())
+        .meta
+        .set(META_MASTER_KEY_CHECK, &master.check_value())
         .await?;
-    store.meta_set(META_PUBLIC_URL, &base).await?;
+    store.meta.set(META_PUBLIC_URL, &base).await?;
 
     // One key set per alg (RSA 3072 generation is the slow part), re-sealed for every organization.
     let t = Instant::now();
@@ -321,9 +323,9 @@ async fn seed(
         let (dek_wrapped, dek) = master.new_data_key(&id);
         for g in &generated {
             keys.push(KeyRecord {
-                org_id: id.clone(),
+                org_id: id.as_str().into(),
                 kid: g.kid.clone(),
-                alg: g.alg.as_str().to_owned(),
+                alg: g.alg,
                 public_jwk: g.public_jwk.to_string(),
                 private_enc: dek.seal_private_key(&id, &g.kid, g.alg.as_str(), &g.pkcs8),
                 created_at: now,
@@ -336,7 +338,7 @@ async fn seed(
             issuer: format!("{base}/orgs/{slug}"),
             did: agentidp::did::org_did(&url, &slug),
             name: format!("Bench organization {i}"),
-            id,
+            id: id.into(),
             slug,
             dek_wrapped,
             dek_mk_version: master.version(),
@@ -348,19 +350,19 @@ async fn seed(
 
     let digester = master.digester();
     let org_dids: Vec<String> = orgs.iter().map(|o| o.did.clone()).collect();
-    let org_ids: Vec<String> = orgs.iter().map(|o| o.id.clone()).collect();
+    let org_ids: Vec<OrgId> = orgs.iter().map(|o| o.id.clone()).collect();
     let mut agents = (0..n_agents).map(|j| {
         let o = j % n_orgs;
         let id = agent_id(j);
         AgentRecord {
             org_id: org_ids[o].clone(),
             did: agentidp::did::agent_did(&org_dids[o], &id),
-            id,
+            id: id.into(),
             name: format!("agent-{j}"),
             description: None,
-            scopes: r#"["bench:read"]"#.into(),
-            status: "active".into(),
-            auth_method: "client_secret_basic".into(),
+            scopes: vec!["bench:read".into()],
+            status: AgentStatus::Active,
+            auth_method: AuthMethod::ClientSecretBasic,
             secret_digest: Some(digester.digest(&agent_secret(j))),
             secret_digest_version: Some(digester.version()),
             prev_secret_digest: None,
@@ -368,8 +370,8 @@ async fn seed(
             prev_secret_expires_at: None,
             jwks: None,
             jwks_uri: None,
-            access_token_alg: Alg::ES256.as_str().into(),
-            id_token_alg: Alg::RS256.as_str().into(),
+            access_token_alg: Alg::ES256,
+            id_token_alg: Alg::RS256,
             access_token_ttl: None,
             tokens_valid_after_ms: 0,
             created_at: now,
@@ -398,10 +400,11 @@ async fn seed(
 
     // The server must accept what was written: read it back through the library as it would.
     let t = Instant::now();
-    let keysvc = KeyService::new(store.clone(), master.clone(), 0, 900);
+    let keysvc = KeyService::new(store.keys.clone(), master.clone(), 0, 900);
     for i in [0, n_orgs / 2, n_orgs - 1] {
         let org = store
-            .org_by_slug(&org_slug(i))
+            .orgs
+            .by_slug(&org_slug(i))
             .await?
             .ok_or_else(|| anyhow!("organization {i} is not readable"))?;
         let loaded = keysvc
@@ -423,10 +426,11 @@ async fn seed(
     if n_agents > 0 {
         for j in [0, n_agents / 2, n_agents - 1] {
             let a = store
-                .agent_get(&org_id(j % n_orgs), &agent_id(j))
+                .agents
+                .get(&org_id(j % n_orgs), &agent_id(j))
                 .await?
                 .ok_or_else(|| anyhow!("agent {j} is not readable"))?;
-            let agent = agentidp::tenancy::Agent::from_record(a)?;
+            let agent = agentidp::tenancy::Agent::from_record(a);
             let (Some(d), Some(v)) = (
                 &agent.record.secret_digest,
                 agent.record.secret_digest_version,

@@ -101,7 +101,7 @@ pub async fn issue(
         jti: new_id(idp.clock.now_ms()),
         client_id: agent.client_id().to_owned(),
         scope: scope.clone(),
-        org_id: Some(org.id.clone()),
+        org_id: Some(org.id.to_string()),
         did: Some(agent.record.did.clone()),
         agent_name: Some(agent.record.name.clone()),
         federated: None,

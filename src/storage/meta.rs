@@ -1,0 +1,72 @@
+//! Instance metadata (`meta`: the recorded public URL, the master-key check value, the bootstrap
+//! token digest) and the health of the database itself.
+
+use async_trait::async_trait;
+
+use super::{Db, StorageResult, db_err, on_db};
+
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> StorageResult<Option<String>>;
+    /// Sets `key`, replacing any earlier value.
+    async fn set(&self, key: &str, value: &str) -> StorageResult<()>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// One round trip to the database (readiness).
+    async fn ping(&self) -> StorageResult<()>;
+}
+
+#[async_trait]
+impl MetaStore for Db {
+    async fn get(&self, key: &str) -> StorageResult<Option<String>> {
+        on_db!(self, |pool| {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)
+        })
+    }
+
+    async fn set(&self, key: &str, value: &str) -> StorageResult<()> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        });
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        Db::backend(self)
+    }
+
+    async fn ping(&self) -> StorageResult<()> {
+        Db::ping(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn set_replaces_and_survives_migration() {
+        let t = temp_db().await;
+        let meta: &dyn MetaStore = &t.db;
+        assert_eq!(meta.get("k").await.unwrap(), None);
+        meta.set("k", "v1").await.unwrap();
+        meta.set("k", "v2").await.unwrap();
+        t.db.migrate().await.unwrap();
+        assert_eq!(meta.get("k").await.unwrap().as_deref(), Some("v2"));
+        assert_eq!(meta.backend(), "sqlite");
+        meta.ping().await.unwrap();
+    }
+}
