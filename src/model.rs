@@ -72,7 +72,7 @@ pub fn uuid_v7_millis(s: &str) -> Option<i64> {
 }
 
 /// JWS algorithms we sign with (RFC 7518 §3.1, RFC 8037 §3.1 for `EdDSA`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Alg {
     ES256,
     RS256,

@@ -15,7 +15,8 @@ use crate::model::Alg;
 use crate::storage::{AgentRecord, DynStore, OrgRecord, StorageError};
 
 /// Agent lifecycle. `Revoked` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum AgentStatus {
     Active,
     Suspended,
@@ -41,7 +42,8 @@ impl AgentStatus {
 }
 
 /// RFC 7591 `token_endpoint_auth_method` values we support.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
