@@ -150,8 +150,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_get));
 
     // The admin API and its OpenAPI document come from the same registrations.
-    let (admin, _) = openapi::admin_routes().split_for_parts();
-    let admin = admin.layer(middleware::from_fn(no_store));
+    let (admin, doc) = openapi::admin_routes().split_for_parts();
+    let admin = admin
+        .layer(openapi::Document::extension(&doc))
+        .layer(middleware::from_fn(no_store));
 
     // Order (outermost first): request id is set before the trace span reads it; sensitive
     // headers are marked before anything could log them; panics become 500s inside the trace

@@ -7,8 +7,8 @@
 //! the source for that).
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -88,16 +88,23 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json_get))
 }
 
-/// The document as served, built once.
-static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
-    let doc = admin_routes().into_openapi();
-    // Serializing plain data structures cannot fail; an empty body would fail the tests.
-    Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
-});
-
-/// The admin API's OpenAPI document.
+/// The admin API's OpenAPI document (what `admin_routes` would serve).
 pub fn document() -> utoipa::openapi::OpenApi {
     admin_routes().into_openapi()
+}
+
+/// The serialized document, handed to its handler as a request extension (serialized once,
+/// when the router is assembled).
+#[derive(Clone)]
+pub struct Document(Bytes);
+
+impl Document {
+    pub fn extension(doc: &utoipa::openapi::OpenApi) -> Extension<Self> {
+        // Serializing plain data cannot fail; an empty body would fail the tests.
+        Extension(Self(Bytes::from(
+            serde_json::to_vec(doc).unwrap_or_default(),
+        )))
+    }
 }
 
 /// This document (no token needed).
@@ -108,8 +115,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object)),
 )]
-pub async fn openapi_json_get() -> Response {
-    let mut resp = DOCUMENT.clone().into_response();
+pub async fn openapi_json_get(Extension(Document(doc)): Extension<Document>) -> Response {
+    let mut resp = doc.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -227,10 +227,6 @@ impl Flow {
     }
 }
 
-fn jwks_of(agent: &Value) -> &Value {
-    &agent["jwks"]
-}
-
 async fn responses_match_the_document(backend: Backend) {
     let mut f = Flow::start(backend).await;
     let (get, post, put, patch, delete) = (
@@ -384,7 +380,7 @@ async fn responses_match_the_document(backend: Backend) {
         )
         .await;
     assert!(jwks_agent.get("client_secret").is_none(), "{jwks_agent}");
-    assert_eq!(jwks_of(&jwks_agent), &key.jwks());
+    assert_eq!(jwks_agent["jwks"], key.jwks());
     let uri_agent = f
         .ok(
             post.clone(),
