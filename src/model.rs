@@ -146,7 +146,8 @@ string_id!(
 );
 
 /// Agent lifecycle. `Revoked` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum AgentStatus {
     Active,
     Suspended,
@@ -172,7 +173,8 @@ impl AgentStatus {
 }
 
 /// RFC 7591 `token_endpoint_auth_method` values we support.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
@@ -227,7 +229,7 @@ pub fn uuid_v7_millis(s: &str) -> Option<i64> {
 }
 
 /// JWS algorithms we sign with (RFC 7518 §3.1, RFC 8037 §3.1 for `EdDSA`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Alg {
     ES256,
     RS256,

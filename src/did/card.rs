@@ -16,7 +16,7 @@ use crate::tenancy::Agent;
 pub const A2A_PROTOCOL_VERSION: &str = "0.3.0";
 
 /// Card metadata an operator sets (`PUT /api/v1/orgs/{org}/agents/{id}/card`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardMeta {
     /// The agent's own version string.
@@ -38,7 +38,7 @@ pub struct CardMeta {
     pub default_output_modes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Capabilities {
     #[serde(default)]
@@ -50,7 +50,7 @@ pub struct Capabilities {
 }
 
 /// A2A AgentSkill.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Skill {
     pub id: String,

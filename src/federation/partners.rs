@@ -2,8 +2,9 @@
 //! (OIDC Discovery, then RFC 8414 §3.1) and requires the document's `issuer` to match exactly
 //! (RFC 8414 §3.3); registration by DID requires the DID document to name the issuer in a service.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::{DEFAULT_MAX_ASSERTION_LIFETIME, Partner};
 use crate::admin_error::AdminError;
@@ -15,17 +16,26 @@ use crate::tenancy::access::{Action, Principal};
 use crate::tenancy::{agents, orgs};
 
 /// Registration / update input. On update only the given fields change (`issuer` never does).
-#[derive(Debug, Default, Deserialize)]
+/// At most one of `jwks_uri`, `jwks` and `did`; with none, the `jwks_uri` is discovered.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerInput {
+    /// The partner's issuer URL (required on registration; never changes).
     pub issuer: Option<String>,
     pub name: Option<String>,
     pub jwks_uri: Option<String>,
+    /// A JWK Set of public keys.
+    #[schema(value_type = Option<Object>)]
     pub jwks: Option<Value>,
+    /// A DID whose document names the issuer in a service.
     pub did: Option<String>,
+    /// Scopes a federated identity may be granted.
     pub allowed_scopes: Option<Vec<String>>,
+    /// Accepted `aud` values (default: our issuer and token endpoint).
     pub allowed_audiences: Option<Vec<String>>,
+    /// 1 to 86400 (default 3600).
     pub max_assertion_lifetime_secs: Option<i64>,
+    /// Partner claim name to local claim name.
     pub claim_mapping: Option<std::collections::BTreeMap<String, String>>,
     pub enabled: Option<bool>,
 }
@@ -378,21 +388,45 @@ pub async fn delete(
     Ok(())
 }
 
-pub fn view(p: &Partner) -> Value {
+/// The admin view of a partner. Fields in alphabetical order, as the JSON always had them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartnerResponse {
+    pub allowed_audiences: Vec<String>,
+    pub allowed_scopes: Vec<String>,
+    pub claim_mapping: std::collections::BTreeMap<String, String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(required = true)]
+    pub did: Option<String>,
+    pub enabled: bool,
+    pub id: String,
+    pub issuer: String,
+    #[schema(value_type = Option<Object>, required = true)]
+    pub jwks: Option<Value>,
+    #[schema(required = true)]
+    pub jwks_uri: Option<String>,
+    pub max_assertion_lifetime_secs: i64,
+    #[schema(required = true)]
+    pub name: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+pub fn view(p: &Partner) -> PartnerResponse {
     let r = &p.record;
-    json!({
-        "id": r.id,
-        "issuer": r.issuer,
-        "name": r.name,
-        "jwks_uri": r.jwks_uri,
-        "jwks": p.jwks,
-        "did": r.did,
-        "allowed_scopes": p.allowed_scopes,
-        "allowed_audiences": p.allowed_audiences,
-        "max_assertion_lifetime_secs": r.max_assertion_lifetime,
-        "claim_mapping": p.claim_mapping,
-        "enabled": p.enabled,
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-    })
+    PartnerResponse {
+        allowed_audiences: p.allowed_audiences.clone(),
+        allowed_scopes: p.allowed_scopes.clone(),
+        claim_mapping: p.claim_mapping.clone(),
+        created_at: rfc3339(r.created_at),
+        did: r.did.clone(),
+        enabled: p.enabled,
+        id: r.id.to_string(),
+        issuer: r.issuer.clone(),
+        jwks: p.jwks.clone(),
+        jwks_uri: r.jwks_uri.clone(),
+        max_assertion_lifetime_secs: r.max_assertion_lifetime,
+        name: r.name.clone(),
+        updated_at: rfc3339(r.updated_at),
+    }
 }

@@ -2,38 +2,79 @@
 //! principal comes from the `Admin` extractor, the work from `tenancy`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
-use super::extract::{Admin, ApiJson};
+use super::error::{ApiError, ErrorResponse};
+use super::extract::{Admin, ApiJson, ApiQuery};
+use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound};
 use super::state::AppState;
-use crate::tenancy::agents::{self, AgentInput};
+use crate::tenancy::agents::{self, AgentInput, AgentResponse};
+use crate::tenancy::orgs::{KeysResponse, OrgResponse};
 use crate::tenancy::{AgentStatus, orgs};
 
 pub type ApiResult = Result<Response, ApiError>;
 
-#[derive(Debug, Deserialize)]
+/// `{org}` of a path under `/api/v1/orgs/{org}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OrgPath {
+    /// The organization's slug.
+    pub org: String,
+}
+
+/// `{org}` and `{id}` of a path under `/api/v1/orgs/{org}/agents/{id}` or `.../partners/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ObjectPath {
+    /// The organization's slug.
+    pub org: String,
+    /// The object's id (a UUID).
+    pub id: String,
+}
+
+/// `POST /api/v1/orgs` body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
+    /// Immutable and never reused, even after deletion.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     slug: String,
+    /// 1 to 200 printable characters.
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `PATCH /api/v1/orgs/{org}` body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrgPatch {
+    /// 1 to 200 printable characters.
     name: String,
 }
 
 /// `?limit=&after=` cursor pagination; `next` is the cursor of the following page.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    /// The `next` cursor of the previous page.
     pub after: Option<String>,
+}
+
+/// One page of a list. `next` is null on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListResponse<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the following page; null when this page is the last.
+    #[schema(required = true)]
+    pub next: Option<String>,
 }
 
 impl Page {
@@ -49,22 +90,36 @@ impl Page {
     }
 }
 
-pub fn page<T>(
+pub fn page<T, V>(
     items: Vec<T>,
     limit: i64,
     id: impl Fn(&T) -> &str,
-    view: impl Fn(&T) -> Value,
-) -> Value {
+    view: impl Fn(&T) -> V,
+) -> ListResponse<V> {
     let next = (items.len() as i64 == limit)
         .then(|| items.last().map(|i| id(i).to_owned()))
         .flatten();
-    json!({"items": items.iter().map(view).collect::<Vec<_>>(), "next": next})
+    ListResponse {
+        items: items.iter().map(view).collect(),
+        next,
+    }
 }
 
-fn created(v: Value) -> Response {
+fn created(v: impl Serialize) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
+/// Creates an organization with its signing keys (platform admins only).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs",
+    tag = "orgs",
+    request_body = NewOrg,
+    responses(
+        (status = 201, description = "The organization", body = OrgResponse),
+        Authenticated, Forbidden, JsonBody, Invalid, Conflict,
+    ),
+)]
 pub async fn orgs_post(
     State(s): State<AppState>,
     Admin(p): Admin,
@@ -74,29 +129,62 @@ pub async fn orgs_post(
     Ok(created(orgs::view(&org)))
 }
 
+/// Lists the organizations the principal may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs",
+    tag = "orgs",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of organizations", body = ListResponse<OrgResponse>),
+        Authenticated, BadQuery, Invalid,
+    ),
+)]
 pub async fn orgs_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Query(q): Query<Page>,
+    ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     let limit = q.limit()?;
     let items = orgs::list(&s.idp, &p, q.after.as_deref(), limit).await?;
     Ok(Json(page(items, limit, |o| o.id.as_str(), orgs::view)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}",
+    tag = "orgs",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "The organization", body = OrgResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn org_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
     let org = orgs::visible(&s.idp, &p, &org, crate::tenancy::access::Action::Read).await?;
     Ok(Json(orgs::view(&org)).into_response())
 }
 
+/// Renames an organization (its slug, issuer and DID never change).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}",
+    tag = "orgs",
+    params(OrgPath),
+    request_body = OrgPatch,
+    responses(
+        (status = 200, description = "The organization", body = OrgResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid,
+    ),
+)]
 pub async fn org_patch(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
     ApiJson(body): ApiJson<OrgPatch>,
 ) -> ApiResult {
     let org = orgs::rename(&s.idp, &p, &org, &body.name).await?;
@@ -104,47 +192,104 @@ pub async fn org_patch(
     Ok(Json(orgs::view(&org)).into_response())
 }
 
+/// Deletes an organization: a tombstone (the slug, issuer and DID stay retired), its agents
+/// revoked, its keys unpublished. Platform admins only.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}",
+    tag = "orgs",
+    params(OrgPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn org_delete(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
     orgs::delete(&s.idp, &p, &org).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Every published key of the organization with its lifecycle state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/keys",
+    tag = "orgs",
+    params(OrgPath),
+    responses(
+        (status = 200, description = "The organization's keys", body = KeysResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn keys_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
     let org = orgs::visible(&s.idp, &p, &org, crate::tenancy::access::Action::Read).await?;
     Ok(Json(orgs::keys_view(&s.idp, &org, s.idp.clock.now(), None).await?).into_response())
 }
 
+/// Creates new signing keys; they are published at once and sign after the activation delay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/keys/rotate",
+    tag = "orgs",
+    params(OrgPath),
+    responses(
+        (status = 201, description = "The new keys", body = KeysResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn keys_rotate_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
     Ok(created(orgs::rotate_keys(&s.idp, &p, &org).await?))
 }
 
+/// Registers an agent: secret-based (the `client_secret` is in this answer only) or
+/// `private_key_jwt` with `jwks` or `jwks_uri`. `name` and `scopes` are required.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/agents",
+    tag = "agents",
+    params(OrgPath),
+    request_body = AgentInput,
+    responses(
+        (status = 201, description = "The agent, with its secret when secret-based", body = AgentResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid,
+    ),
+)]
 pub async fn agents_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
     ApiJson(body): ApiJson<AgentInput>,
 ) -> ApiResult {
     let (agent, secret) = agents::create(&s.idp, &p, &org, body).await?;
     Ok(created(agents::view(&agent, Some(&org), secret.as_ref())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/agents",
+    tag = "agents",
+    params(OrgPath, Page),
+    responses(
+        (status = 200, description = "A page of agents", body = ListResponse<AgentResponse>),
+        Authenticated, Forbidden, NotFound, BadQuery, Invalid,
+    ),
+)]
 pub async fn agents_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
-    Query(q): Query<Page>,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     let limit = q.limit()?;
     let items = agents::list(&s.idp, &p, &org, q.after.as_deref(), limit).await?;
@@ -157,29 +302,63 @@ pub async fn agents_get(
     .into_response())
 }
 
+/// The agent, never its secret.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/agents/{id}",
+    tag = "agents",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The agent", body = AgentResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn agent_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     let agent = agents::get(&s.idp, &p, &org, &id).await?;
     Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
 }
 
+/// Changes the given fields only.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/agents/{id}",
+    tag = "agents",
+    params(ObjectPath),
+    request_body = AgentInput,
+    responses(
+        (status = 200, description = "The agent", body = AgentResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
 pub async fn agent_patch(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
     ApiJson(body): ApiJson<AgentInput>,
 ) -> ApiResult {
     let agent = agents::update(&s.idp, &p, &org, &id, body).await?;
     Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
 }
 
+/// Deletes the agent (a tombstone: its id and DID are never reused).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/agents/{id}",
+    tag = "agents",
+    params(ObjectPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn agent_delete(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     agents::delete(&s.idp, &p, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -196,50 +375,107 @@ async fn set_status(
     Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
 }
 
+/// Suspends the agent: it gets no tokens and the tokens it has are inactive.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/agents/{id}/suspend",
+    tag = "agents",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The agent", body = AgentResponse),
+        Authenticated, Forbidden, NotFound, Conflict,
+    ),
+)]
 pub async fn agent_suspend_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     set_status(s, p, org, id, AgentStatus::Suspended).await
 }
 
+/// Reactivates a suspended agent.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/agents/{id}/reactivate",
+    tag = "agents",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The agent", body = AgentResponse),
+        Authenticated, Forbidden, NotFound, Conflict,
+    ),
+)]
 pub async fn agent_reactivate_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     set_status(s, p, org, id, AgentStatus::Active).await
 }
 
+/// Revokes the agent (final): its tokens are inactive, its DID deactivated.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/agents/{id}/revoke",
+    tag = "agents",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The agent", body = AgentResponse),
+        Authenticated, Forbidden, NotFound, Conflict,
+    ),
+)]
 pub async fn agent_revoke_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     set_status(s, p, org, id, AgentStatus::Revoked).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST .../rotate-secret` body (optional: an empty body rotates without a grace period).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
+    /// How long the old secret keeps working, 0 to 604800 seconds; without, it stops at once and
+    /// tokens issued before now stop introspecting as active.
     grace_period_secs: Option<i64>,
 }
 
-/// `POST .../agents/{id}/rotate-secret` with an optional JSON body `{"grace_period_secs": N}`.
+/// Issues a new client secret, shown in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/agents/{id}/rotate-secret",
+    tag = "agents",
+    params(ObjectPath),
+    request_body(content = Option<RotateSecret>, description = "Optional: an empty body rotates without a grace period (the Content-Type is not checked)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The agent with its new `client_secret`", body = AgentResponse),
+        (status = 400, description = "Malformed JSON or an unknown or mistyped field", body = ErrorResponse),
+        (status = 413, description = "A body over 64 KiB", body = ErrorResponse),
+        Authenticated, Forbidden, NotFound, Invalid, Conflict,
+    ),
+)]
 pub async fn agent_rotate_secret_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            "invalid_request",
+            "the request body is unreadable or too large",
+        )
+    })?;
     let grace = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
         let de = &mut serde_json::Deserializer::from_slice(&body);
-        let b: RotateSecret = serde_path_to_error::deserialize(de)
+        // `null` reads as no body, as the document's `RotateSecret | null` says.
+        let b: Option<RotateSecret> = serde_path_to_error::deserialize(de)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        b.grace_period_secs
+        b.and_then(|b| b.grace_period_secs)
     };
     let (agent, secret) = agents::rotate_secret(&s.idp, &p, &org, &id, grace).await?;
     Ok(Json(agents::view(&agent, Some(&org), Some(&secret))).into_response())

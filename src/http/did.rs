@@ -10,10 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::admin::ApiResult;
+use super::admin::{ApiResult, ObjectPath};
 use super::error::{ApiError, internal_error};
 use super::extract::{Admin, ApiJson};
 use super::oauth::org_or_404;
+use super::openapi::{Authenticated, Conflict, Forbidden, Invalid, JsonBody, NotFound};
 use super::state::AppState;
 use crate::did::card::{self, CardMeta};
 use crate::did::resolver::{self, ResolveError, Resolved};
@@ -257,18 +258,41 @@ pub async fn agent_card_get(
     }
 }
 
+/// The agent's card metadata (defaults when none was set).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/agents/{id}/card",
+    tag = "agents",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The card metadata", body = CardMeta),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn agent_card_meta_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     Ok(Json(agents::get_card(&s.idp, &p, &org, &id).await?).into_response())
 }
 
+/// Replaces the agent's card metadata; the signed card at `{iss}/agents/{id}/card` shows it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org}/agents/{id}/card",
+    tag = "agents",
+    params(ObjectPath),
+    request_body = CardMeta,
+    responses(
+        (status = 200, description = "The card metadata", body = CardMeta),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
 pub async fn agent_card_meta_put(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
     ApiJson(meta): ApiJson<CardMeta>,
 ) -> ApiResult {
     let meta = agents::set_card(&s.idp, &p, &org, &id, meta)

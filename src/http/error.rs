@@ -4,12 +4,14 @@
 //!   `invalid_client` when the client used the Authorization header (and 401 without it too, as
 //!   most servers do), 500 for `server_error`.
 //! - Bearer-protected resources (`/agent-info`): RFC 6750 §3 `WWW-Authenticate: Bearer` challenges.
-//! - Admin API: `{"error", "error_description"}` with 400/401/403/404/409/422/429.
+//! - Admin API: [`ErrorResponse`] with 400/401/403/404/409/413/415/422/500.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::admin_error::AdminError;
 use crate::oauth::error::{ErrorCode, OAuthError};
@@ -128,6 +130,20 @@ impl IntoResponse for BearerError {
     }
 }
 
+/// The body of every admin API error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// `invalid_request` (400, 413, 415), `unauthorized` (401), `forbidden` (403), `not_found`
+    /// (404), `conflict` (409), `invalid_field` (422) or `server_error` (500).
+    #[schema(value_type = String, example = "invalid_field")]
+    pub error: &'static str,
+    pub error_description: String,
+    /// With `invalid_field`: the request field (or query parameter) that failed validation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, nullable = false)]
+    pub field: Option<&'static str>,
+}
+
 /// An admin API error.
 #[derive(Debug)]
 pub struct ApiError {
@@ -191,10 +207,11 @@ impl From<AdminError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.code, "error_description": self.description});
-        if let Some(f) = self.field {
-            body["field"] = json!(f);
-        }
+        let body = ErrorResponse {
+            error: self.code,
+            error_description: self.description,
+            field: self.field,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

@@ -126,6 +126,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// An admin query string, rejected as an admin API error (400 `invalid_request`), not as axum's
+/// plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 /// The bearer token of a request to a protected resource: header (RFC 6750 §2.1); for POST also
 /// a form body parameter (§2.2). Query parameters are not accepted (they end up in logs).
 pub fn bearer_from_header(headers: &HeaderMap) -> Option<Secret> {

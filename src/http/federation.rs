@@ -1,18 +1,19 @@
 //! `POST {iss}/federation/verify` and the partner admin API.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::{ApiResult, Page};
+use super::admin::{ApiResult, ListResponse, ObjectPath, OrgPath, Page};
 use super::error::{ApiError, BearerError, internal_error};
-use super::extract::{Admin, ApiJson, bearer_from_header};
+use super::extract::{Admin, ApiJson, ApiQuery, bearer_from_header};
 use super::oauth::org_or_404;
+use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound};
 use super::state::AppState;
-use crate::federation::partners::{self, PartnerInput};
+use crate::federation::partners::{self, PartnerInput, PartnerResponse};
 use crate::federation::verify;
 use crate::oauth::authorize_verifier;
 
@@ -66,21 +67,44 @@ pub async fn verify_post(
     resp
 }
 
+/// Registers a partner by `issuer` with `jwks_uri`, `jwks` or `did`, or by `issuer` alone (its
+/// `jwks_uri` discovered from its metadata).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/partners",
+    tag = "partners",
+    params(OrgPath),
+    request_body = PartnerInput,
+    responses(
+        (status = 201, description = "The partner", body = PartnerResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
 pub async fn partners_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
+    Path(OrgPath { org }): Path<OrgPath>,
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
     let partner = partners::create(&s.idp, &p, &org, body).await?;
     Ok((StatusCode::CREATED, Json(partners::view(&partner))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/partners",
+    tag = "partners",
+    params(OrgPath, Page),
+    responses(
+        (status = 200, description = "A page of partners", body = ListResponse<PartnerResponse>),
+        Authenticated, Forbidden, NotFound, BadQuery, Invalid,
+    ),
+)]
 pub async fn partners_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path(org): Path<String>,
-    Query(q): Query<Page>,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     let limit = q.limit()?;
     let items = partners::list(&s.idp, &p, &org, q.after.as_deref(), limit).await?;
@@ -93,18 +117,40 @@ pub async fn partners_get(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/partners/{id}",
+    tag = "partners",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The partner", body = PartnerResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn partner_get(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     Ok(Json(partners::view(&partners::get(&s.idp, &p, &org, &id).await?)).into_response())
 }
 
+/// Changes the given fields only (`issuer` never changes).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/partners/{id}",
+    tag = "partners",
+    params(ObjectPath),
+    request_body = PartnerInput,
+    responses(
+        (status = 200, description = "The partner", body = PartnerResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid,
+    ),
+)]
 pub async fn partner_patch(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
     Ok(Json(partners::view(
@@ -113,10 +159,20 @@ pub async fn partner_patch(
     .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/partners/{id}",
+    tag = "partners",
+    params(ObjectPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn partner_delete(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     partners::delete(&s.idp, &p, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -139,18 +195,40 @@ async fn set_enabled(
     .into_response())
 }
 
+/// Disables the partner: its assertions are refused until it is enabled.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/partners/{id}/disable",
+    tag = "partners",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The partner", body = PartnerResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn partner_disable_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     set_enabled(s, p, org, id, false).await
 }
 
+/// Enables the partner.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/partners/{id}/enable",
+    tag = "partners",
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The partner", body = PartnerResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
 pub async fn partner_enable_post(
     State(s): State<AppState>,
     Admin(p): Admin,
-    Path((org, id)): Path<(String, String)>,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     set_enabled(s, p, org, id, true).await
 }

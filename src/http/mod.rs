@@ -7,6 +7,7 @@ pub mod extract;
 pub mod federation;
 pub mod oauth;
 pub mod oidc;
+pub mod openapi;
 pub mod state;
 
 use std::time::{Duration, Instant};
@@ -150,67 +151,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz_get))
         .route("/metrics", get(metrics_get));
 
-    let admin = Router::new()
-        .route("/api/v1/orgs", post(admin::orgs_post).get(admin::orgs_get))
-        .route(
-            "/api/v1/orgs/{org}",
-            get(admin::org_get)
-                .patch(admin::org_patch)
-                .delete(admin::org_delete),
-        )
-        .route("/api/v1/orgs/{org}/keys", get(admin::keys_get))
-        .route(
-            "/api/v1/orgs/{org}/keys/rotate",
-            post(admin::keys_rotate_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents",
-            post(admin::agents_post).get(admin::agents_get),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents/{id}",
-            get(admin::agent_get)
-                .patch(admin::agent_patch)
-                .delete(admin::agent_delete),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents/{id}/suspend",
-            post(admin::agent_suspend_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents/{id}/reactivate",
-            post(admin::agent_reactivate_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents/{id}/revoke",
-            post(admin::agent_revoke_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents/{id}/rotate-secret",
-            post(admin::agent_rotate_secret_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/partners",
-            post(federation::partners_post).get(federation::partners_get),
-        )
-        .route(
-            "/api/v1/orgs/{org}/partners/{id}",
-            get(federation::partner_get)
-                .patch(federation::partner_patch)
-                .delete(federation::partner_delete),
-        )
-        .route(
-            "/api/v1/orgs/{org}/partners/{id}/disable",
-            post(federation::partner_disable_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/partners/{id}/enable",
-            post(federation::partner_enable_post),
-        )
-        .route(
-            "/api/v1/orgs/{org}/agents/{id}/card",
-            get(did::agent_card_meta_get).put(did::agent_card_meta_put),
-        )
+    // The admin API and its OpenAPI document come from the same registrations.
+    let (admin, doc) = openapi::admin_routes().split_for_parts();
+    let admin = admin
+        .layer(openapi::Document::extension(&doc))
         .layer(middleware::from_fn(no_store));
 
     // Order (outermost first): request id is set before the trace span reads it; sensitive

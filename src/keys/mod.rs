@@ -35,7 +35,8 @@ pub enum KeyError {
 }
 
 /// The state of a key at an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum KeyState {
     /// Published, not yet signing.
     Pending,

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::access::Action;
 use super::access::Principal;
@@ -19,17 +20,30 @@ use crate::storage::{AgentRecord, Event, OrgRecord};
 
 /// Registration and update input (RFC 7591 client-metadata names where one exists).
 /// On update every field is optional and only the given ones change.
-#[derive(Debug, Default, Deserialize)]
+/// On registration `name` and `scopes` are required.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {
+    /// 1 to 200 printable characters.
     pub name: Option<String>,
+    /// At most 2000 characters.
     pub description: Option<String>,
+    /// At most 100 RFC 6749 §3.3 scope tokens (may be empty).
     pub scopes: Option<Vec<String>>,
+    /// `client_secret_basic` (the default), `client_secret_post` or `private_key_jwt` (the
+    /// default with `jwks` or `jwks_uri`); cannot switch between secret and key later.
+    #[schema(value_type = Option<AuthMethod>)]
     pub token_endpoint_auth_method: Option<String>,
+    /// A JWK Set of 1 to 20 public EC, RSA or OKP keys (for `private_key_jwt`).
+    #[schema(value_type = Option<Object>)]
     pub jwks: Option<Value>,
+    /// Where the agent publishes its JWK Set (for `private_key_jwt`).
     pub jwks_uri: Option<String>,
+    #[schema(value_type = Option<Alg>)]
     pub access_token_signed_response_alg: Option<String>,
+    #[schema(value_type = Option<Alg>)]
     pub id_token_signed_response_alg: Option<String>,
+    /// Between 1 and the instance's default access-token lifetime.
     pub access_token_ttl_secs: Option<i64>,
 }
 
@@ -478,42 +492,74 @@ pub async fn rotate_secret(
     Ok((agent, secret))
 }
 
+/// The admin view of an agent. Fields in alphabetical order, as the JSON always had them. No
+/// `Debug`: it may hold a secret.
+#[derive(Serialize, ToSchema)]
+pub struct AgentResponse {
+    pub access_token_signed_response_alg: Alg,
+    /// Null: the instance default.
+    #[schema(required = true)]
+    pub access_token_ttl_secs: Option<i64>,
+    /// Equals `id`.
+    pub client_id: String,
+    /// Only in the answer that created it (registration, rotation): it is never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub client_secret: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    /// `did:web:...:orgs:{slug}:agents:{id}`.
+    pub did: String,
+    pub id: String,
+    pub id_token_signed_response_alg: Alg,
+    /// With `private_key_jwt` and a registered JWK Set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, nullable = false)]
+    pub jwks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub jwks_uri: Option<String>,
+    pub name: String,
+    /// The organization's slug.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub org: Option<String>,
+    /// After a rotation with a grace period: when the previous secret stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
+    pub previous_secret_expires_at: Option<String>,
+    pub scopes: Vec<String>,
+    pub status: AgentStatus,
+    pub token_endpoint_auth_method: AuthMethod,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
 /// The admin view of an agent. The secret appears only in the answer that created it.
-pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> Value {
+pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentResponse {
     let r = &agent.record;
-    let mut v = json!({
-        "id": r.id,
-        "client_id": r.id,
-        "did": r.did,
-        "name": r.name,
-        "description": r.description,
-        "scopes": agent.scopes,
-        "status": agent.status.as_str(),
-        "token_endpoint_auth_method": agent.auth_method.as_str(),
-        "access_token_signed_response_alg": agent.access_token_alg.as_str(),
-        "id_token_signed_response_alg": agent.id_token_alg.as_str(),
-        "access_token_ttl_secs": r.access_token_ttl,
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-    });
-    if let Value::Object(m) = &mut v {
-        if let Some(o) = org {
-            m.insert("org".into(), json!(o));
-        }
-        if let Some(j) = &agent.jwks {
-            m.insert("jwks".into(), j.clone());
-        }
-        if let Some(u) = &r.jwks_uri {
-            m.insert("jwks_uri".into(), json!(u));
-        }
-        if let Some(s) = secret {
-            m.insert("client_secret".into(), json!(s.expose()));
-        }
-        if let Some(exp) = r.prev_secret_expires_at {
-            m.insert("previous_secret_expires_at".into(), json!(rfc3339(exp)));
-        }
+    AgentResponse {
+        access_token_signed_response_alg: agent.access_token_alg,
+        access_token_ttl_secs: r.access_token_ttl,
+        client_id: r.id.to_string(),
+        client_secret: secret.map(|s| s.expose().to_owned()),
+        created_at: rfc3339(r.created_at),
+        description: r.description.clone(),
+        did: r.did.clone(),
+        id: r.id.to_string(),
+        id_token_signed_response_alg: agent.id_token_alg,
+        jwks: agent.jwks.clone(),
+        jwks_uri: r.jwks_uri.clone(),
+        name: r.name.clone(),
+        org: org.map(str::to_owned),
+        previous_secret_expires_at: r.prev_secret_expires_at.map(rfc3339),
+        scopes: agent.scopes.clone(),
+        status: agent.status,
+        token_endpoint_auth_method: agent.auth_method,
+        updated_at: rfc3339(r.updated_at),
     }
-    v
 }
 
 pub type SharedAgent = Arc<Agent>;

@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
 
 use super::access::{AccessError, Action, Principal};
 use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
 use crate::idp::Idp;
-use crate::keys::KeyService;
+use crate::keys::{KeyService, KeyState};
 use crate::model::{OrgId, OrgSlug, rfc3339};
 use crate::storage::{Event, OrgRecord, StorageError};
 
@@ -174,7 +176,7 @@ pub async fn rotate_keys(
     idp: &Idp,
     principal: &Principal,
     slug: &str,
-) -> Result<Value, AdminError> {
+) -> Result<KeysResponse, AdminError> {
     let org = visible(idp, principal, slug, Action::Write).await?;
     let now = idp.clock.now();
     let new = idp.keys.rotate(&org, now).await?;
@@ -192,41 +194,80 @@ pub async fn rotate_keys(
     .await
 }
 
+/// An organization's keys (`GET .../keys`, `POST .../keys/rotate`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeysResponse {
+    pub keys: Vec<KeyResponse>,
+}
+
+/// One signing key and its lifecycle. Fields in alphabetical order, as the JSON always had them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyResponse {
+    /// When it starts signing (it is published from creation).
+    #[schema(format = DateTime)]
+    pub activates_at: String,
+    /// `ES256`, `RS256` or `EdDSA`.
+    pub alg: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub kid: String,
+    /// When it leaves the JWKS; null while it is published.
+    #[schema(required = true, format = DateTime)]
+    pub removed_at: Option<String>,
+    /// When it stops signing; null while no newer key replaced it.
+    #[schema(required = true, format = DateTime)]
+    pub retires_at: Option<String>,
+    pub state: KeyState,
+}
+
 /// Every published key of the organization with its lifecycle state.
 pub async fn keys_view(
     idp: &Idp,
     org: &OrgRecord,
     now: i64,
     only: Option<&[String]>,
-) -> Result<Value, AdminError> {
+) -> Result<KeysResponse, AdminError> {
     let records = idp.stores.keys.list(&org.id, now).await?;
-    let keys: Vec<Value> = records
+    let keys = records
         .iter()
         .filter(|k| only.is_none_or(|o| o.contains(&k.kid)))
-        .map(|k| {
-            let state = crate::keys::key_state(k.activates_at, k.retires_at, k.removed_at, now);
-            json!({
-                "kid": k.kid,
-                "alg": k.alg,
-                "state": format!("{state:?}").to_lowercase(),
-                "created_at": rfc3339(k.created_at),
-                "activates_at": rfc3339(k.activates_at),
-                "retires_at": k.retires_at.map(rfc3339),
-                "removed_at": k.removed_at.map(rfc3339),
-            })
+        .map(|k| KeyResponse {
+            activates_at: rfc3339(k.activates_at),
+            alg: k.alg.to_string(),
+            created_at: rfc3339(k.created_at),
+            kid: k.kid.clone(),
+            removed_at: k.removed_at.map(rfc3339),
+            retires_at: k.retires_at.map(rfc3339),
+            state: crate::keys::key_state(k.activates_at, k.retires_at, k.removed_at, now),
         })
         .collect();
-    Ok(json!({ "keys": keys }))
+    Ok(KeysResponse { keys })
 }
 
-pub fn view(org: &OrgRecord) -> Value {
-    json!({
-        "id": org.id,
-        "slug": org.slug,
-        "name": org.name,
-        "issuer": org.issuer,
-        "did": org.did,
-        "created_at": rfc3339(org.created_at),
-        "updated_at": rfc3339(org.updated_at),
-    })
+/// The admin view of an organization. Fields in alphabetical order, as the JSON always had them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgResponse {
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// `did:web:{host}:orgs:{slug}`.
+    pub did: String,
+    pub id: String,
+    /// `{public_url}/orgs/{slug}`.
+    pub issuer: String,
+    pub name: String,
+    pub slug: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+pub fn view(org: &OrgRecord) -> OrgResponse {
+    OrgResponse {
+        created_at: rfc3339(org.created_at),
+        did: org.did.clone(),
+        id: org.id.to_string(),
+        issuer: org.issuer.clone(),
+        name: org.name.clone(),
+        slug: org.slug.clone(),
+        updated_at: rfc3339(org.updated_at),
+    }
 }

@@ -10,6 +10,7 @@ mod federation;
 mod fuzz;
 mod keys;
 mod lifecycle;
+mod openapi;
 mod private_key_jwt;
 mod scale_out;
 mod schemas;

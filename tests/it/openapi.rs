@@ -1,0 +1,910 @@
+//! The admin API's OpenAPI 3.1 document (`GET /api/v1/openapi.json`) against the router and
+//! against real responses:
+//! - every operation of the document is routed to a handler, and a documented path answers 405
+//!   to every method the document does not list for it;
+//! - no admin route is registered outside the document (a scan of the source);
+//! - a flow through every operation (and the error cases) answers only statuses the document
+//!   declares, with bodies that match the declared schemas, which are closed for the test (a
+//!   field the document does not name fails).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::on_all_backends;
+use crate::private_key_jwt::ClientKey;
+use crate::support::*;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The served document, with a record of which (method, path template, status) were checked.
+struct Spec {
+    doc: Value,
+    /// `components`, with every object schema that names its properties closed.
+    closed: Value,
+    seen: BTreeSet<(String, String, u16)>,
+}
+
+/// Sets `additionalProperties: false` on every object schema that lists properties and says
+/// nothing about others, so an undocumented field in a response fails validation.
+fn close(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.contains_key("properties") && !m.contains_key("additionalProperties") {
+                m.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            m.values_mut().for_each(close);
+        }
+        Value::Array(a) => a.iter_mut().for_each(close),
+        _ => {}
+    }
+}
+
+impl Spec {
+    async fn load(app: &TestApp) -> Self {
+        let resp = app
+            .http
+            .get(app.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            "application/json"
+        );
+        let doc: Value = resp.json().await.unwrap();
+        let mut closed = doc["components"].clone();
+        close(&mut closed);
+        Spec {
+            doc,
+            closed,
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Every (method, path template) of the document.
+    fn operations(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (path, item) in self.doc["paths"].as_object().expect("paths") {
+            for m in METHODS {
+                if item.get(m).is_some() {
+                    out.push((m.to_owned(), path.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The documented path template that `path` (without its query) instantiates: literal
+    /// segments must be equal, `{param}` segments match any one segment.
+    fn template(&self, path: &str) -> String {
+        let path = path.split('?').next().unwrap();
+        let segs: Vec<&str> = path.split('/').collect();
+        let mut best: Option<(usize, &String)> = None;
+        for t in self.doc["paths"].as_object().unwrap().keys() {
+            let ts: Vec<&str> = t.split('/').collect();
+            if ts.len() != segs.len() {
+                continue;
+            }
+            let mut literal = 0;
+            let fits = ts.iter().zip(&segs).all(|(t, s)| {
+                if t.starts_with('{') {
+                    true
+                } else {
+                    literal += 1;
+                    t == s
+                }
+            });
+            if fits && best.is_none_or(|(l, _)| literal > l) {
+                best = Some((literal, t));
+            }
+        }
+        best.unwrap_or_else(|| panic!("{path} is not in the document"))
+            .1
+            .clone()
+    }
+
+    /// Checks one real response against the document: the status is declared for the
+    /// operation, and the body matches the schema declared for that status.
+    fn check(
+        &mut self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        content_type: Option<&str>,
+        body: &Value,
+    ) {
+        let template = self.template(path);
+        let m = method.as_str().to_lowercase();
+        let op = &self.doc["paths"][&template][&m];
+        assert!(op.is_object(), "{m} {template} is not in the document");
+        let code = status.as_u16();
+        let declared = &op["responses"][code.to_string()];
+        assert!(
+            declared.is_object(),
+            "{m} {path} answered {code}, which the document does not declare for {template}: {body}"
+        );
+        match declared["content"].as_object() {
+            None => assert!(
+                body.is_null(),
+                "{m} {path} {code}: the document declares no body, got {body}"
+            ),
+            Some(content) => {
+                let ct = content_type.unwrap_or("");
+                let schema = &content.get(ct).unwrap_or_else(|| {
+                    panic!("{m} {path} {code}: content type {ct:?} is not declared")
+                })["schema"];
+                let root = json!({
+                    "$schema": DRAFT_2020_12,
+                    "allOf": [schema],
+                    "components": self.closed,
+                });
+                let v = jsonschema::validator_for(&root)
+                    .unwrap_or_else(|e| panic!("{m} {template} {code}: schema: {e}"));
+                let errs: Vec<String> = v
+                    .iter_errors(body)
+                    .map(|e| format!("at {:?}: {e}", e.instance_path.to_string()))
+                    .collect();
+                assert!(
+                    errs.is_empty(),
+                    "{m} {path} {code} does not match the document: {errs:#?}\n{body:#}"
+                );
+            }
+        }
+        self.seen.insert((m, template, code));
+    }
+}
+
+/// A test server plus its document; every request goes through `Spec::check`.
+struct Flow {
+    app: TestApp,
+    spec: Spec,
+}
+
+impl Flow {
+    async fn start(backend: Backend) -> Self {
+        let app = spawn_app(backend).await;
+        let spec = Spec::load(&app).await;
+        Flow { app, spec }
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.app.http.request(method.clone(), self.app.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some((ct, bytes)) = body {
+            req = req.header("content-type", ct).body(bytes);
+        }
+        let resp = req.send().await.unwrap();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (st, v) = json_of(resp).await;
+        self.spec.check(&method, path, st, ct.as_deref(), &v);
+        (st, v)
+    }
+
+    /// An admin call with the platform token and an optional JSON body.
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = self.app.token.clone();
+        let body = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
+        self.send(method, path, Some(&token), body).await
+    }
+
+    #[track_caller]
+    fn expect(&self, got: (StatusCode, Value), want: StatusCode) -> Value {
+        assert_eq!(got.0, want, "{}", got.1);
+        got.1
+    }
+
+    async fn ok(&mut self, method: Method, path: &str, body: Option<Value>, want: u16) -> Value {
+        let got = self.call(method.clone(), path, body).await;
+        assert_eq!(got.0.as_u16(), want, "{method} {path}: {}", got.1);
+        got.1
+    }
+
+    async fn err(&mut self, method: Method, path: &str, body: Option<Value>, want: u16) -> Value {
+        let v = self.ok(method, path, body, want).await;
+        assert!(v["error"].is_string(), "{v}");
+        v
+    }
+}
+
+async fn responses_match_the_document(backend: Backend) {
+    let mut f = Flow::start(backend).await;
+    let (get, post, put, patch, delete) = (
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    );
+
+    // The document itself.
+    f.ok(get.clone(), "/api/v1/openapi.json", None, 200).await;
+
+    // Organizations.
+    let slug = random_slug();
+    let org = f
+        .ok(
+            post.clone(),
+            "/api/v1/orgs",
+            Some(json!({"slug": slug, "name": "Acme"})),
+            201,
+        )
+        .await;
+    assert_eq!(org["slug"], slug);
+    let other = random_slug();
+    f.ok(
+        post.clone(),
+        "/api/v1/orgs",
+        Some(json!({"slug": other, "name": "Other"})),
+        201,
+    )
+    .await;
+    let v = f
+        .err(
+            post.clone(),
+            "/api/v1/orgs",
+            Some(json!({"slug": slug, "name": "Again"})),
+            409,
+        )
+        .await;
+    assert_eq!(v["error"], "conflict");
+    let v = f
+        .err(
+            post.clone(),
+            "/api/v1/orgs",
+            Some(json!({"slug": "Not A Slug", "name": "x"})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "slug");
+    f.err(
+        post.clone(),
+        "/api/v1/orgs",
+        Some(json!({"slug": random_slug(), "name": "x", "colour": "red"})),
+        400,
+    )
+    .await;
+    let token = f.app.token.clone();
+    let got = f
+        .send(
+            post.clone(),
+            "/api/v1/orgs",
+            Some(&token),
+            Some(("application/json", b"{\"slug\":".to_vec())),
+        )
+        .await;
+    f.expect(got, StatusCode::BAD_REQUEST);
+    let got = f
+        .send(
+            post.clone(),
+            "/api/v1/orgs",
+            Some(&token),
+            Some(("text/plain", b"{}".to_vec())),
+        )
+        .await;
+    f.expect(got, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let got = f.send(get.clone(), "/api/v1/orgs", None, None).await;
+    assert_eq!(
+        f.expect(got, StatusCode::UNAUTHORIZED)["error"],
+        "unauthorized"
+    );
+    let got = f
+        .send(get.clone(), "/api/v1/orgs", Some("not-a-token"), None)
+        .await;
+    f.expect(got, StatusCode::UNAUTHORIZED);
+
+    let page = f.ok(get.clone(), "/api/v1/orgs?limit=1", None, 200).await;
+    let next = page["next"].as_str().expect("a full page has a cursor");
+    f.ok(
+        get.clone(),
+        &format!("/api/v1/orgs?limit=1&after={next}"),
+        None,
+        200,
+    )
+    .await;
+    f.err(get.clone(), "/api/v1/orgs?limit=many", None, 400)
+        .await;
+    let v = f.err(get.clone(), "/api/v1/orgs?limit=0", None, 422).await;
+    assert_eq!(v["field"], "limit");
+
+    let o = format!("/api/v1/orgs/{slug}");
+    f.ok(get.clone(), &o, None, 200).await;
+    f.err(
+        get.clone(),
+        &format!("/api/v1/orgs/{}", random_slug()),
+        None,
+        404,
+    )
+    .await;
+    f.ok(patch.clone(), &o, Some(json!({"name": "Acme Corp"})), 200)
+        .await;
+    f.err(patch.clone(), &o, Some(json!({"name": " "})), 422)
+        .await;
+
+    // Keys.
+    let keys = f.ok(get.clone(), &format!("{o}/keys"), None, 200).await;
+    assert!(!keys["keys"].as_array().unwrap().is_empty(), "{keys}");
+    let rotated = f
+        .ok(post.clone(), &format!("{o}/keys/rotate"), None, 201)
+        .await;
+    assert!(!rotated["keys"].as_array().unwrap().is_empty(), "{rotated}");
+    f.err(
+        post.clone(),
+        &format!("/api/v1/orgs/{}/keys/rotate", random_slug()),
+        None,
+        404,
+    )
+    .await;
+
+    // Agents: with a secret, with an inline JWK Set, with a jwks_uri.
+    let agents = format!("{o}/agents");
+    let secret_agent = f
+        .ok(
+            post.clone(),
+            &agents,
+            Some(json!({"name": "worker", "scopes": ["read", "write"]})),
+            201,
+        )
+        .await;
+    assert!(secret_agent["client_secret"].is_string(), "{secret_agent}");
+    let key = ClientKey::es256();
+    let jwks_agent = f
+        .ok(
+            post.clone(),
+            &agents,
+            Some(json!({
+                "name": "signer", "scopes": ["read"], "description": "signs its assertions",
+                "token_endpoint_auth_method": "private_key_jwt", "jwks": key.jwks(),
+            })),
+            201,
+        )
+        .await;
+    assert!(jwks_agent.get("client_secret").is_none(), "{jwks_agent}");
+    assert_eq!(jwks_agent["jwks"], key.jwks());
+    let uri_agent = f
+        .ok(
+            post.clone(),
+            &agents,
+            Some(json!({
+                "name": "remote", "scopes": [],
+                "jwks_uri": "https://keys.example.com/jwks.json",
+            })),
+            201,
+        )
+        .await;
+    let v = f
+        .err(post.clone(), &agents, Some(json!({"scopes": []})), 422)
+        .await;
+    assert_eq!(v["field"], "name");
+    f.err(
+        post.clone(),
+        &format!("/api/v1/orgs/{}/agents", random_slug()),
+        Some(json!({"name": "x", "scopes": []})),
+        404,
+    )
+    .await;
+
+    let page = f
+        .ok(get.clone(), &format!("{agents}?limit=2"), None, 200)
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_str().expect("cursor").to_owned();
+    let last = f
+        .ok(
+            get.clone(),
+            &format!("{agents}?limit=2&after={next}"),
+            None,
+            200,
+        )
+        .await;
+    assert!(last["next"].is_null(), "{last}");
+    f.err(get.clone(), &format!("{agents}?limit=x"), None, 400)
+        .await;
+    f.err(get.clone(), &format!("{agents}?limit=501"), None, 422)
+        .await;
+
+    let a = format!("{agents}/{}", secret_agent["id"].as_str().unwrap());
+    let k = format!("{agents}/{}", jwks_agent["id"].as_str().unwrap());
+    let u = format!("{agents}/{}", uri_agent["id"].as_str().unwrap());
+    let read = f.ok(get.clone(), &a, None, 200).await;
+    assert!(read.get("client_secret").is_none(), "{read}");
+    f.ok(get.clone(), &k, None, 200).await;
+    f.err(
+        get.clone(),
+        &format!("{agents}/{}", uuid::Uuid::new_v4()),
+        None,
+        404,
+    )
+    .await;
+    f.ok(
+        patch.clone(),
+        &a,
+        Some(json!({"description": "does work", "access_token_ttl_secs": 60})),
+        200,
+    )
+    .await;
+    let v = f
+        .err(
+            patch.clone(),
+            &a,
+            Some(json!({"scopes": ["two words"]})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "scopes");
+    let got = f
+        .send(
+            patch.clone(),
+            &a,
+            Some(&token),
+            Some(("application/x-www-form-urlencoded", b"name=x".to_vec())),
+        )
+        .await;
+    f.expect(got, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Lifecycle.
+    let s = f.ok(post.clone(), &format!("{a}/suspend"), None, 200).await;
+    assert_eq!(s["status"], "suspended");
+    let s = f
+        .ok(post.clone(), &format!("{a}/reactivate"), None, 200)
+        .await;
+    assert_eq!(s["status"], "active");
+
+    // Secret rotation: no body, a grace period, and the errors.
+    let r = f
+        .ok(post.clone(), &format!("{a}/rotate-secret"), None, 200)
+        .await;
+    assert!(r["client_secret"].is_string(), "{r}");
+    let r = f
+        .ok(
+            post.clone(),
+            &format!("{a}/rotate-secret"),
+            Some(json!({"grace_period_secs": 60})),
+            200,
+        )
+        .await;
+    assert!(r["previous_secret_expires_at"].is_string(), "{r}");
+    let got = f
+        .send(
+            post.clone(),
+            &format!("{a}/rotate-secret"),
+            Some(&token),
+            Some(("application/json", b"null".to_vec())),
+        )
+        .await;
+    assert!(f.expect(got, StatusCode::OK)["client_secret"].is_string());
+    f.err(
+        post.clone(),
+        &format!("{a}/rotate-secret"),
+        Some(json!({"grace": 60})),
+        400,
+    )
+    .await;
+    let v = f
+        .err(
+            post.clone(),
+            &format!("{a}/rotate-secret"),
+            Some(json!({"grace_period_secs": -1})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "grace_period_secs");
+    let big = format!(
+        "{{\"grace_period_secs\": 1, \"pad\": \"{}\"}}",
+        "x".repeat(70_000)
+    );
+    let got = f
+        .send(
+            post.clone(),
+            &format!("{a}/rotate-secret"),
+            Some(&token),
+            Some(("application/json", big.into_bytes())),
+        )
+        .await;
+    f.expect(got, StatusCode::PAYLOAD_TOO_LARGE);
+    f.err(post.clone(), &format!("{k}/rotate-secret"), None, 409)
+        .await;
+
+    // Card metadata.
+    let card = f.ok(get.clone(), &format!("{k}/card"), None, 200).await;
+    assert_eq!(card["skills"], json!([]), "{card}");
+    let meta = json!({
+        "version": "1.2.0",
+        "url": "https://agents.example.com/signer",
+        "skills": [{"id": "sign", "name": "Sign", "description": "signs", "tags": ["crypto"]}],
+        "capabilities": {"streaming": true},
+        "default_input_modes": ["application/json"],
+    });
+    f.ok(put.clone(), &format!("{k}/card"), Some(meta), 200)
+        .await;
+    let v = f
+        .err(
+            put.clone(),
+            &format!("{k}/card"),
+            Some(json!({"url": "ftp://x"})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "url");
+    f.err(
+        put.clone(),
+        &format!("{k}/card"),
+        Some(json!({"colour": 1})),
+        400,
+    )
+    .await;
+
+    // Revocation is final.
+    let r = f.ok(post.clone(), &format!("{k}/revoke"), None, 200).await;
+    assert_eq!(r["status"], "revoked");
+    f.err(patch.clone(), &k, Some(json!({"name": "again"})), 409)
+        .await;
+    f.err(post.clone(), &format!("{k}/suspend"), None, 409)
+        .await;
+    f.err(post.clone(), &format!("{k}/reactivate"), None, 409)
+        .await;
+    f.err(
+        put.clone(),
+        &format!("{k}/card"),
+        Some(json!({"version": "2"})),
+        409,
+    )
+    .await;
+    f.ok(delete.clone(), &u, None, 204).await;
+    f.err(get.clone(), &u, None, 404).await;
+    f.err(post.clone(), &format!("{u}/revoke"), None, 404).await;
+
+    // Partners.
+    let partners = format!("{o}/partners");
+    let pkey = ClientKey::ed25519();
+    let issuer = "https://partner.example.com/orgs/p";
+    let partner = f
+        .ok(
+            post.clone(),
+            &partners,
+            Some(json!({"issuer": issuer, "jwks": pkey.jwks(), "name": "Partner"})),
+            201,
+        )
+        .await;
+    f.ok(
+        post.clone(),
+        &partners,
+        Some(json!({"issuer": "https://second.example.com", "jwks": pkey.jwks()})),
+        201,
+    )
+    .await;
+    f.err(
+        post.clone(),
+        &partners,
+        Some(json!({"issuer": issuer, "jwks": pkey.jwks()})),
+        409,
+    )
+    .await;
+    let v = f
+        .err(
+            post.clone(),
+            &partners,
+            Some(json!({"jwks": pkey.jwks()})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "issuer");
+    let page = f
+        .ok(get.clone(), &format!("{partners}?limit=1"), None, 200)
+        .await;
+    let next = page["next"].as_str().expect("cursor").to_owned();
+    f.ok(
+        get.clone(),
+        &format!("{partners}?limit=1&after={next}"),
+        None,
+        200,
+    )
+    .await;
+    f.err(
+        get.clone(),
+        &format!("{partners}?after=1&limit=-"),
+        None,
+        400,
+    )
+    .await;
+    let p = format!("{partners}/{}", partner["id"].as_str().unwrap());
+    f.ok(get.clone(), &p, None, 200).await;
+    f.ok(
+        patch.clone(),
+        &p,
+        Some(json!({
+            "name": "Partner Inc", "allowed_scopes": ["read"],
+            "claim_mapping": {"email": "partner_email"}, "max_assertion_lifetime_secs": 600,
+        })),
+        200,
+    )
+    .await;
+    let v = f
+        .err(
+            patch.clone(),
+            &p,
+            Some(json!({"max_assertion_lifetime_secs": 0})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "max_assertion_lifetime_secs");
+    let d = f.ok(post.clone(), &format!("{p}/disable"), None, 200).await;
+    assert_eq!(d["enabled"], false);
+    let e = f.ok(post.clone(), &format!("{p}/enable"), None, 200).await;
+    assert_eq!(e["enabled"], true);
+    f.ok(delete.clone(), &p, None, 204).await;
+    f.err(get.clone(), &p, None, 404).await;
+    f.err(post.clone(), &format!("{p}/enable"), None, 404).await;
+
+    // Deleting the organization.
+    let gone = format!("/api/v1/orgs/{other}");
+    f.ok(delete.clone(), &gone, None, 204).await;
+    f.err(get.clone(), &gone, None, 404).await;
+    f.err(delete.clone(), &gone, None, 404).await;
+
+    // Every operation answered with success at least once, and every error status the admin
+    // API can give today was seen (403 needs a principal other than the platform's; 500 a
+    // failing database).
+    let seen = &f.spec.seen;
+    for (m, t) in f.spec.operations() {
+        assert!(
+            seen.iter()
+                .any(|(sm, st, code)| *sm == m && *st == t && (200..300).contains(code)),
+            "{m} {t} was not exercised with success"
+        );
+    }
+    let codes: BTreeSet<u16> = seen.iter().map(|(_, _, c)| *c).collect();
+    for want in [400, 401, 404, 409, 413, 415, 422] {
+        assert!(codes.contains(&want), "no {want} was checked: {codes:?}");
+    }
+}
+
+/// A concrete path for a template: slugs and ids that exist nowhere.
+fn instantiate(template: &str) -> String {
+    template
+        .replace("{org}", &random_slug())
+        .replace("{id}", &uuid::Uuid::new_v4().to_string())
+}
+
+async fn every_documented_operation_is_routed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let spec = Spec::load(&app).await;
+    let ops = spec.operations();
+    assert!(ops.len() >= 25, "{} operations", ops.len());
+    let mut by_path: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (m, t) in &ops {
+        by_path.entry(t.clone()).or_default().push(m.clone());
+        let op = &spec.doc["paths"][t][m];
+        let public = op["security"] == json!([{}]);
+        let path = instantiate(t);
+        let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+        let resp = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .send()
+            .await
+            .unwrap();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (st, v) = json_of(resp).await;
+        if public {
+            assert_eq!(st, StatusCode::OK, "{m} {t} (public): {v}");
+        } else {
+            // The handler's Admin extractor answered: not the router's 404 or 405 fallback.
+            assert_eq!(st, StatusCode::UNAUTHORIZED, "{m} {t}: {v}");
+            assert_eq!(v["error"], "unauthorized", "{m} {t}: {v}");
+            assert_eq!(
+                challenge.as_deref(),
+                Some("Bearer realm=\"agentidp-admin\""),
+                "{m} {t}"
+            );
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{m} {t} answers 401 but does not declare it"
+            );
+        }
+    }
+    // The reverse on each documented path: a method the document does not list is not routed.
+    for (t, methods) in &by_path {
+        for m in METHODS.iter().filter(|m| !methods.iter().any(|x| x == *m)) {
+            let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            let resp = app
+                .http
+                .request(method, app.url(&instantiate(t)))
+                .bearer_auth(&app.token)
+                .send()
+                .await
+                .unwrap();
+            let (st, v) = json_of(resp).await;
+            assert_eq!(
+                st,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{m} {t} is routed but not in the document: {v}"
+            );
+        }
+    }
+}
+
+async fn document_describes_the_admin_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let spec = Spec::load(&app).await;
+    let doc = &spec.doc;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
+    // What is served is what the code generates.
+    assert_eq!(
+        doc,
+        &serde_json::to_value(agentidp::http::openapi::document()).unwrap()
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        schemes[agentidp::http::openapi::BEARER],
+        json!({"type": "http", "scheme": "bearer", "description": schemes[agentidp::http::openapi::BEARER]["description"]})
+    );
+    assert_eq!(
+        doc["security"],
+        json!([{ (agentidp::http::openapi::BEARER): [] }])
+    );
+    // Every schema is a valid 2020-12 schema (OpenAPI 3.1's dialect).
+    for (name, s) in doc["components"]["schemas"].as_object().unwrap() {
+        let mut s = s.clone();
+        s["$schema"] = json!(DRAFT_2020_12);
+        if let Err(e) = jsonschema::meta::validate(&s) {
+            panic!("schema {name} is not valid 2020-12: {e}");
+        }
+    }
+    for (m, t) in spec.operations() {
+        let op = &doc["paths"][&t][&m];
+        // Path parameters: exactly those of the template.
+        let in_template: BTreeSet<String> = t
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(str::to_owned)
+            .collect();
+        let declared: BTreeSet<String> = op["parameters"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(in_template, declared, "{m} {t}: path parameters");
+        assert!(
+            op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{m} {t}: tags"
+        );
+        // Every error answer is the admin error shape.
+        for (code, r) in op["responses"].as_object().unwrap() {
+            if code.starts_with('4') || code.starts_with('5') {
+                assert_eq!(
+                    r["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorResponse",
+                    "{m} {t} {code}"
+                );
+            }
+        }
+        if op["security"] != json!([{}]) {
+            for code in ["401", "500"] {
+                assert!(op["responses"][code].is_object(), "{m} {t} lacks {code}");
+            }
+        }
+        if t.starts_with("/api/v1/orgs/{org}") {
+            assert!(op["responses"]["404"].is_object(), "{m} {t} lacks 404");
+        }
+        if op.get("requestBody").is_some() {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            assert!(schema.is_object(), "{m} {t}: request schema");
+        }
+    }
+}
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
+        }
+    }
+}
+
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at].matches('\n').count() + 1
+}
+
+/// No admin route is registered outside `http::openapi::admin_routes`: the only string literals
+/// in the source that start with `/api` are the `path = "..."` of `#[utoipa::path]` operations,
+/// each of them in the document. (A plain `.route("/api/v1/...", ...)`, a `.nest("/api", ...)`
+/// or a path kept in a constant all put such a literal elsewhere.)
+#[test]
+fn no_admin_route_outside_the_document() {
+    let doc = serde_json::to_value(agentidp::http::openapi::document()).unwrap();
+    let documented: BTreeSet<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut files = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut bad = Vec::new();
+    let mut operations = BTreeSet::new();
+    for (file, text) in &files {
+        for (at, _) in text.match_indices("\"/api") {
+            let line = line_of(text, at);
+            let before = text[..at].trim_end();
+            let literal: String = text[at + 1..].chars().take_while(|c| *c != '"').collect();
+            if before.ends_with("path =") {
+                operations.insert(literal.clone());
+                if !documented.contains(literal.as_str()) {
+                    bad.push(format!(
+                        "{file}:{line}: operation {literal:?} is not registered in http::openapi::admin_routes"
+                    ));
+                }
+            } else {
+                bad.push(format!(
+                    "{file}:{line}: {literal:?} outside a #[utoipa::path]: register admin routes with routes!(...) in http::openapi::admin_routes"
+                ));
+            }
+        }
+        for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+            for (at, _) in text.match_indices(call) {
+                let arg: String = text[at + call.len()..]
+                    .chars()
+                    .take_while(|c| *c != ',' && *c != ')')
+                    .collect();
+                if arg.contains("api") {
+                    bad.push(format!(
+                        "{file}:{}: {call}{}...) registers an admin route outside the document",
+                        line_of(text, at),
+                        arg.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    let operations: BTreeSet<&str> = operations.iter().map(String::as_str).collect();
+    assert_eq!(operations, documented, "the scan saw every documented path");
+}
+
+on_all_backends!(
+    responses_match_the_document,
+    every_documented_operation_is_routed,
+    document_describes_the_admin_api,
+);
