@@ -3,46 +3,164 @@
 
 use std::sync::Arc;
 
+use serde_json::Value;
 use url::Url;
 
-use crate::ephemeral::DynReplay;
+use crate::did::card::Cards;
+use crate::did::resolver::Resolver;
+use crate::ephemeral::{DynBus, DynReplay};
+use crate::federation::PartnerDirectory;
+use crate::federation::partners::Partners;
+use crate::federation::verify::Verifier;
 use crate::fetch::Fetcher;
 use crate::keys::{KeyService, SecretDigester};
 use crate::model::Clock;
+use crate::oauth::OAuth;
+use crate::oauth::client_auth::ClientAuth;
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
-use crate::tenancy::Directory;
+use crate::tenancy::agents::Agents;
+use crate::tenancy::orgs::Orgs;
+use crate::tenancy::{Directory, cache_ttl};
 
+/// Every use case, each over exactly what it needs; the shared parts (directories, keys, caches
+/// of others' documents) are built once here and handed to each by `Arc`.
 pub struct Idp {
     pub stores: Stores,
-    pub directory: Directory,
-    pub keys: KeyService,
-    pub digester: SecretDigester,
-    pub replay: DynReplay,
-    pub fetcher: Fetcher,
-    pub agent_jwks: RemoteJson,
-    /// Partners' JWK Sets.
-    pub partner_jwks: RemoteJson,
-    /// Foreign did:web documents.
-    pub did_docs: RemoteJson,
-    /// Signed agent cards by (org id, agent id, signing kid).
-    pub cards: moka::future::Cache<(String, String, String), bytes::Bytes>,
+    pub directory: Arc<Directory>,
+    pub partners: Arc<PartnerDirectory>,
+    pub keys: Arc<KeyService>,
+    /// Digests of server-generated secrets (client secrets, admin tokens).
+    pub digester: Arc<SecretDigester>,
+    pub orgs: Orgs,
+    pub agents: Agents,
+    pub partner_admin: Partners,
+    pub resolver: Arc<Resolver>,
+    pub cards: Cards,
+    pub oauth: OAuth,
     pub clock: Arc<dyn Clock>,
     /// The public base URL, without a trailing slash.
     pub public_url: Url,
     /// The instance's did:web, derived from the public URL.
     pub instance_did: String,
+}
+
+/// What the domain is built from: opened storage, the bus and replay cache (database or Redis),
+/// keys, the outbound fetcher, the clock and the settings that shape the use cases.
+pub struct Parts {
+    pub stores: Stores,
+    pub bus: DynBus,
+    pub replay: DynReplay,
+    pub keys: KeyService,
+    pub digester: SecretDigester,
+    pub fetcher: Fetcher,
+    pub clock: Arc<dyn Clock>,
+    pub public_url: Url,
     pub access_token_ttl: i64,
 }
 
+const JWKS_ACCEPT: &str = "application/jwk-set+json, application/json";
+
 impl Idp {
+    pub fn new(p: Parts) -> Self {
+        let ttl = cache_ttl(&p.bus, p.stores.meta.backend());
+        let directory = Arc::new(Directory::new(
+            p.stores.orgs.clone(),
+            p.stores.agents.clone(),
+            p.bus.clone(),
+            ttl,
+        ));
+        let partners = Arc::new(PartnerDirectory::new(
+            p.stores.partners.clone(),
+            p.bus.clone(),
+            ttl,
+        ));
+        let keys = Arc::new(p.keys);
+        let digester = Arc::new(p.digester);
+        let remote = |accept, check| {
+            Arc::new(RemoteJson::new(
+                p.fetcher.clone(),
+                accept,
+                check,
+                p.clock.clone(),
+            ))
+        };
+        let agent_jwks = remote(JWKS_ACCEPT, crate::remote::is_jwks);
+        let partner_jwks = remote(JWKS_ACCEPT, crate::remote::is_jwks);
+        let did_docs = remote("application/did+json, application/json", |v: &Value| {
+            v.get("id").is_some_and(Value::is_string)
+        });
+        let instance_did = crate::model::did::instance_did(&p.public_url);
+        let resolver = Arc::new(Resolver {
+            directory: directory.clone(),
+            keys: keys.clone(),
+            agent_jwks: agent_jwks.clone(),
+            did_docs: did_docs.clone(),
+            instance_did: instance_did.clone(),
+            base: p.public_url.as_str().trim_end_matches('/').to_owned(),
+        });
+        let verifier = Arc::new(Verifier {
+            partners: partners.clone(),
+            partner_jwks: partner_jwks.clone(),
+            did_docs,
+            resolver: resolver.clone(),
+            replay: p.replay.clone(),
+        });
+        Idp {
+            orgs: Orgs {
+                directory: directory.clone(),
+                keys: keys.clone(),
+                public_url: p.public_url.clone(),
+                clock: p.clock.clone(),
+            },
+            agents: Agents {
+                directory: directory.clone(),
+                digester: digester.clone(),
+                fetch_policy: *p.fetcher.policy(),
+                agent_jwks: agent_jwks.clone(),
+                max_token_ttl: p.access_token_ttl,
+                clock: p.clock.clone(),
+            },
+            partner_admin: Partners {
+                directory: directory.clone(),
+                partners: partners.clone(),
+                fetcher: p.fetcher.clone(),
+                partner_jwks,
+                resolver: resolver.clone(),
+                clock: p.clock.clone(),
+            },
+            cards: Cards::new(directory.clone(), keys.clone(), p.clock.clone()),
+            oauth: OAuth {
+                clients: ClientAuth {
+                    directory: directory.clone(),
+                    digester: digester.clone(),
+                    agent_jwks,
+                    replay: p.replay.clone(),
+                },
+                directory: directory.clone(),
+                partners: partners.clone(),
+                keys: keys.clone(),
+                revocations: p.stores.replay.clone(),
+                verifier,
+                replay: p.replay,
+                access_token_ttl: p.access_token_ttl,
+                clock: p.clock.clone(),
+            },
+            resolver,
+            stores: p.stores,
+            directory,
+            partners,
+            keys,
+            digester,
+            clock: p.clock,
+            public_url: p.public_url,
+            instance_did,
+        }
+    }
+
     /// `https://host[/path]` without a trailing `/`.
     pub fn base(&self) -> &str {
         self.public_url.as_str().trim_end_matches('/')
-    }
-
-    pub fn issuer_for(&self, slug: &str) -> String {
-        format!("{}/orgs/{slug}", self.base())
     }
 }
 

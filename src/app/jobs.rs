@@ -147,6 +147,7 @@ pub fn spawn_all(
                                 idp.keys.invalidate(org_id).await;
                             }
                             idp.directory.apply(&inv).await;
+                            idp.partners.apply(&inv).await;
                         }
                     },
                     async move {

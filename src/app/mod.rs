@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
@@ -27,12 +26,10 @@ use crate::ephemeral::redis_backend::RedisEphemeral;
 use crate::ephemeral::{DbReplayCache, DynBus, DynReplay, LocalBus};
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::http::{AppState, router};
-use crate::idp::{Idp, parse_public_url};
+use crate::idp::{Idp, Parts, parse_public_url};
 use crate::keys::{KeyService, MasterKey};
 use crate::model::{Clock, Secret, SystemClock};
-use crate::remote::RemoteJson;
 use crate::storage::Stores;
-use crate::tenancy::Directory;
 
 /// A bound, ready-to-serve application.
 pub struct App {
@@ -209,40 +206,17 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
     );
-    let idp = Idp {
-        directory: Directory::new(store.clone(), bus),
+    let idp = Idp::new(Parts {
         stores: store,
+        bus,
+        replay,
         keys,
         digester,
-        replay,
-        agent_jwks: RemoteJson::new(
-            fetcher.clone(),
-            "application/jwk-set+json, application/json",
-            crate::remote::is_jwks,
-            clock.clone(),
-        ),
-        partner_jwks: RemoteJson::new(
-            fetcher.clone(),
-            "application/jwk-set+json, application/json",
-            crate::remote::is_jwks,
-            clock.clone(),
-        ),
-        did_docs: RemoteJson::new(
-            fetcher.clone(),
-            "application/did+json, application/json",
-            |v| v.get("id").is_some_and(Value::is_string),
-            clock.clone(),
-        ),
         fetcher,
-        cards: moka::future::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(Duration::from_secs(10))
-            .build(),
         clock,
-        instance_did: crate::did::instance_did(&public_url),
         public_url,
         access_token_ttl: settings.access_token_ttl_secs,
-    };
+    });
     Ok(AppState {
         idp: Arc::new(idp),
         metrics: crate::telemetry::metrics_handle(),

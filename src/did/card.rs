@@ -5,12 +5,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use moka::future::Cache;
+
 use crate::admin_error::AdminError;
+use crate::ephemeral::Invalidation;
 use crate::jose::Header;
-use crate::keys::{LoadedKey, SigningError};
-use crate::model::rfc3339;
+use crate::keys::{KeyService, LoadedKey, SigningError};
+use crate::model::{AgentStatus, Alg, Clock, rfc3339};
 use crate::storage::OrgRecord;
-use crate::tenancy::Agent;
+use crate::tenancy::access::{Action, Principal};
+use crate::tenancy::{Agent, Directory, agents};
 
 /// A2A protocol version the card follows.
 pub const A2A_PROTOCOL_VERSION: &str = "0.3.0";
@@ -186,6 +193,127 @@ pub fn sign(mut card: Value, key: &LoadedKey, jwks_uri: &str) -> Result<Value, S
     let jws = crate::jose::sign_detached(key, &header, &payload)?;
     card["signatures"] = json!([jws]);
     Ok(card)
+}
+
+/// Agent cards: their metadata (admin API) and the signed card served at
+/// `{iss}/agents/{id}/card`, over what they need: the directory, the organization keys, a short
+/// cache of signed cards, the clock.
+pub struct Cards {
+    pub directory: Arc<Directory>,
+    pub keys: Arc<KeyService>,
+    /// Signed cards by (org id, agent id, signing kid): a card is re-signed when the key
+    /// changes, so it never outlives its key.
+    pub cache: Cache<(String, String, String), Bytes>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// How long a signed card is served from memory.
+pub const CARD_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Cards {
+    pub fn new(directory: Arc<Directory>, keys: Arc<KeyService>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            directory,
+            keys,
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CARD_CACHE_TTL)
+                .build(),
+            clock,
+        }
+    }
+
+    /// The card metadata of an agent (defaults when none was set).
+    pub async fn meta(&self, org_id: &str, agent_id: &str) -> Result<CardMeta, AdminError> {
+        match self.directory.agent_store().card(org_id, agent_id).await? {
+            Some((json, _)) => serde_json::from_str(&json)
+                .map_err(|e| AdminError::Internal(format!("stored card: {e}"))),
+            None => Ok(CardMeta::default()),
+        }
+    }
+
+    /// `GET .../agents/{id}/card`: the metadata of an agent the principal may read.
+    pub async fn get_meta(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+    ) -> Result<CardMeta, AdminError> {
+        let (org, agent) =
+            agents::load(&self.directory, principal, org_slug, id, Action::Read).await?;
+        self.meta(&org.id, agent.id()).await
+    }
+
+    /// Replaces the agent's card metadata (skills, capabilities, version, url, modes).
+    pub async fn set_meta(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+        meta: CardMeta,
+    ) -> Result<CardMeta, AdminError> {
+        let (org, agent) =
+            agents::load(&self.directory, principal, org_slug, id, Action::Write).await?;
+        agents::ensure_not_revoked(&agent)?;
+        meta.validate()?;
+        let now = self.clock.now();
+        let json = serde_json::to_string(&meta).map_err(|e| AdminError::Internal(e.to_string()))?;
+        let ev = agents::event(
+            &agent.record,
+            "agent.card_updated",
+            json!({"skills": meta.skills.len()}),
+            now,
+        );
+        self.directory
+            .agent_store()
+            .set_card(&org.id, agent.id(), &json, now, &ev)
+            .await?;
+        self.directory
+            .invalidate(Invalidation::Agent {
+                org_id: org.id.to_string(),
+                agent_id: agent.id().to_owned(),
+            })
+            .await;
+        self.cache.invalidate_all();
+        Ok(meta)
+    }
+
+    /// The signed card of `agent_id` as served (JSON bytes), signed with the organization's
+    /// active ES256 key; `None` for an unknown or revoked agent.
+    pub async fn signed(
+        &self,
+        org: &OrgRecord,
+        agent_id: &str,
+        now: i64,
+    ) -> Result<Option<Bytes>, AdminError> {
+        let agent = match self.directory.agent(&org.id, agent_id).await? {
+            Some(a) if a.status != AgentStatus::Revoked => a,
+            _ => return Ok(None),
+        };
+        let keys = self.keys.org_keys(org, now).await?;
+        let key = keys
+            .signing_key(Alg::ES256, now)
+            .cloned()
+            .ok_or_else(|| AdminError::Internal("no active ES256 key".into()))?;
+        let cache_key = (org.id.to_string(), agent.id().to_owned(), key.kid.clone());
+        let rendered = self
+            .cache
+            .try_get_with(cache_key, async {
+                let meta = self.meta(&org.id, agent.id()).await?;
+                let signed = sign(
+                    card(org, &agent, &meta),
+                    &key,
+                    &format!("{}/jwks.json", org.issuer),
+                )
+                .map_err(|e| AdminError::Internal(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&signed).map_err(|e| AdminError::Internal(e.to_string()))?;
+                Ok::<_, AdminError>(Bytes::from(bytes))
+            })
+            .await
+            .map_err(|e: Arc<AdminError>| AdminError::Internal(e.to_string()))?;
+        Ok(Some(rendered))
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,13 @@ use serde_json::{Value, json};
 
 use super::document::{self, DocMeta, deactivated_document};
 use super::{OwnDid, own_did, parse_did};
+use std::sync::Arc;
+
 use crate::fetch::FetchError;
-use crate::idp::Idp;
+use crate::keys::KeyService;
+use crate::remote::RemoteJson;
 use crate::tenancy::AgentStatus;
+use crate::tenancy::Directory;
 
 /// DID resolution errors (DID Resolution §7.1.2 / DIF binding codes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,124 +53,139 @@ pub struct Resolved {
     pub meta: Option<DocMeta>,
 }
 
-/// Our own DID documents: the instance's, an organization's, an agent's.
-pub async fn resolve_own(idp: &Idp, which: OwnDid, now: i64) -> Result<Resolved, ResolveError> {
-    let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
-    match which {
-        OwnDid::Instance => Ok(Resolved {
-            document: document::instance_document(&idp.instance_did, idp.base()),
-            meta: None,
-        }),
-        OwnDid::Org { slug } => {
-            let org = idp
-                .directory
-                .org(&slug)
-                .await
-                .map_err(|e| internal(&e))?
-                .ok_or(ResolveError::NotFound)?;
-            let keys = idp
-                .keys
-                .org_keys(&org, now)
-                .await
-                .map_err(|e| internal(&e))?;
-            let (doc, meta) = document::org_document(&org, &idp.instance_did, &keys, now);
-            Ok(Resolved {
-                document: doc,
-                meta: Some(meta),
-            })
-        }
-        OwnDid::Agent { slug, agent_id } => {
-            let org = idp
-                .directory
-                .org(&slug)
-                .await
-                .map_err(|e| internal(&e))?
-                .ok_or(ResolveError::NotFound)?;
-            let agent = idp
-                .directory
-                .agent(&org.id, &agent_id)
-                .await
-                .map_err(|e| internal(&e))?
-                .ok_or(ResolveError::NotFound)?;
-            if agent.status == AgentStatus::Revoked {
-                let meta = DocMeta {
-                    created: agent.record.created_at,
-                    updated: agent.record.updated_at,
-                    deactivated: true,
-                };
-                return Ok(Resolved {
-                    document: deactivated_document(&agent.record.did),
-                    meta: Some(meta),
-                });
-            }
-            let keys = idp
-                .keys
-                .org_keys(&org, now)
-                .await
-                .map_err(|e| internal(&e))?;
-            // A jwks_uri agent's keys come from the last fetched copy: resolving our own DIDs
-            // never makes an outbound request.
-            let remote = match &agent.record.jwks_uri {
-                Some(uri) => idp.agent_jwks.cached(uri).await.map(|e| e.doc.clone()),
-                None => None,
-            };
-            let jwks = agent.jwks.as_ref().or(remote.as_ref());
-            let (doc, meta) = document::agent_document(&org, &keys, &agent, jwks, now);
-            Ok(Resolved {
-                document: doc,
-                meta: Some(meta),
-            })
-        }
-    }
+/// DID resolution over what it needs: the directory and keys (our own DIDs are answered from
+/// them, never fetched), the cached agents' key sets and foreign did:web documents, and the
+/// instance's DID and base URL.
+pub struct Resolver {
+    pub directory: Arc<Directory>,
+    pub keys: Arc<KeyService>,
+    pub agent_jwks: Arc<RemoteJson>,
+    pub did_docs: Arc<RemoteJson>,
+    pub instance_did: String,
+    /// The public base URL, without a trailing slash.
+    pub base: String,
 }
 
-/// Resolves any DID. `may_fetch` is asked before a foreign did:web is fetched (rate limiting).
-pub async fn resolve(
-    idp: &Idp,
-    did: &str,
-    now: i64,
-    may_fetch: impl FnOnce() -> bool,
-) -> Result<Resolved, ResolveError> {
-    let parsed = parse_did(did).ok_or(ResolveError::InvalidDid)?;
-    if let Some(which) = own_did(&idp.instance_did, did) {
-        return resolve_own(idp, which, now).await;
-    }
-    // Any other DID below our own is one we do not serve: never fetch ourselves for it.
-    if did
-        .strip_prefix(idp.instance_did.as_str())
-        .is_some_and(|rest| rest.starts_with(':'))
-    {
-        return Err(ResolveError::NotFound);
-    }
-    match parsed.method {
-        "key" => did_key(did, parsed.msid).map(|d| Resolved {
-            document: d,
-            meta: None,
-        }),
-        "jwk" => did_jwk(did, parsed.msid).map(|d| Resolved {
-            document: d,
-            meta: None,
-        }),
-        "web" => {
-            let url = super::did_web_url(parsed.msid).ok_or(ResolveError::InvalidDid)?;
-            if idp.did_docs.cached(&url).await.is_none() && !may_fetch() {
-                return Err(ResolveError::RateLimited);
-            }
-            let entry = idp.did_docs.get(&url).await.map_err(|e| match e {
-                FetchError::Status(404 | 410) => ResolveError::NotFound,
-                other => ResolveError::Internal(other.to_string()),
-            })?;
-            if entry.doc.get("id").and_then(Value::as_str) != Some(did) {
-                return Err(ResolveError::Internal(
-                    "the document's id is not the DID asked for".into(),
-                ));
-            }
-            Ok(Resolved {
-                document: entry.doc.clone(),
+impl Resolver {
+    /// Our own DID documents: the instance's, an organization's, an agent's.
+    pub async fn resolve_own(&self, which: OwnDid, now: i64) -> Result<Resolved, ResolveError> {
+        let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
+        match which {
+            OwnDid::Instance => Ok(Resolved {
+                document: document::instance_document(&self.instance_did, &self.base),
                 meta: None,
-            })
+            }),
+            OwnDid::Org { slug } => {
+                let org = self
+                    .directory
+                    .org(&slug)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or(ResolveError::NotFound)?;
+                let keys = self
+                    .keys
+                    .org_keys(&org, now)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                let (doc, meta) = document::org_document(&org, &self.instance_did, &keys, now);
+                Ok(Resolved {
+                    document: doc,
+                    meta: Some(meta),
+                })
+            }
+            OwnDid::Agent { slug, agent_id } => {
+                let org = self
+                    .directory
+                    .org(&slug)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or(ResolveError::NotFound)?;
+                let agent = self
+                    .directory
+                    .agent(&org.id, &agent_id)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or(ResolveError::NotFound)?;
+                if agent.status == AgentStatus::Revoked {
+                    let meta = DocMeta {
+                        created: agent.record.created_at,
+                        updated: agent.record.updated_at,
+                        deactivated: true,
+                    };
+                    return Ok(Resolved {
+                        document: deactivated_document(&agent.record.did),
+                        meta: Some(meta),
+                    });
+                }
+                let keys = self
+                    .keys
+                    .org_keys(&org, now)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                // A jwks_uri agent's keys come from the last fetched copy: resolving our own DIDs
+                // never makes an outbound request.
+                let remote = match &agent.record.jwks_uri {
+                    Some(uri) => self.agent_jwks.cached(uri).await.map(|e| e.doc.clone()),
+                    None => None,
+                };
+                let jwks = agent.jwks.as_ref().or(remote.as_ref());
+                let (doc, meta) = document::agent_document(&org, &keys, &agent, jwks, now);
+                Ok(Resolved {
+                    document: doc,
+                    meta: Some(meta),
+                })
+            }
         }
-        _ => Err(ResolveError::MethodNotSupported),
+    }
+
+    /// Resolves any DID. `may_fetch` is asked before a foreign did:web is fetched (rate limiting).
+    pub async fn resolve(
+        &self,
+        did: &str,
+        now: i64,
+        may_fetch: impl FnOnce() -> bool,
+    ) -> Result<Resolved, ResolveError> {
+        let parsed = parse_did(did).ok_or(ResolveError::InvalidDid)?;
+        if let Some(which) = own_did(&self.instance_did, did) {
+            return self.resolve_own(which, now).await;
+        }
+        // Any other DID below our own is one we do not serve: never fetch ourselves for it.
+        if did
+            .strip_prefix(self.instance_did.as_str())
+            .is_some_and(|rest| rest.starts_with(':'))
+        {
+            return Err(ResolveError::NotFound);
+        }
+        match parsed.method {
+            "key" => did_key(did, parsed.msid).map(|d| Resolved {
+                document: d,
+                meta: None,
+            }),
+            "jwk" => did_jwk(did, parsed.msid).map(|d| Resolved {
+                document: d,
+                meta: None,
+            }),
+            "web" => {
+                let url = super::did_web_url(parsed.msid).ok_or(ResolveError::InvalidDid)?;
+                if self.did_docs.cached(&url).await.is_none() && !may_fetch() {
+                    return Err(ResolveError::RateLimited);
+                }
+                let entry = self.did_docs.get(&url).await.map_err(|e| match e {
+                    FetchError::Status(404 | 410) => ResolveError::NotFound,
+                    other => ResolveError::Internal(other.to_string()),
+                })?;
+                if entry.doc.get("id").and_then(Value::as_str) != Some(did) {
+                    return Err(ResolveError::Internal(
+                        "the document's id is not the DID asked for".into(),
+                    ));
+                }
+                Ok(Resolved {
+                    document: entry.doc.clone(),
+                    meta: None,
+                })
+            }
+            _ => Err(ResolveError::MethodNotSupported),
+        }
     }
 }
 

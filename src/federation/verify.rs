@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{Partner, issuer_did};
-use crate::idp::Idp;
+use super::{Partner, PartnerDirectory, issuer_did};
+use crate::did::resolver::Resolver;
+use crate::ephemeral::{DynReplay, ReplayCache};
 use crate::jose::{self, Claim, Expectations, JoseError, KeySet, LEEWAY, Origin, Typ};
+use crate::remote::RemoteJson;
 use crate::storage::OrgRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,9 +113,8 @@ pub struct Verified {
 impl Verified {
     /// Spends the assertion: from now on it is `replayed` everywhere. Call only once every other
     /// check of the caller has passed, so a refused request spends nothing.
-    pub async fn spend(&self, idp: &Idp, now: i64) -> Result<(), VerifyError> {
-        let fresh = idp
-            .replay
+    pub async fn spend(&self, replay: &dyn ReplayCache, now: i64) -> Result<(), VerifyError> {
+        let fresh = replay
             .set_if_absent(&self.replay_key, self.replay_until, now)
             .await
             .map_err(|_| VerifyError::Internal)?;
@@ -125,51 +126,160 @@ impl Verified {
     }
 }
 
-/// The keys of a partner, parsed once per cached copy: inline (parsed with the partner),
-/// fetched from its `jwks_uri` (cached, refreshed on unknown `kid` at most once per interval),
-/// or read from its DID document.
-async fn partner_keys(
-    idp: &Idp,
-    partner: &Partner,
-    refresh: bool,
-    now: i64,
-) -> Result<KeySet, VerifyError> {
-    if partner.jwks.is_some() {
-        return Ok(partner.key_set.clone());
+/// Verification of partner assertions, over what it needs: the partners' directory, their
+/// cached key sets and DID documents, the DID resolver, and the single-use markers.
+pub struct Verifier {
+    pub partners: Arc<PartnerDirectory>,
+    pub partner_jwks: Arc<RemoteJson>,
+    pub did_docs: Arc<RemoteJson>,
+    pub resolver: Arc<Resolver>,
+    pub replay: DynReplay,
+}
+
+impl Verifier {
+    /// The keys of a partner, parsed once per cached copy: inline (parsed with the partner),
+    /// fetched from its `jwks_uri` (cached, refreshed on unknown `kid` at most once per interval),
+    /// or read from its DID document.
+    async fn partner_keys(
+        &self,
+        partner: &Partner,
+        refresh: bool,
+        now: i64,
+    ) -> Result<KeySet, VerifyError> {
+        if partner.jwks.is_some() {
+            return Ok(partner.key_set.clone());
+        }
+        if let Some(uri) = &partner.record.jwks_uri {
+            let e = if refresh {
+                self.partner_jwks.refresh(uri).await
+            } else {
+                self.partner_jwks.get(uri).await
+            };
+            return e
+                .map(|e| e.key_set(KeySet::from_jwks))
+                .map_err(|_| VerifyError::KeysUnavailable);
+        }
+        if let Some(did) = &partner.record.did {
+            let web_url = crate::did::parse_did(did)
+                .filter(|d| d.method == "web")
+                .and_then(|d| crate::did::did_web_url(d.msid));
+            if refresh && let Some(url) = &web_url {
+                let _ = self.did_docs.refresh(url).await;
+            }
+            let doc = self
+                .resolver
+                .resolve(did, now, || true)
+                .await
+                .map_err(|_| VerifyError::KeysUnavailable)?;
+            let did_keys = |d: &Value| KeySet::from_jwks(&jwks_from_did_document(d));
+            // A foreign did:web document is served from the cache: its keys are parsed once and
+            // kept with the cached copy, used only if it is the very document resolved. (Our own
+            // DIDs are rendered per call; did:key and did:jwk are decoded from the DID itself.)
+            if let Some(url) = &web_url
+                && let Some(entry) = self.did_docs.cached(url).await
+                && entry.doc == doc.document
+            {
+                return Ok(entry.key_set(did_keys));
+            }
+            return Ok(did_keys(&doc.document));
+        }
+        Err(VerifyError::KeysUnavailable)
     }
-    if let Some(uri) = &partner.record.jwks_uri {
-        let e = if refresh {
-            idp.partner_jwks.refresh(uri).await
-        } else {
-            idp.partner_jwks.get(uri).await
+
+    /// Verifies `assertion` for `org` and spends its `(iss, jti)`.
+    pub async fn verify(
+        &self,
+        org: &OrgRecord,
+        assertion: &str,
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
+        let v = self.check(org, assertion, now).await?;
+        v.spend(self.replay.as_ref(), now).await?;
+        Ok(v)
+    }
+
+    /// Every check of [`verify`] except spending. The returned assertion is not yet single-use:
+    /// the caller must [`Verified::spend`] it before acting on it.
+    pub async fn check(
+        &self,
+        org: &OrgRecord,
+        assertion: &str,
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
+        // Any `typ`: partners send their access tokens, ID tokens and plain JWTs. `exp` is
+        // required; the audience and lifetime are the partner's, so they are set once it is known.
+        let mut expect = Expectations {
+            typ: Typ::Any,
+            required: &[Claim::Exp],
+            audience: None,
+            max_lifetime: None,
+            origin: Origin::Foreign,
         };
-        return e
-            .map(|e| e.key_set(KeySet::from_jwks))
-            .map_err(|_| VerifyError::KeysUnavailable);
-    }
-    if let Some(did) = &partner.record.did {
-        let web_url = crate::did::parse_did(did)
-            .filter(|d| d.method == "web")
-            .and_then(|d| crate::did::did_web_url(d.msid));
-        if refresh && let Some(url) = &web_url {
-            let _ = idp.did_docs.refresh(url).await;
-        }
-        let doc = crate::did::resolver::resolve(idp, did, now, || true)
+        let jws = jose::parse(assertion, &expect).map_err(refused)?;
+        // The (unverified) issuer selects the partner and so the keys; the signature then binds it.
+        let unverified: Map<String, Value> = jws.unverified_claims().map_err(refused)?;
+        let iss = unverified
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(VerifyError::MissingClaim("iss"))?;
+        let partner = self
+            .partners
+            .partner(&org.id, iss)
             .await
-            .map_err(|_| VerifyError::KeysUnavailable)?;
-        let did_keys = |d: &Value| KeySet::from_jwks(&jwks_from_did_document(d));
-        // A foreign did:web document is served from the cache: its keys are parsed once and
-        // kept with the cached copy, used only if it is the very document resolved. (Our own
-        // DIDs are rendered per call; did:key and did:jwk are decoded from the DID itself.)
-        if let Some(url) = &web_url
-            && let Some(entry) = idp.did_docs.cached(url).await
-            && entry.doc == doc.document
-        {
-            return Ok(entry.key_set(did_keys));
+            .map_err(|_| VerifyError::Internal)?
+            .ok_or(VerifyError::UnknownIssuer)?;
+        if !partner.enabled {
+            return Err(VerifyError::PartnerDisabled);
         }
-        return Ok(did_keys(&doc.document));
+        let audiences: Vec<&str> = partner
+            .allowed_audiences
+            .iter()
+            .map(String::as_str)
+            .collect();
+        expect.audience = Some(&audiences);
+        expect.max_lifetime = Some(partner.record.max_assertion_lifetime);
+
+        let keys = self.partner_keys(&partner, false, now).await?;
+        let mut outcome = jws.verify::<Map<String, Value>>(&keys, &expect, now);
+        if outcome == Err(JoseError::UnknownKey) {
+            // Unknown kid: the partner may have rotated. One refresh, shared and rate-limited.
+            let keys = self.partner_keys(&partner, true, now).await?;
+            outcome = jws.verify(&keys, &expect, now);
+        }
+        let claims = outcome.map_err(refused)?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or(VerifyError::MissingClaim("exp"))?;
+        let jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or(VerifyError::MissingClaim("jti"))?;
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or(VerifyError::MissingClaim("sub"))?
+            .to_owned();
+
+        // Single use everywhere: keyed by (iss, jti) alone, kept until the assertion could no longer pass.
+        let replay_key = format!("partner-assertion:{iss}:{jti}");
+
+        let subject = federated_subject(iss, &sub, claims.get("did").and_then(Value::as_str));
+        let local_claims: Map<String, Value> = partner
+            .claim_mapping
+            .iter()
+            .filter_map(|(from, to)| claims.get(from).map(|v| (to.clone(), v.clone())))
+            .collect();
+        Ok(Verified {
+            partner,
+            claims,
+            local_claims,
+            subject,
+            replay_key,
+            replay_until: exp.saturating_add(LEEWAY),
+        })
     }
-    Err(VerifyError::KeysUnavailable)
 }
 
 /// The verification methods of a DID document as a JWK Set, `kid` = the method id's fragment.
@@ -205,101 +315,6 @@ pub fn jwks_from_did_document(doc: &Value) -> Value {
         }
     }
     serde_json::json!({ "keys": keys })
-}
-
-/// Verifies `assertion` for `org` and spends its `(iss, jti)`.
-pub async fn verify(
-    idp: &Idp,
-    org: &OrgRecord,
-    assertion: &str,
-    now: i64,
-) -> Result<Verified, VerifyError> {
-    let v = check(idp, org, assertion, now).await?;
-    v.spend(idp, now).await?;
-    Ok(v)
-}
-
-/// Every check of [`verify`] except spending. The returned assertion is not yet single-use:
-/// the caller must [`Verified::spend`] it before acting on it.
-pub async fn check(
-    idp: &Idp,
-    org: &OrgRecord,
-    assertion: &str,
-    now: i64,
-) -> Result<Verified, VerifyError> {
-    // Any `typ`: partners send their access tokens, ID tokens and plain JWTs. `exp` is
-    // required; the audience and lifetime are the partner's, so they are set once it is known.
-    let mut expect = Expectations {
-        typ: Typ::Any,
-        required: &[Claim::Exp],
-        audience: None,
-        max_lifetime: None,
-        origin: Origin::Foreign,
-    };
-    let jws = jose::parse(assertion, &expect).map_err(refused)?;
-    // The (unverified) issuer selects the partner and so the keys; the signature then binds it.
-    let unverified: Map<String, Value> = jws.unverified_claims().map_err(refused)?;
-    let iss = unverified
-        .get("iss")
-        .and_then(Value::as_str)
-        .ok_or(VerifyError::MissingClaim("iss"))?;
-    let partner = idp
-        .directory
-        .partner(&org.id, iss)
-        .await
-        .map_err(|_| VerifyError::Internal)?
-        .ok_or(VerifyError::UnknownIssuer)?;
-    if !partner.enabled {
-        return Err(VerifyError::PartnerDisabled);
-    }
-    let audiences: Vec<&str> = partner
-        .allowed_audiences
-        .iter()
-        .map(String::as_str)
-        .collect();
-    expect.audience = Some(&audiences);
-    expect.max_lifetime = Some(partner.record.max_assertion_lifetime);
-
-    let keys = partner_keys(idp, &partner, false, now).await?;
-    let mut outcome = jws.verify::<Map<String, Value>>(&keys, &expect, now);
-    if outcome == Err(JoseError::UnknownKey) {
-        // Unknown kid: the partner may have rotated. One refresh, shared and rate-limited.
-        let keys = partner_keys(idp, &partner, true, now).await?;
-        outcome = jws.verify(&keys, &expect, now);
-    }
-    let claims = outcome.map_err(refused)?;
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .ok_or(VerifyError::MissingClaim("exp"))?;
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or(VerifyError::MissingClaim("jti"))?;
-    let sub = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .ok_or(VerifyError::MissingClaim("sub"))?
-        .to_owned();
-
-    // Single use everywhere: keyed by (iss, jti) alone, kept until the assertion could no longer pass.
-    let replay_key = format!("partner-assertion:{iss}:{jti}");
-
-    let subject = federated_subject(iss, &sub, claims.get("did").and_then(Value::as_str));
-    let local_claims: Map<String, Value> = partner
-        .claim_mapping
-        .iter()
-        .filter_map(|(from, to)| claims.get(from).map(|v| (to.clone(), v.clone())))
-        .collect();
-    Ok(Verified {
-        partner,
-        claims,
-        local_claims,
-        subject,
-        replay_key,
-        replay_until: exp.saturating_add(LEEWAY),
-    })
 }
 
 /// The local subject for a foreign identity.

@@ -125,7 +125,7 @@ pub async fn orgs_post(
     Admin(p): Admin,
     ApiJson(body): ApiJson<NewOrg>,
 ) -> ApiResult {
-    let org = orgs::create(&s.idp, &p, &body.slug, &body.name).await?;
+    let org = s.idp.orgs.create(&p, &body.slug, &body.name).await?;
     Ok(created(orgs::view(&org)))
 }
 
@@ -146,7 +146,7 @@ pub async fn orgs_get(
     ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     let limit = q.limit()?;
-    let items = orgs::list(&s.idp, &p, q.after.as_deref(), limit).await?;
+    let items = s.idp.orgs.list(&p, q.after.as_deref(), limit).await?;
     Ok(Json(page(items, limit, |o| o.id.as_str(), orgs::view)).into_response())
 }
 
@@ -165,7 +165,13 @@ pub async fn org_get(
     Admin(p): Admin,
     Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
-    let org = orgs::visible(&s.idp, &p, &org, crate::tenancy::access::Action::Read).await?;
+    let org = orgs::visible(
+        &s.idp.directory,
+        &p,
+        &org,
+        crate::tenancy::access::Action::Read,
+    )
+    .await?;
     Ok(Json(orgs::view(&org)).into_response())
 }
 
@@ -187,7 +193,7 @@ pub async fn org_patch(
     Path(OrgPath { org }): Path<OrgPath>,
     ApiJson(body): ApiJson<OrgPatch>,
 ) -> ApiResult {
-    let org = orgs::rename(&s.idp, &p, &org, &body.name).await?;
+    let org = s.idp.orgs.rename(&p, &org, &body.name).await?;
     s.discovery.invalidate(org.id.as_str()).await;
     Ok(Json(orgs::view(&org)).into_response())
 }
@@ -209,7 +215,7 @@ pub async fn org_delete(
     Admin(p): Admin,
     Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
-    orgs::delete(&s.idp, &p, &org).await?;
+    s.idp.orgs.delete(&p, &org).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -229,8 +235,14 @@ pub async fn keys_get(
     Admin(p): Admin,
     Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
-    let org = orgs::visible(&s.idp, &p, &org, crate::tenancy::access::Action::Read).await?;
-    Ok(Json(orgs::keys_view(&s.idp, &org, s.idp.clock.now(), None).await?).into_response())
+    let org = orgs::visible(
+        &s.idp.directory,
+        &p,
+        &org,
+        crate::tenancy::access::Action::Read,
+    )
+    .await?;
+    Ok(Json(s.idp.orgs.keys_view(&org, s.idp.clock.now(), None).await?).into_response())
 }
 
 /// Creates new signing keys; they are published at once and sign after the activation delay.
@@ -249,7 +261,7 @@ pub async fn keys_rotate_post(
     Admin(p): Admin,
     Path(OrgPath { org }): Path<OrgPath>,
 ) -> ApiResult {
-    Ok(created(orgs::rotate_keys(&s.idp, &p, &org).await?))
+    Ok(created(s.idp.orgs.rotate_keys(&p, &org).await?))
 }
 
 /// Registers an agent: secret-based (the `client_secret` is in this answer only) or
@@ -271,7 +283,7 @@ pub async fn agents_post(
     Path(OrgPath { org }): Path<OrgPath>,
     ApiJson(body): ApiJson<AgentInput>,
 ) -> ApiResult {
-    let (agent, secret) = agents::create(&s.idp, &p, &org, body).await?;
+    let (agent, secret) = s.idp.agents.create(&p, &org, body).await?;
     Ok(created(agents::view(&agent, Some(&org), secret.as_ref())))
 }
 
@@ -292,7 +304,11 @@ pub async fn agents_get(
     ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     let limit = q.limit()?;
-    let items = agents::list(&s.idp, &p, &org, q.after.as_deref(), limit).await?;
+    let items = s
+        .idp
+        .agents
+        .list(&p, &org, q.after.as_deref(), limit)
+        .await?;
     Ok(Json(page(
         items,
         limit,
@@ -318,7 +334,7 @@ pub async fn agent_get(
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
-    let agent = agents::get(&s.idp, &p, &org, &id).await?;
+    let agent = s.idp.agents.get(&p, &org, &id).await?;
     Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
 }
 
@@ -340,7 +356,7 @@ pub async fn agent_patch(
     Path(ObjectPath { org, id }): Path<ObjectPath>,
     ApiJson(body): ApiJson<AgentInput>,
 ) -> ApiResult {
-    let agent = agents::update(&s.idp, &p, &org, &id, body).await?;
+    let agent = s.idp.agents.update(&p, &org, &id, body).await?;
     Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
 }
 
@@ -360,7 +376,7 @@ pub async fn agent_delete(
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
-    agents::delete(&s.idp, &p, &org, &id).await?;
+    s.idp.agents.delete(&p, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -371,7 +387,7 @@ async fn set_status(
     id: String,
     st: AgentStatus,
 ) -> ApiResult {
-    let agent = agents::set_status(&s.idp, &p, &org, &id, st).await?;
+    let agent = s.idp.agents.set_status(&p, &org, &id, st).await?;
     Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
 }
 
@@ -477,6 +493,6 @@ pub async fn agent_rotate_secret_post(
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         b.and_then(|b| b.grace_period_secs)
     };
-    let (agent, secret) = agents::rotate_secret(&s.idp, &p, &org, &id, grace).await?;
+    let (agent, secret) = s.idp.agents.rotate_secret(&p, &org, &id, grace).await?;
     Ok(Json(agents::view(&agent, Some(&org), Some(&secret))).into_response())
 }

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,11 +15,10 @@ use super::extract::{Admin, ApiJson};
 use super::oauth::org_or_404;
 use super::openapi::{Authenticated, Conflict, Forbidden, Invalid, JsonBody, NotFound};
 use super::state::AppState;
-use crate::did::card::{self, CardMeta};
-use crate::did::resolver::{self, ResolveError, Resolved};
+use crate::did::card::CardMeta;
+use crate::did::resolver::{ResolveError, Resolved};
 use crate::did::{OwnDid, document::DocMeta};
 use crate::model::rfc3339;
-use crate::tenancy::agents;
 
 const DID_JSON: &str = "application/did+json";
 const DID_LD_JSON: &str = "application/did+ld+json";
@@ -62,7 +60,7 @@ const DID_CACHE: &str = "public, max-age=60";
 
 async fn serve_own(state: &AppState, which: OwnDid, headers: &HeaderMap) -> Response {
     let now = state.idp.clock.now();
-    match resolver::resolve_own(&state.idp, which, now).await {
+    match state.idp.resolver.resolve_own(which, now).await {
         Ok(Resolved {
             meta: Some(DocMeta {
                 deactivated: true, ..
@@ -144,10 +142,11 @@ pub async fn identifiers_get(
 ) -> Response {
     let now = state.idp.clock.now();
     let limiter = state.foreign_resolution_limit.clone();
-    let result = resolver::resolve(&state.idp, &did, now, || {
-        limiter.check_key(&peer.ip()).is_ok()
-    })
-    .await;
+    let result = state
+        .idp
+        .resolver
+        .resolve(&did, now, || limiter.check_key(&peer.ip()).is_ok())
+        .await;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -209,35 +208,9 @@ pub async fn agent_card_get(
         Ok(o) => o,
         Err(r) => return r,
     };
-    let idp = &state.idp;
-    let now = idp.clock.now();
-    let agent = match idp.directory.agent(&org.id, &agent_id).await {
-        Ok(Some(a)) if a.status != crate::tenancy::AgentStatus::Revoked => a,
-        Ok(_) => return super::not_found().await.into_response(),
-        Err(_) => return internal_error(),
-    };
-    let keys = match idp.keys.org_keys(&org, now).await {
-        Ok(k) => k,
-        Err(_) => return internal_error(),
-    };
-    let Some(key) = keys.signing_key(crate::model::Alg::ES256, now).cloned() else {
-        return internal_error();
-    };
-    let cache_key = (org.id.to_string(), agent.id().to_owned(), key.kid.clone());
-    let rendered = idp
-        .cards
-        .try_get_with(cache_key, async {
-            let meta = agents::card_meta(idp, &org.id, agent.id())
-                .await
-                .map_err(|e| e.to_string())?;
-            let unsigned = card::card(&org, &agent, &meta);
-            let signed = card::sign(unsigned, &key, &format!("{}/jwks.json", org.issuer))
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(Bytes::from(serde_json::to_vec(&signed).unwrap_or_default()))
-        })
-        .await;
-    match rendered {
-        Ok(bytes) => {
+    let now = state.idp.clock.now();
+    match state.idp.cards.signed(&org, &agent_id, now).await {
+        Ok(Some(bytes)) => {
             let mut resp = bytes.into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -251,6 +224,7 @@ pub async fn agent_card_get(
             );
             resp
         }
+        Ok(None) => super::not_found().await.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering an agent card failed");
             internal_error()
@@ -274,7 +248,7 @@ pub async fn agent_card_meta_get(
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
-    Ok(Json(agents::get_card(&s.idp, &p, &org, &id).await?).into_response())
+    Ok(Json(s.idp.cards.get_meta(&p, &org, &id).await?).into_response())
 }
 
 /// Replaces the agent's card metadata; the signed card at `{iss}/agents/{id}/card` shows it.
@@ -295,7 +269,10 @@ pub async fn agent_card_meta_put(
     Path(ObjectPath { org, id }): Path<ObjectPath>,
     ApiJson(meta): ApiJson<CardMeta>,
 ) -> ApiResult {
-    let meta = agents::set_card(&s.idp, &p, &org, &id, meta)
+    let meta = s
+        .idp
+        .cards
+        .set_meta(&p, &org, &id, meta)
         .await
         .map_err(ApiError::from)?;
     Ok(Json(meta).into_response())

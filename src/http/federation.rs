@@ -15,7 +15,6 @@ use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, Json
 use super::state::AppState;
 use crate::federation::partners::{self, PartnerInput, PartnerResponse};
 use crate::federation::verify;
-use crate::oauth::authorize_verifier;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +39,11 @@ pub async fn verify_post(
     };
     let now = state.idp.clock.now();
     if state.admin_principal(&token).is_none()
-        && let Err(e) = authorize_verifier(&state.idp, &org, token.expose(), now).await
+        && let Err(e) = state
+            .idp
+            .oauth
+            .authorize_verifier(&org, token.expose(), now)
+            .await
     {
         return BearerError(Some(e)).into_response();
     }
@@ -48,7 +51,13 @@ pub async fn verify_post(
         Ok(ApiJson(r)) => r,
         Err(e) => return e.into_response(),
     };
-    let answer = match verify::verify(&state.idp, &org, &req.assertion, now).await {
+    let answer = match state
+        .idp
+        .oauth
+        .verifier
+        .verify(&org, &req.assertion, now)
+        .await
+    {
         Ok(v) => json!({
             "valid": true,
             "partner": {"id": v.partner.record.id, "issuer": v.partner.record.issuer, "name": v.partner.record.name},
@@ -86,7 +95,7 @@ pub async fn partners_post(
     Path(OrgPath { org }): Path<OrgPath>,
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
-    let partner = partners::create(&s.idp, &p, &org, body).await?;
+    let partner = s.idp.partner_admin.create(&p, &org, body).await?;
     Ok((StatusCode::CREATED, Json(partners::view(&partner))).into_response())
 }
 
@@ -107,7 +116,11 @@ pub async fn partners_get(
     ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     let limit = q.limit()?;
-    let items = partners::list(&s.idp, &p, &org, q.after.as_deref(), limit).await?;
+    let items = s
+        .idp
+        .partner_admin
+        .list(&p, &org, q.after.as_deref(), limit)
+        .await?;
     Ok(Json(super::admin::page(
         items,
         limit,
@@ -132,7 +145,10 @@ pub async fn partner_get(
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
-    Ok(Json(partners::view(&partners::get(&s.idp, &p, &org, &id).await?)).into_response())
+    Ok(Json(partners::view(
+        &s.idp.partner_admin.get(&p, &org, &id).await?,
+    ))
+    .into_response())
 }
 
 /// Changes the given fields only (`issuer` never changes).
@@ -154,7 +170,7 @@ pub async fn partner_patch(
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
     Ok(Json(partners::view(
-        &partners::update(&s.idp, &p, &org, &id, body).await?,
+        &s.idp.partner_admin.update(&p, &org, &id, body).await?,
     ))
     .into_response())
 }
@@ -174,7 +190,7 @@ pub async fn partner_delete(
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
-    partners::delete(&s.idp, &p, &org, &id).await?;
+    s.idp.partner_admin.delete(&p, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -190,7 +206,7 @@ async fn set_enabled(
         ..Default::default()
     };
     Ok(Json(partners::view(
-        &partners::update(&s.idp, &p, &org, &id, input).await?,
+        &s.idp.partner_admin.update(&p, &org, &id, input).await?,
     ))
     .into_response())
 }

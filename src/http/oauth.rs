@@ -13,7 +13,6 @@ use super::error::{OAuthResponse, internal_error};
 use super::extract::OAuthRequest;
 use super::state::AppState;
 use crate::oauth::error::OAuthError;
-use crate::oauth::{introspect, proof, revoke, token};
 use crate::storage::OrgRecord;
 
 /// The organization behind `{iss}`; an unknown one is a 404 like any unknown path.
@@ -65,7 +64,11 @@ pub async fn token_post(
         Err(r) => return r,
     };
     let now = state.idp.clock.now();
-    let r = token::token(&state.idp, &org, req.client, &req.form, now).await;
+    let r = state
+        .idp
+        .oauth
+        .token(&org, req.client, &req.form, now)
+        .await;
     respond(req.basic, r, json_ok)
 }
 
@@ -80,7 +83,11 @@ pub async fn introspect_post(
         Err(r) => return r,
     };
     let now = state.idp.clock.now();
-    let r = introspect::introspect(&state.idp, &org, req.client, &req.form, now).await;
+    let r = state
+        .idp
+        .oauth
+        .introspect(&org, req.client, &req.form, now)
+        .await;
     respond(req.basic, r, json_ok)
 }
 
@@ -95,7 +102,11 @@ pub async fn revoke_post(
         Err(r) => return r,
     };
     let now = state.idp.clock.now();
-    let r = revoke::revoke(&state.idp, &org, req.client, &req.form, now).await;
+    let r = state
+        .idp
+        .oauth
+        .revoke(&org, req.client, &req.form, now)
+        .await;
     respond(req.basic, r, |()| StatusCode::OK.into_response())
 }
 
@@ -110,6 +121,10 @@ pub async fn agent_proof_post(
         Err(r) => return r,
     };
     let now = state.idp.clock.now();
-    let r = proof::agent_proof(&state.idp, &org, req.client, &req.form, now).await;
+    let r = state
+        .idp
+        .oauth
+        .agent_proof(&org, req.client, &req.form, now)
+        .await;
     respond(req.basic, r, json_ok)
 }

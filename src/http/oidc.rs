@@ -96,7 +96,7 @@ async fn agent_info_for(
         return BearerError(None).into_response();
     };
     let now = state.idp.clock.now();
-    match agent_info::agent_info(&state.idp, &org, token.expose(), now).await {
+    match agent_info::agent_info(&state.idp.oauth, &org, token.expose(), now).await {
         Ok(v) => {
             let mut resp = axum::Json(v).into_response();
             resp.headers_mut()

@@ -194,6 +194,11 @@ impl KeyService {
         }
     }
 
+    /// The organization's key rows not yet removed (for the admin view).
+    pub async fn records(&self, org_id: &str, now: i64) -> Result<Vec<KeyRecord>, KeyError> {
+        Ok(self.store.list(org_id, now).await?)
+    }
+
     pub fn master(&self) -> &MasterKey {
         &self.master
     }

@@ -36,6 +36,11 @@ const DID_HOST: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'-')
     .remove(b'_');
 
+/// An organization's issuer: `{public_url}/orgs/{slug}` (INTERFACE.md "Tenancy model").
+pub fn org_issuer(public_url: &Url, slug: &str) -> String {
+    format!("{}/orgs/{slug}", public_url.as_str().trim_end_matches('/'))
+}
+
 /// `did:web:HOST[:PATH]:orgs:SLUG`.
 pub fn org_did(public_url: &Url, slug: &str) -> String {
     format!("{}:orgs:{slug}", instance_did(public_url))

@@ -8,10 +8,13 @@ use serde::Deserialize;
 
 use super::error::OAuthError;
 use super::form::FormParams;
-use crate::idp::Idp;
+use crate::ephemeral::DynReplay;
 use crate::jose::{self, Claim, Expectations, JoseError, Jws, KeySet, Origin, Typ};
+use crate::keys::SecretDigester;
 use crate::model::Secret;
+use crate::remote::RemoteJson;
 use crate::storage::OrgRecord;
+use crate::tenancy::Directory;
 use crate::tenancy::{Agent, AgentStatus, AuthMethod};
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -87,76 +90,195 @@ impl ClientCredentials {
     }
 }
 
-/// Authenticates the client of a request to `org`'s endpoints. Every failure is
-/// `invalid_client` with no hint at which part failed beyond what the client already knows.
-///
-/// `endpoint` is the path below the issuer that was called (`/oauth2/token`, ...): a client
-/// assertion's `aud` may name the issuer, the token endpoint, or the endpoint called (RFC 7523
-/// §3 lets the server choose; authlib and others default to the URL they call).
-pub async fn authenticate(
-    idp: &Idp,
-    org: &OrgRecord,
-    credentials: ClientCredentials,
-    now: i64,
-    endpoint: &str,
-) -> Result<Arc<Agent>, OAuthError> {
-    match credentials {
-        ClientCredentials::Basic { client_id, secret }
-        | ClientCredentials::Post { client_id, secret } => {
-            by_secret(idp, org, &client_id, &secret, now).await
+/// Client authentication over what it needs: the directory (agents and their parsed keys), the
+/// secret digester, the agents' fetched key sets (`jwks_uri`), and the single-use markers of
+/// client assertions.
+pub struct ClientAuth {
+    pub directory: Arc<Directory>,
+    pub digester: Arc<SecretDigester>,
+    pub agent_jwks: Arc<RemoteJson>,
+    pub replay: DynReplay,
+}
+
+impl ClientAuth {
+    /// Authenticates the client of a request to `org`'s endpoints. Every failure is
+    /// `invalid_client` with no hint at which part failed beyond what the client already knows.
+    ///
+    /// `endpoint` is the path below the issuer that was called (`/oauth2/token`, ...): a client
+    /// assertion's `aud` may name the issuer, the token endpoint, or the endpoint called (RFC 7523
+    /// §3 lets the server choose; authlib and others default to the URL they call).
+    pub async fn authenticate(
+        &self,
+        org: &OrgRecord,
+        credentials: ClientCredentials,
+        now: i64,
+        endpoint: &str,
+    ) -> Result<Arc<Agent>, OAuthError> {
+        match credentials {
+            ClientCredentials::Basic { client_id, secret }
+            | ClientCredentials::Post { client_id, secret } => {
+                self.by_secret(org, &client_id, &secret, now).await
+            }
+            ClientCredentials::Jwt {
+                assertion,
+                client_id,
+            } => {
+                self.by_assertion(org, &assertion, client_id.as_deref(), now, endpoint)
+                    .await
+            }
+            ClientCredentials::None { .. } => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
         }
-        ClientCredentials::Jwt {
-            assertion,
-            client_id,
-        } => by_assertion(idp, org, &assertion, client_id.as_deref(), now, endpoint).await,
-        ClientCredentials::None { .. } => Err(OAuthError::invalid_client(
-            "client authentication is required",
-        )),
     }
-}
 
-async fn agent(idp: &Idp, org: &OrgRecord, client_id: &str) -> Result<Arc<Agent>, OAuthError> {
-    let a = idp
-        .directory
-        .agent(&org.id, client_id)
-        .await
-        .map_err(|_| OAuthError::server_error())?
-        .ok_or_else(|| OAuthError::invalid_client("unknown client or bad credentials"))?;
-    if a.status != AgentStatus::Active {
-        return Err(OAuthError::invalid_client("the client is not active"));
-    }
-    Ok(a)
-}
-
-async fn by_secret(
-    idp: &Idp,
-    org: &OrgRecord,
-    client_id: &str,
-    secret: &Secret,
-    now: i64,
-) -> Result<Arc<Agent>, OAuthError> {
-    let a = agent(idp, org, client_id).await?;
-    let fail = || OAuthError::invalid_client("unknown client or bad credentials");
-    if !a.auth_method.uses_secret() {
-        return Err(fail());
-    }
-    let r = &a.record;
-    let current = match (&r.secret_digest, r.secret_digest_version) {
-        (Some(d), Some(v)) => idp.digester.verify(secret.expose(), v, d),
-        _ => false,
-    };
-    let previous = || match (
-        &r.prev_secret_digest,
-        r.prev_secret_version,
-        r.prev_secret_expires_at,
-    ) {
-        (Some(d), Some(v), Some(exp)) if now < exp => idp.digester.verify(secret.expose(), v, d),
-        _ => false,
-    };
-    if current || previous() {
+    async fn agent(&self, org: &OrgRecord, client_id: &str) -> Result<Arc<Agent>, OAuthError> {
+        let a = self
+            .directory
+            .agent(&org.id, client_id)
+            .await
+            .map_err(|_| OAuthError::server_error())?
+            .ok_or_else(|| OAuthError::invalid_client("unknown client or bad credentials"))?;
+        if a.status != AgentStatus::Active {
+            return Err(OAuthError::invalid_client("the client is not active"));
+        }
         Ok(a)
-    } else {
-        Err(fail())
+    }
+
+    async fn by_secret(
+        &self,
+        org: &OrgRecord,
+        client_id: &str,
+        secret: &Secret,
+        now: i64,
+    ) -> Result<Arc<Agent>, OAuthError> {
+        let a = self.agent(org, client_id).await?;
+        let fail = || OAuthError::invalid_client("unknown client or bad credentials");
+        if !a.auth_method.uses_secret() {
+            return Err(fail());
+        }
+        let r = &a.record;
+        let current = match (&r.secret_digest, r.secret_digest_version) {
+            (Some(d), Some(v)) => self.digester.verify(secret.expose(), v, d),
+            _ => false,
+        };
+        let previous = || match (
+            &r.prev_secret_digest,
+            r.prev_secret_version,
+            r.prev_secret_expires_at,
+        ) {
+            (Some(d), Some(v), Some(exp)) if now < exp => {
+                self.digester.verify(secret.expose(), v, d)
+            }
+            _ => false,
+        };
+        if current || previous() {
+            Ok(a)
+        } else {
+            Err(fail())
+        }
+    }
+
+    async fn by_assertion(
+        &self,
+        org: &OrgRecord,
+        assertion: &Secret,
+        form_client_id: Option<&str>,
+        now: i64,
+        endpoint: &str,
+    ) -> Result<Arc<Agent>, OAuthError> {
+        let token_endpoint = format!("{}/oauth2/token", org.issuer);
+        let called = format!("{}{endpoint}", org.issuer);
+        let audience = [
+            org.issuer.as_str(),
+            token_endpoint.as_str(),
+            called.as_str(),
+        ];
+        // RFC 7523 §3: iss, sub, aud and exp are required; an access token is never an assertion.
+        let expect = Expectations {
+            typ: Typ::Not(crate::tokens::access_token::TYP),
+            required: &[Claim::Exp, Claim::Iss, Claim::Sub, Claim::Aud],
+            audience: Some(&audience),
+            max_lifetime: Some(MAX_ASSERTION_LIFETIME),
+            origin: Origin::Foreign,
+        };
+        let jws = jose::parse(assertion.expose(), &expect).map_err(refused)?;
+        // Which client? The (unverified) sub names it; the signature check below binds it.
+        let unverified: UnverifiedIss = jws
+            .unverified_claims()
+            .map_err(|_| OAuthError::invalid_client("client_assertion claims are malformed"))?;
+        let client_id = unverified
+            .sub
+            .ok_or_else(|| OAuthError::invalid_client("client_assertion has no sub"))?;
+        if unverified.iss.as_deref() != Some(client_id.as_str()) {
+            return Err(OAuthError::invalid_client(
+                "client_assertion iss and sub must both be the client_id",
+            ));
+        }
+        if form_client_id.is_some_and(|c| c != client_id) {
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the assertion",
+            ));
+        }
+        let a = self.agent(org, &client_id).await?;
+        if a.auth_method != AuthMethod::PrivateKeyJwt {
+            return Err(OAuthError::invalid_client(
+                "this client does not authenticate with private_key_jwt",
+            ));
+        }
+        let claims = self.verify_with_agent_keys(&a, &jws, &expect, now).await?;
+        if claims.iss != client_id || claims.sub != client_id {
+            return Err(OAuthError::invalid_client(
+                "client_assertion iss and sub must both be the client_id",
+            ));
+        }
+        if claims.jti.is_empty() || claims.jti.len() > 256 {
+            return Err(OAuthError::invalid_client(
+                "client_assertion needs a jti of at most 256 characters",
+            ));
+        }
+        // Single use: (organization, client, jti), kept until the assertion could no longer be accepted.
+        let key = format!("client-assertion:{}:{}:{}", org.id, client_id, claims.jti);
+        let fresh = self
+            .replay
+            .set_if_absent(&key, claims.exp.saturating_add(jose::LEEWAY), now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        if !fresh {
+            return Err(OAuthError::invalid_client(
+                "client_assertion jti was already used",
+            ));
+        }
+        Ok(a)
+    }
+
+    /// Verifies with the agent's inline keys, or its `jwks_uri` keys (parsed once per fetched
+    /// copy); an unknown `kid` refetches the `jwks_uri` once (rate-limited, single-flight), since
+    /// the agent may have rotated.
+    async fn verify_with_agent_keys(
+        &self,
+        a: &Agent,
+        jws: &Jws<'_>,
+        expect: &Expectations<'_>,
+        now: i64,
+    ) -> Result<AssertionClaims, OAuthError> {
+        if a.jwks.is_some() {
+            return jws.verify(&a.key_set, expect, now).map_err(refused);
+        }
+        let Some(uri) = &a.record.jwks_uri else {
+            return Err(refused(JoseError::UnknownKey));
+        };
+        let unavailable =
+            |_| OAuthError::invalid_client("the client's jwks_uri could not be fetched");
+        let entry = self.agent_jwks.get(uri).await.map_err(unavailable)?;
+        match jws.verify(&entry.key_set(KeySet::from_jwks), expect, now) {
+            Err(JoseError::UnknownKey) => {
+                let entry = self.agent_jwks.refresh(uri).await.map_err(unavailable)?;
+                jws.verify(&entry.key_set(KeySet::from_jwks), expect, now)
+                    .map_err(refused)
+            }
+            other => other.map_err(refused),
+        }
     }
 }
 
@@ -201,105 +323,4 @@ fn refused(e: JoseError) -> OAuthError {
             "client_assertion signature or claims are invalid".to_owned()
         }
     })
-}
-
-async fn by_assertion(
-    idp: &Idp,
-    org: &OrgRecord,
-    assertion: &Secret,
-    form_client_id: Option<&str>,
-    now: i64,
-    endpoint: &str,
-) -> Result<Arc<Agent>, OAuthError> {
-    let token_endpoint = format!("{}/oauth2/token", org.issuer);
-    let called = format!("{}{endpoint}", org.issuer);
-    let audience = [
-        org.issuer.as_str(),
-        token_endpoint.as_str(),
-        called.as_str(),
-    ];
-    // RFC 7523 §3: iss, sub, aud and exp are required; an access token is never an assertion.
-    let expect = Expectations {
-        typ: Typ::Not(crate::tokens::access_token::TYP),
-        required: &[Claim::Exp, Claim::Iss, Claim::Sub, Claim::Aud],
-        audience: Some(&audience),
-        max_lifetime: Some(MAX_ASSERTION_LIFETIME),
-        origin: Origin::Foreign,
-    };
-    let jws = jose::parse(assertion.expose(), &expect).map_err(refused)?;
-    // Which client? The (unverified) sub names it; the signature check below binds it.
-    let unverified: UnverifiedIss = jws
-        .unverified_claims()
-        .map_err(|_| OAuthError::invalid_client("client_assertion claims are malformed"))?;
-    let client_id = unverified
-        .sub
-        .ok_or_else(|| OAuthError::invalid_client("client_assertion has no sub"))?;
-    if unverified.iss.as_deref() != Some(client_id.as_str()) {
-        return Err(OAuthError::invalid_client(
-            "client_assertion iss and sub must both be the client_id",
-        ));
-    }
-    if form_client_id.is_some_and(|c| c != client_id) {
-        return Err(OAuthError::invalid_client(
-            "client_id does not match the assertion",
-        ));
-    }
-    let a = agent(idp, org, &client_id).await?;
-    if a.auth_method != AuthMethod::PrivateKeyJwt {
-        return Err(OAuthError::invalid_client(
-            "this client does not authenticate with private_key_jwt",
-        ));
-    }
-    let claims = verify_with_agent_keys(idp, &a, &jws, &expect, now).await?;
-    if claims.iss != client_id || claims.sub != client_id {
-        return Err(OAuthError::invalid_client(
-            "client_assertion iss and sub must both be the client_id",
-        ));
-    }
-    if claims.jti.is_empty() || claims.jti.len() > 256 {
-        return Err(OAuthError::invalid_client(
-            "client_assertion needs a jti of at most 256 characters",
-        ));
-    }
-    // Single use: (organization, client, jti), kept until the assertion could no longer be accepted.
-    let key = format!("client-assertion:{}:{}:{}", org.id, client_id, claims.jti);
-    let fresh = idp
-        .replay
-        .set_if_absent(&key, claims.exp.saturating_add(jose::LEEWAY), now)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    if !fresh {
-        return Err(OAuthError::invalid_client(
-            "client_assertion jti was already used",
-        ));
-    }
-    Ok(a)
-}
-
-/// Verifies with the agent's inline keys, or its `jwks_uri` keys (parsed once per fetched
-/// copy); an unknown `kid` refetches the `jwks_uri` once (rate-limited, single-flight), since
-/// the agent may have rotated.
-async fn verify_with_agent_keys(
-    idp: &Idp,
-    a: &Agent,
-    jws: &Jws<'_>,
-    expect: &Expectations<'_>,
-    now: i64,
-) -> Result<AssertionClaims, OAuthError> {
-    if a.jwks.is_some() {
-        return jws.verify(&a.key_set, expect, now).map_err(refused);
-    }
-    let Some(uri) = &a.record.jwks_uri else {
-        return Err(refused(JoseError::UnknownKey));
-    };
-    let unavailable = |_| OAuthError::invalid_client("the client's jwks_uri could not be fetched");
-    let entry = idp.agent_jwks.get(uri).await.map_err(unavailable)?;
-    match jws.verify(&entry.key_set(KeySet::from_jwks), expect, now) {
-        Err(JoseError::UnknownKey) => {
-            let entry = idp.agent_jwks.refresh(uri).await.map_err(unavailable)?;
-            jws.verify(&entry.key_set(KeySet::from_jwks), expect, now)
-                .map_err(refused)
-        }
-        other => other.map_err(refused),
-    }
 }

@@ -3,41 +3,45 @@
 
 use serde_json::{Value, json};
 
-use super::client_auth::{ClientCredentials, authenticate};
+use super::TokenStateError;
+use super::client_auth::ClientCredentials;
 use super::error::OAuthError;
 use super::form::FormParams;
-use super::{TokenStateError, active_token};
-use crate::idp::Idp;
+use crate::oauth::OAuth;
 use crate::storage::OrgRecord;
 
-pub async fn introspect(
-    idp: &Idp,
-    org: &OrgRecord,
-    client: ClientCredentials,
-    form: &FormParams,
-    now: i64,
-) -> Result<Value, OAuthError> {
-    authenticate(idp, org, client, now, "/oauth2/introspect").await?;
-    let token = form.require("token")?;
-    match active_token(idp, org, token, now).await {
-        Ok((c, _agent)) => Ok(without_nulls(json!({
-            "active": true,
-            "scope": c.scope,
-            "client_id": c.client_id,
-            "sub": c.sub,
-            "aud": c.aud,
-            "iss": c.iss,
-            "exp": c.exp,
-            "iat": c.iat,
-            "jti": c.jti,
-            "token_type": "Bearer",
-            "org_id": c.org_id,
-            "did": c.did,
-            "agent_name": c.agent_name,
-            "federated": c.federated,
-        }))),
-        Err(TokenStateError::Unavailable) => Err(OAuthError::server_error()),
-        Err(_) => Ok(json!({ "active": false })),
+impl OAuth {
+    pub async fn introspect(
+        &self,
+        org: &OrgRecord,
+        client: ClientCredentials,
+        form: &FormParams,
+        now: i64,
+    ) -> Result<Value, OAuthError> {
+        self.clients
+            .authenticate(org, client, now, "/oauth2/introspect")
+            .await?;
+        let token = form.require("token")?;
+        match self.active_token(org, token, now).await {
+            Ok((c, _agent)) => Ok(without_nulls(json!({
+                "active": true,
+                "scope": c.scope,
+                "client_id": c.client_id,
+                "sub": c.sub,
+                "aud": c.aud,
+                "iss": c.iss,
+                "exp": c.exp,
+                "iat": c.iat,
+                "jti": c.jti,
+                "token_type": "Bearer",
+                "org_id": c.org_id,
+                "did": c.did,
+                "agent_name": c.agent_name,
+                "federated": c.federated,
+            }))),
+            Err(TokenStateError::Unavailable) => Err(OAuthError::server_error()),
+            Err(_) => Ok(json!({ "active": false })),
+        }
     }
 }
 

@@ -13,8 +13,13 @@ pub mod wire;
 
 use std::sync::Arc;
 
-use crate::idp::Idp;
-use crate::storage::OrgRecord;
+use crate::ephemeral::DynReplay;
+use crate::federation::PartnerDirectory;
+use crate::federation::verify::Verifier;
+use crate::keys::KeyService;
+use crate::model::Clock;
+use crate::storage::{OrgRecord, ReplayStore};
+use crate::tenancy::Directory;
 use crate::tenancy::{Agent, AgentStatus};
 use crate::tokens::access_token::{self, AccessClaims, AccessTokenError};
 use error::OAuthError;
@@ -32,76 +37,94 @@ pub enum TokenStateError {
     Unavailable,
 }
 
-/// Validates an access token of `org` and checks that it is still in force: not revoked, its
-/// agent active, issued after the agent's "tokens valid after" instant.
-pub async fn active_token(
-    idp: &Idp,
-    org: &OrgRecord,
-    token: &str,
-    now: i64,
-) -> Result<(AccessClaims, Holder), TokenStateError> {
-    let keys = idp
-        .keys
-        .org_keys(org, now)
-        .await
-        .map_err(|_| TokenStateError::Unavailable)?;
-    let claims = access_token::validate(&keys, &org.issuer, token, now)?;
-    let holder = match &claims.federated {
-        // A federated identity: good while its partner is registered and enabled.
-        Some(f) => {
-            let partner = idp
-                .directory
-                .partner(&org.id, &f.iss)
-                .await
-                .map_err(|_| TokenStateError::Unavailable)?
-                .filter(|p| p.enabled)
-                .ok_or(TokenStateError::AgentInactive)?;
-            Holder::Federated(partner)
-        }
-        None => {
-            let agent = idp
-                .directory
-                .agent(&org.id, &claims.client_id)
-                .await
-                .map_err(|_| TokenStateError::Unavailable)?
-                .ok_or(TokenStateError::AgentInactive)?;
-            if agent.status != AgentStatus::Active {
-                return Err(TokenStateError::AgentInactive);
-            }
-            let issued_ms = crate::model::uuid_v7_millis(&claims.jti)
-                .unwrap_or(claims.iat.saturating_mul(1000));
-            if issued_ms <= agent.record.tokens_valid_after_ms {
-                return Err(TokenStateError::AgentInactive);
-            }
-            Holder::Agent(agent)
-        }
-    };
-    if idp
-        .stores
-        .replay
-        .is_revoked(&org.id, &claims.jti)
-        .await
-        .map_err(|_| TokenStateError::Unavailable)?
-    {
-        return Err(TokenStateError::Revoked);
-    }
-    Ok((claims, holder))
+/// The OAuth use cases of every organization's issuer, over what they need: client
+/// authentication, the directories of agents and partners (whom a token speaks for), the
+/// organization keys, the revocation list, the partner-assertion verifier and its single-use
+/// markers, the default token lifetime and the clock (a token's `jti` carries its issue instant
+/// in milliseconds).
+pub struct OAuth {
+    pub clients: client_auth::ClientAuth,
+    pub directory: Arc<Directory>,
+    pub partners: Arc<PartnerDirectory>,
+    pub keys: Arc<KeyService>,
+    pub revocations: Arc<dyn ReplayStore>,
+    pub verifier: Arc<Verifier>,
+    pub replay: DynReplay,
+    pub access_token_ttl: i64,
+    pub clock: Arc<dyn Clock>,
 }
 
-/// May the bearer of `token` call `{iss}/federation/verify`? One of the organization's agents
-/// with an access token in force may; a federated identity may not (it would let a partner
-/// launder its own assertions through us). The platform admin is admitted by the edge.
-pub async fn authorize_verifier(
-    idp: &Idp,
-    org: &OrgRecord,
-    token: &str,
-    now: i64,
-) -> Result<(), OAuthError> {
-    match active_token(idp, org, token, now).await? {
-        (_, Holder::Agent(_)) => Ok(()),
-        (_, Holder::Federated(_)) => Err(OAuthError::invalid_token(
-            "a federated identity cannot verify assertions",
-        )),
+impl OAuth {
+    /// Validates an access token of `org` and checks that it is still in force: not revoked, its
+    /// agent active, issued after the agent's "tokens valid after" instant.
+    pub async fn active_token(
+        &self,
+        org: &OrgRecord,
+        token: &str,
+        now: i64,
+    ) -> Result<(AccessClaims, Holder), TokenStateError> {
+        let keys = self
+            .keys
+            .org_keys(org, now)
+            .await
+            .map_err(|_| TokenStateError::Unavailable)?;
+        let claims = access_token::validate(&keys, &org.issuer, token, now)?;
+        let holder = match &claims.federated {
+            // A federated identity: good while its partner is registered and enabled.
+            Some(f) => {
+                let partner = self
+                    .partners
+                    .partner(&org.id, &f.iss)
+                    .await
+                    .map_err(|_| TokenStateError::Unavailable)?
+                    .filter(|p| p.enabled)
+                    .ok_or(TokenStateError::AgentInactive)?;
+                Holder::Federated(partner)
+            }
+            None => {
+                let agent = self
+                    .directory
+                    .agent(&org.id, &claims.client_id)
+                    .await
+                    .map_err(|_| TokenStateError::Unavailable)?
+                    .ok_or(TokenStateError::AgentInactive)?;
+                if agent.status != AgentStatus::Active {
+                    return Err(TokenStateError::AgentInactive);
+                }
+                let issued_ms = crate::model::uuid_v7_millis(&claims.jti)
+                    .unwrap_or(claims.iat.saturating_mul(1000));
+                if issued_ms <= agent.record.tokens_valid_after_ms {
+                    return Err(TokenStateError::AgentInactive);
+                }
+                Holder::Agent(agent)
+            }
+        };
+        if self
+            .revocations
+            .is_revoked(&org.id, &claims.jti)
+            .await
+            .map_err(|_| TokenStateError::Unavailable)?
+        {
+            return Err(TokenStateError::Revoked);
+        }
+        Ok((claims, holder))
+    }
+
+    /// May the bearer of `token` call `{iss}/federation/verify`? One of the organization's agents
+    /// with an access token in force may; a federated identity may not (it would let a partner
+    /// launder its own assertions through us). The platform admin is admitted by the edge.
+    pub async fn authorize_verifier(
+        &self,
+        org: &OrgRecord,
+        token: &str,
+        now: i64,
+    ) -> Result<(), OAuthError> {
+        match self.active_token(org, token, now).await? {
+            (_, Holder::Agent(_)) => Ok(()),
+            (_, Holder::Federated(_)) => Err(OAuthError::invalid_token(
+                "a federated identity cannot verify assertions",
+            )),
+        }
     }
 }
 

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use super::client_auth::{ClientCredentials, authenticate};
+use super::client_auth::ClientCredentials;
 use super::error::OAuthError;
 use super::form::FormParams;
 use crate::did::proof;
-use crate::idp::Idp;
+use crate::oauth::OAuth;
 use crate::storage::OrgRecord;
 
 #[derive(Debug, Serialize)]
@@ -17,42 +17,47 @@ pub struct ProofResponse {
     pub expires_in: i64,
 }
 
-pub async fn agent_proof(
-    idp: &Idp,
-    org: &OrgRecord,
-    client: ClientCredentials,
-    form: &FormParams,
-    now: i64,
-) -> Result<ProofResponse, OAuthError> {
-    let agent = authenticate(idp, org, client, now, "/agent-proof").await?;
-    let bad = |what: &'static str| OAuthError::invalid_request(what);
-    let aud = form.get("aud");
-    let nonce = form.get("nonce");
-    if aud.is_some_and(|a| a.len() > 512) || nonce.is_some_and(|n| n.len() > 256) {
-        return Err(bad("aud or nonce too long"));
-    }
-    let keys = idp
-        .keys
-        .org_keys(org, now)
-        .await
+impl OAuth {
+    pub async fn agent_proof(
+        &self,
+        org: &OrgRecord,
+        client: ClientCredentials,
+        form: &FormParams,
+        now: i64,
+    ) -> Result<ProofResponse, OAuthError> {
+        let agent = self
+            .clients
+            .authenticate(org, client, now, "/agent-proof")
+            .await?;
+        let bad = |what: &'static str| OAuthError::invalid_request(what);
+        let aud = form.get("aud");
+        let nonce = form.get("nonce");
+        if aud.is_some_and(|a| a.len() > 512) || nonce.is_some_and(|n| n.len() > 256) {
+            return Err(bad("aud or nonce too long"));
+        }
+        let keys = self
+            .keys
+            .org_keys(org, now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        let key = keys
+            .signing_key(agent.access_token_alg, now)
+            .ok_or_else(OAuthError::server_error)?;
+        let jwt = proof::mint(
+            key,
+            &org.did,
+            &org.issuer,
+            &agent.record.did,
+            agent.client_id(),
+            aud,
+            nonce,
+            now,
+        )
         .map_err(|_| OAuthError::server_error())?;
-    let key = keys
-        .signing_key(agent.access_token_alg, now)
-        .ok_or_else(OAuthError::server_error)?;
-    let jwt = proof::mint(
-        key,
-        &org.did,
-        &org.issuer,
-        &agent.record.did,
-        agent.client_id(),
-        aud,
-        nonce,
-        now,
-    )
-    .map_err(|_| OAuthError::server_error())?;
-    Ok(ProofResponse {
-        proof: jwt,
-        token_type: "urn:agentidp:token-type:agent-proof",
-        expires_in: proof::LIFETIME_SECS,
-    })
+        Ok(ProofResponse {
+            proof: jwt,
+            token_type: "urn:agentidp:token-type:agent-proof",
+            expires_in: proof::LIFETIME_SECS,
+        })
+    }
 }

@@ -1,42 +1,46 @@
 //! RFC 7009 token revocation. Only the client a token was issued to may revoke it (§2.1);
 //! an invalid or unknown token answers 200 all the same (§2.2).
 
-use super::client_auth::{ClientCredentials, authenticate};
+use super::client_auth::ClientCredentials;
 use super::error::{ErrorCode, OAuthError};
 use super::form::FormParams;
-use crate::idp::Idp;
+use crate::oauth::OAuth;
 use crate::storage::OrgRecord;
 use crate::tokens::access_token::{self, AccessTokenError};
 
-pub async fn revoke(
-    idp: &Idp,
-    org: &OrgRecord,
-    client: ClientCredentials,
-    form: &FormParams,
-    now: i64,
-) -> Result<(), OAuthError> {
-    let caller = authenticate(idp, org, client, now, "/oauth2/revoke").await?;
-    let token = form.require("token")?;
-    let keys = idp
-        .keys
-        .org_keys(org, now)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    let claims = match access_token::validate(&keys, &org.issuer, token, now) {
-        Ok(c) => c,
-        // Expired, foreign, malformed: nothing to revoke.
-        Err(AccessTokenError::Expired | _) => return Ok(()),
-    };
-    if claims.client_id != caller.client_id() {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the token was issued to another client",
-        ));
+impl OAuth {
+    pub async fn revoke(
+        &self,
+        org: &OrgRecord,
+        client: ClientCredentials,
+        form: &FormParams,
+        now: i64,
+    ) -> Result<(), OAuthError> {
+        let caller = self
+            .clients
+            .authenticate(org, client, now, "/oauth2/revoke")
+            .await?;
+        let token = form.require("token")?;
+        let keys = self
+            .keys
+            .org_keys(org, now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        let claims = match access_token::validate(&keys, &org.issuer, token, now) {
+            Ok(c) => c,
+            // Expired, foreign, malformed: nothing to revoke.
+            Err(AccessTokenError::Expired | _) => return Ok(()),
+        };
+        if claims.client_id != caller.client_id() {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "the token was issued to another client",
+            ));
+        }
+        self.revocations
+            .revoke(&org.id, &claims.jti, claims.exp)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        Ok(())
     }
-    idp.stores
-        .replay
-        .revoke(&org.id, &claims.jti, claims.exp)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    Ok(())
 }

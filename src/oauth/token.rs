@@ -3,39 +3,43 @@
 //! as it requires: always for client credentials (§4.4.2), when credentials were sent for the JWT
 //! bearer grant and token exchange (RFC 7523 §3.1, RFC 8693 §2.1).
 
-use super::client_auth::{ClientCredentials, authenticate};
+use super::client_auth::ClientCredentials;
 use super::error::{ErrorCode, OAuthError};
 use super::form::FormParams;
-use super::grants;
 use super::wire::{
     GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE, TokenResponse,
 };
-use crate::idp::Idp;
+use crate::oauth::OAuth;
 use crate::storage::OrgRecord;
 
-/// Handles one token request.
-pub async fn token(
-    idp: &Idp,
-    org: &OrgRecord,
-    client: ClientCredentials,
-    form: &FormParams,
-    now: i64,
-) -> Result<TokenResponse, OAuthError> {
-    let grant_type = form.require("grant_type")?;
-    match grant_type {
-        GRANT_CLIENT_CREDENTIALS => {
-            let agent = authenticate(idp, org, client, now, "/oauth2/token").await?;
-            grants::client_credentials::issue(idp, org, &agent, form, now).await
+impl OAuth {
+    /// Handles one token request.
+    pub async fn token(
+        &self,
+        org: &OrgRecord,
+        client: ClientCredentials,
+        form: &FormParams,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let grant_type = form.require("grant_type")?;
+        match grant_type {
+            GRANT_CLIENT_CREDENTIALS => {
+                let agent = self
+                    .clients
+                    .authenticate(org, client, now, "/oauth2/token")
+                    .await?;
+                self.issue_client_credentials(org, &agent, form, now).await
+            }
+            GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
+                self.exchange(org, client, form, grant_type, now).await
+            }
+            other => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!(
+                    "grant_type {:?} is not supported",
+                    other.chars().take(80).collect::<String>()
+                ),
+            )),
         }
-        GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
-            grants::federated::exchange(idp, org, client, form, grant_type, now).await
-        }
-        other => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            format!(
-                "grant_type {:?} is not supported",
-                other.chars().take(80).collect::<String>()
-            ),
-        )),
     }
 }

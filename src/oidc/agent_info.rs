@@ -3,18 +3,17 @@
 
 use serde_json::{Value, json};
 
-use crate::idp::Idp;
 use crate::oauth::error::OAuthError;
-use crate::oauth::{Holder, active_token};
+use crate::oauth::{Holder, OAuth};
 use crate::storage::OrgRecord;
 
 pub async fn agent_info(
-    idp: &Idp,
+    oauth: &OAuth,
     org: &OrgRecord,
     token: &str,
     now: i64,
 ) -> Result<Value, OAuthError> {
-    let (claims, holder) = active_token(idp, org, token, now).await?;
+    let (claims, holder) = oauth.active_token(org, token, now).await?;
     let mut info = match holder {
         Holder::Agent(agent) => json!({
             "sub": claims.sub,

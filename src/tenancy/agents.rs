@@ -9,13 +9,15 @@ use utoipa::ToSchema;
 
 use super::access::Action;
 use super::access::Principal;
-use super::{Agent, AgentStatus, AuthMethod, orgs};
+use super::{Agent, AgentStatus, AuthMethod, Directory, orgs};
 use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
-use crate::idp::Idp;
+use crate::fetch::FetchPolicy;
 use crate::jose::JwkError;
+use crate::keys::SecretDigester;
 use crate::keys::envelope::random_token;
-use crate::model::{AgentId, Alg, Secret, is_uuid, rfc3339};
+use crate::model::{AgentId, Alg, Clock, Secret, is_uuid, rfc3339};
+use crate::remote::RemoteJson;
 use crate::storage::{AgentRecord, Event, OrgRecord};
 
 /// Registration and update input (RFC 7591 client-metadata names where one exists).
@@ -76,16 +78,384 @@ pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
     Ok(())
 }
 
-fn validate_jwks_uri(idp: &Idp, uri: &str) -> Result<(), AdminError> {
-    // The URL parser percent-encodes control characters, but the string is stored as given
-    // (and PostgreSQL text cannot hold NUL).
-    if uri.chars().any(char::is_control) {
-        return Err(AdminError::field("jwks_uri", "must be an absolute URL"));
+/// The agent use cases, over what they need: the directory, the secret digester, the outbound
+/// policy (a `jwks_uri` must be fetchable), the agents' cached key sets (forgotten when an
+/// agent's registration changes), the longest token lifetime an agent may ask for, the clock.
+pub struct Agents {
+    pub directory: Arc<Directory>,
+    pub digester: Arc<SecretDigester>,
+    pub fetch_policy: FetchPolicy,
+    pub agent_jwks: Arc<RemoteJson>,
+    pub max_token_ttl: i64,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Agents {
+    fn validate_jwks_uri(&self, uri: &str) -> Result<(), AdminError> {
+        // The URL parser percent-encodes control characters, but the string is stored as given
+        // (and PostgreSQL text cannot hold NUL).
+        if uri.chars().any(char::is_control) {
+            return Err(AdminError::field("jwks_uri", "must be an absolute URL"));
+        }
+        let u = url::Url::parse(uri)
+            .map_err(|_| AdminError::field("jwks_uri", "must be an absolute URL"))?;
+        crate::fetch::check_url(&u, &self.fetch_policy)
+            .map_err(|e| AdminError::field("jwks_uri", e.to_string()))
     }
-    let u = url::Url::parse(uri)
-        .map_err(|_| AdminError::field("jwks_uri", "must be an absolute URL"))?;
-    crate::fetch::check_url(&u, idp.fetcher.policy())
-        .map_err(|e| AdminError::field("jwks_uri", e.to_string()))
+
+    /// Applies the given fields of `input` to `rec`, validating each.
+    fn apply_input(&self, rec: &mut AgentRecord, input: AgentInput) -> Result<(), AdminError> {
+        if let Some(name) = input.name {
+            orgs::validate_name("name", &name)?;
+            rec.name = name.trim().to_owned();
+        }
+        if let Some(d) = input.description {
+            if d.chars().count() > 2000 {
+                return Err(AdminError::field("description", "at most 2000 characters"));
+            }
+            // PostgreSQL text cannot hold NUL (a 500 there, stored on SQLite).
+            if d.contains('\0') {
+                return Err(AdminError::field("description", "must not contain NUL"));
+            }
+            rec.description = Some(d);
+        }
+        if let Some(mut scopes) = input.scopes {
+            validate_scopes(&scopes)?;
+            // A set: drop every repeat, not only adjacent ones (`Vec::dedup`).
+            let mut seen = std::collections::HashSet::new();
+            scopes.retain(|s| seen.insert(s.clone()));
+            rec.scopes = scopes;
+        }
+        if let Some(alg) = input.access_token_signed_response_alg {
+            rec.access_token_alg = parse_alg("access_token_signed_response_alg", &alg)?;
+        }
+        if let Some(alg) = input.id_token_signed_response_alg {
+            rec.id_token_alg = parse_alg("id_token_signed_response_alg", &alg)?;
+        }
+        if let Some(ttl) = input.access_token_ttl_secs {
+            if !(1..=self.max_token_ttl).contains(&ttl) {
+                return Err(AdminError::field(
+                    "access_token_ttl_secs",
+                    format!(
+                        "must be between 1 and the instance default {}",
+                        self.max_token_ttl
+                    ),
+                ));
+            }
+            rec.access_token_ttl = Some(ttl);
+        }
+        if let Some(m) = input.token_endpoint_auth_method {
+            let m = AuthMethod::parse(&m).ok_or_else(|| {
+                AdminError::field(
+                    "token_endpoint_auth_method",
+                    "must be client_secret_basic, client_secret_post or private_key_jwt",
+                )
+            })?;
+            if m.uses_secret() != rec.auth_method.uses_secret() && !rec.created_at.eq(&0) {
+                return Err(AdminError::field(
+                    "token_endpoint_auth_method",
+                    "cannot switch between secret and private_key_jwt authentication; register a new agent",
+                ));
+            }
+            rec.auth_method = m;
+        }
+        if let Some(jwks) = input.jwks {
+            validate_jwks(&jwks)?;
+            rec.jwks = Some(jwks);
+            rec.jwks_uri = None;
+        }
+        if let Some(uri) = input.jwks_uri {
+            self.validate_jwks_uri(&uri)?;
+            rec.jwks_uri = Some(uri);
+            rec.jwks = None;
+        }
+        let method = rec.auth_method;
+        if method == AuthMethod::PrivateKeyJwt && rec.jwks.is_none() && rec.jwks_uri.is_none() {
+            return Err(AdminError::field(
+                "jwks",
+                "private_key_jwt needs jwks or jwks_uri",
+            ));
+        }
+        if method.uses_secret() && (rec.jwks.is_some() || rec.jwks_uri.is_some()) {
+            return Err(AdminError::field(
+                "token_endpoint_auth_method",
+                "jwks and jwks_uri go with private_key_jwt",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Registers an agent. Secret-based agents get a 256-bit secret, returned once and stored only as
+    /// a keyed digest.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        input: AgentInput,
+    ) -> Result<(Agent, Option<Secret>), AdminError> {
+        let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
+        let name = input
+            .name
+            .clone()
+            .ok_or_else(|| AdminError::field("name", "is required"))?;
+        if input.scopes.is_none() {
+            return Err(AdminError::field("scopes", "is required (may be empty)"));
+        }
+        let now = self.clock.now();
+        let id = AgentId::generate(self.clock.now_ms());
+        let method = match &input.token_endpoint_auth_method {
+            Some(m) => AuthMethod::parse(m).ok_or_else(|| {
+                AdminError::field(
+                    "token_endpoint_auth_method",
+                    "must be client_secret_basic, client_secret_post or private_key_jwt",
+                )
+            })?,
+            None if input.jwks.is_some() || input.jwks_uri.is_some() => AuthMethod::PrivateKeyJwt,
+            None => AuthMethod::ClientSecretBasic,
+        };
+        let mut rec = AgentRecord {
+            org_id: org.id.clone(),
+            id: id.clone(),
+            name,
+            description: None,
+            did: crate::model::did::agent_did(&org.did, &id),
+            scopes: Vec::new(),
+            status: AgentStatus::Active,
+            auth_method: method,
+            secret_digest: None,
+            secret_digest_version: None,
+            prev_secret_digest: None,
+            prev_secret_version: None,
+            prev_secret_expires_at: None,
+            jwks: None,
+            jwks_uri: None,
+            access_token_alg: Alg::ES256,
+            id_token_alg: Alg::RS256,
+            access_token_ttl: None,
+            tokens_valid_after_ms: 0,
+            created_at: 0,
+            updated_at: now,
+        };
+        let mut input = input;
+        input.token_endpoint_auth_method = None;
+        self.apply_input(&mut rec, input)?;
+        rec.created_at = now;
+        let secret = method.uses_secret().then(random_token);
+        if let Some(s) = &secret {
+            rec.secret_digest = Some(self.digester.digest(s.expose()));
+            rec.secret_digest_version = Some(self.digester.version());
+        }
+        let ev = event(
+            &rec,
+            "agent.created",
+            json!({"name": rec.name, "auth_method": rec.auth_method.as_str()}),
+            now,
+        );
+        self.directory.agent_store().create(&rec, &ev).await?;
+        self.directory
+            .invalidate(Invalidation::Agent {
+                org_id: org.id.into(),
+                agent_id: id.into(),
+            })
+            .await;
+        Ok((Agent::from_record(rec), secret))
+    }
+
+    pub async fn get(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+    ) -> Result<Agent, AdminError> {
+        Ok(load(&self.directory, principal, org_slug, id, Action::Read)
+            .await?
+            .1)
+    }
+
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Agent>, AdminError> {
+        let org = orgs::visible(&self.directory, principal, org_slug, Action::Read).await?;
+        let rows = self
+            .directory
+            .agent_store()
+            .list(&org.id, after, limit)
+            .await?;
+        Ok(rows.into_iter().map(Agent::from_record).collect())
+    }
+
+    async fn save(&self, rec: &AgentRecord, ev: Event) -> Result<Agent, AdminError> {
+        self.directory.agent_store().update(rec, &ev).await?;
+        self.directory
+            .invalidate(Invalidation::Agent {
+                org_id: rec.org_id.to_string(),
+                agent_id: rec.id.to_string(),
+            })
+            .await;
+        if let Some(uri) = &rec.jwks_uri {
+            self.agent_jwks.forget(uri).await;
+        }
+        Ok(Agent::from_record(rec.clone()))
+    }
+
+    pub async fn update(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+        input: AgentInput,
+    ) -> Result<Agent, AdminError> {
+        let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+        ensure_not_revoked(&agent)?;
+        let mut rec = agent.record.clone();
+        let fields: Vec<&str> = [
+            ("name", input.name.is_some()),
+            ("description", input.description.is_some()),
+            ("scopes", input.scopes.is_some()),
+            (
+                "token_endpoint_auth_method",
+                input.token_endpoint_auth_method.is_some(),
+            ),
+            ("jwks", input.jwks.is_some()),
+            ("jwks_uri", input.jwks_uri.is_some()),
+            (
+                "access_token_signed_response_alg",
+                input.access_token_signed_response_alg.is_some(),
+            ),
+            (
+                "id_token_signed_response_alg",
+                input.id_token_signed_response_alg.is_some(),
+            ),
+            (
+                "access_token_ttl_secs",
+                input.access_token_ttl_secs.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect();
+        self.apply_input(&mut rec, input)?;
+        let now = self.clock.now();
+        rec.updated_at = now;
+        self.save(
+            &rec,
+            event(&rec, "agent.updated", json!({ "fields": fields }), now),
+        )
+        .await
+    }
+
+    /// Suspend, reactivate or revoke. Suspending and revoking end every token issued before now.
+    pub async fn set_status(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+        status: AgentStatus,
+    ) -> Result<Agent, AdminError> {
+        let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+        if agent.status == status {
+            return Ok(agent);
+        }
+        ensure_not_revoked(&agent)?;
+        let mut rec = agent.record.clone();
+        let now_ms = self.clock.now_ms();
+        rec.status = status;
+        if status != AgentStatus::Active {
+            rec.tokens_valid_after_ms = now_ms;
+        }
+        rec.updated_at = now_ms / 1000;
+        let kind = match status {
+            AgentStatus::Active => "agent.reactivated",
+            AgentStatus::Suspended => "agent.suspended",
+            AgentStatus::Revoked => "agent.revoked",
+        };
+        self.save(&rec, event(&rec, kind, json!({}), rec.updated_at))
+            .await
+    }
+
+    pub async fn delete(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+    ) -> Result<(), AdminError> {
+        let (org, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+        let now = self.clock.now();
+        self.directory
+            .agent_store()
+            .delete(
+                &org.id,
+                agent.id(),
+                now,
+                &event(&agent.record, "agent.deleted", json!({}), now),
+            )
+            .await?;
+        self.directory
+            .invalidate(Invalidation::Agent {
+                org_id: org.id.into(),
+                agent_id: agent.id().to_owned(),
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Issues a new client secret. With `grace_period_secs` the old one keeps working that long;
+    /// without, it stops at once and tokens issued before now stop introspecting as active.
+    pub async fn rotate_secret(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+        grace_period_secs: Option<i64>,
+    ) -> Result<(Agent, Secret), AdminError> {
+        let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+        ensure_not_revoked(&agent)?;
+        if !agent.auth_method.uses_secret() {
+            return Err(AdminError::Conflict(
+                "the agent authenticates with private_key_jwt and has no secret".into(),
+            ));
+        }
+        let grace = grace_period_secs.unwrap_or(0);
+        if !(0..=7 * 86_400).contains(&grace) {
+            return Err(AdminError::field(
+                "grace_period_secs",
+                "must be between 0 and 604800",
+            ));
+        }
+        let now_ms = self.clock.now_ms();
+        let now = now_ms / 1000;
+        let mut rec = agent.record.clone();
+        if grace > 0 {
+            rec.prev_secret_digest = rec.secret_digest.take();
+            rec.prev_secret_version = rec.secret_digest_version.take();
+            rec.prev_secret_expires_at = Some(now + grace);
+        } else {
+            rec.prev_secret_digest = None;
+            rec.prev_secret_version = None;
+            rec.prev_secret_expires_at = None;
+            rec.tokens_valid_after_ms = now_ms;
+        }
+        let secret = random_token();
+        rec.secret_digest = Some(self.digester.digest(secret.expose()));
+        rec.secret_digest_version = Some(self.digester.version());
+        rec.updated_at = now;
+        let agent = self
+            .save(
+                &rec,
+                event(
+                    &rec,
+                    "agent.secret_rotated",
+                    json!({"grace_period_secs": grace}),
+                    now,
+                ),
+            )
+            .await?;
+        Ok((agent, secret))
+    }
 }
 
 fn parse_alg(field: &'static str, v: &str) -> Result<Alg, AdminError> {
@@ -105,7 +475,8 @@ fn validate_scopes(scopes: &[String]) -> Result<(), AdminError> {
     Ok(())
 }
 
-fn event(agent: &AgentRecord, kind: &'static str, data: Value, at: i64) -> Event {
+/// The outbox event of a change to `agent`.
+pub fn event(agent: &AgentRecord, kind: &'static str, data: Value, at: i64) -> Event {
     Event {
         org_id: Some(agent.org_id.clone()),
         kind,
@@ -115,381 +486,33 @@ fn event(agent: &AgentRecord, kind: &'static str, data: Value, at: i64) -> Event
     }
 }
 
-/// Applies the given fields of `input` to `rec`, validating each.
-fn apply_input(idp: &Idp, rec: &mut AgentRecord, input: AgentInput) -> Result<(), AdminError> {
-    if let Some(name) = input.name {
-        orgs::validate_name("name", &name)?;
-        rec.name = name.trim().to_owned();
-    }
-    if let Some(d) = input.description {
-        if d.chars().count() > 2000 {
-            return Err(AdminError::field("description", "at most 2000 characters"));
-        }
-        // PostgreSQL text cannot hold NUL (a 500 there, stored on SQLite).
-        if d.contains('\0') {
-            return Err(AdminError::field("description", "must not contain NUL"));
-        }
-        rec.description = Some(d);
-    }
-    if let Some(mut scopes) = input.scopes {
-        validate_scopes(&scopes)?;
-        // A set: drop every repeat, not only adjacent ones (`Vec::dedup`).
-        let mut seen = std::collections::HashSet::new();
-        scopes.retain(|s| seen.insert(s.clone()));
-        rec.scopes = scopes;
-    }
-    if let Some(alg) = input.access_token_signed_response_alg {
-        rec.access_token_alg = parse_alg("access_token_signed_response_alg", &alg)?;
-    }
-    if let Some(alg) = input.id_token_signed_response_alg {
-        rec.id_token_alg = parse_alg("id_token_signed_response_alg", &alg)?;
-    }
-    if let Some(ttl) = input.access_token_ttl_secs {
-        if !(1..=idp.access_token_ttl).contains(&ttl) {
-            return Err(AdminError::field(
-                "access_token_ttl_secs",
-                format!(
-                    "must be between 1 and the instance default {}",
-                    idp.access_token_ttl
-                ),
-            ));
-        }
-        rec.access_token_ttl = Some(ttl);
-    }
-    if let Some(m) = input.token_endpoint_auth_method {
-        let m = AuthMethod::parse(&m).ok_or_else(|| {
-            AdminError::field(
-                "token_endpoint_auth_method",
-                "must be client_secret_basic, client_secret_post or private_key_jwt",
-            )
-        })?;
-        if m.uses_secret() != rec.auth_method.uses_secret() && !rec.created_at.eq(&0) {
-            return Err(AdminError::field(
-                "token_endpoint_auth_method",
-                "cannot switch between secret and private_key_jwt authentication; register a new agent",
-            ));
-        }
-        rec.auth_method = m;
-    }
-    if let Some(jwks) = input.jwks {
-        validate_jwks(&jwks)?;
-        rec.jwks = Some(jwks);
-        rec.jwks_uri = None;
-    }
-    if let Some(uri) = input.jwks_uri {
-        validate_jwks_uri(idp, &uri)?;
-        rec.jwks_uri = Some(uri);
-        rec.jwks = None;
-    }
-    let method = rec.auth_method;
-    if method == AuthMethod::PrivateKeyJwt && rec.jwks.is_none() && rec.jwks_uri.is_none() {
-        return Err(AdminError::field(
-            "jwks",
-            "private_key_jwt needs jwks or jwks_uri",
-        ));
-    }
-    if method.uses_secret() && (rec.jwks.is_some() || rec.jwks_uri.is_some()) {
-        return Err(AdminError::field(
-            "token_endpoint_auth_method",
-            "jwks and jwks_uri go with private_key_jwt",
-        ));
-    }
-    Ok(())
-}
-
-/// Registers an agent. Secret-based agents get a 256-bit secret, returned once and stored only as
-/// a keyed digest.
-pub async fn create(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    input: AgentInput,
-) -> Result<(Agent, Option<Secret>), AdminError> {
-    let org = orgs::visible(idp, principal, org_slug, Action::Write).await?;
-    let name = input
-        .name
-        .clone()
-        .ok_or_else(|| AdminError::field("name", "is required"))?;
-    if input.scopes.is_none() {
-        return Err(AdminError::field("scopes", "is required (may be empty)"));
-    }
-    let now = idp.clock.now();
-    let id = AgentId::generate(idp.clock.now_ms());
-    let method = match &input.token_endpoint_auth_method {
-        Some(m) => AuthMethod::parse(m).ok_or_else(|| {
-            AdminError::field(
-                "token_endpoint_auth_method",
-                "must be client_secret_basic, client_secret_post or private_key_jwt",
-            )
-        })?,
-        None if input.jwks.is_some() || input.jwks_uri.is_some() => AuthMethod::PrivateKeyJwt,
-        None => AuthMethod::ClientSecretBasic,
-    };
-    let mut rec = AgentRecord {
-        org_id: org.id.clone(),
-        id: id.clone(),
-        name,
-        description: None,
-        did: crate::did::agent_did(&org.did, &id),
-        scopes: Vec::new(),
-        status: AgentStatus::Active,
-        auth_method: method,
-        secret_digest: None,
-        secret_digest_version: None,
-        prev_secret_digest: None,
-        prev_secret_version: None,
-        prev_secret_expires_at: None,
-        jwks: None,
-        jwks_uri: None,
-        access_token_alg: Alg::ES256,
-        id_token_alg: Alg::RS256,
-        access_token_ttl: None,
-        tokens_valid_after_ms: 0,
-        created_at: 0,
-        updated_at: now,
-    };
-    let mut input = input;
-    input.token_endpoint_auth_method = None;
-    apply_input(idp, &mut rec, input)?;
-    rec.created_at = now;
-    let secret = method.uses_secret().then(random_token);
-    if let Some(s) = &secret {
-        rec.secret_digest = Some(idp.digester.digest(s.expose()));
-        rec.secret_digest_version = Some(idp.digester.version());
-    }
-    let ev = event(
-        &rec,
-        "agent.created",
-        json!({"name": rec.name, "auth_method": rec.auth_method.as_str()}),
-        now,
-    );
-    idp.stores.agents.create(&rec, &ev).await?;
-    idp.directory
-        .invalidate(Invalidation::Agent {
-            org_id: org.id.into(),
-            agent_id: id.into(),
-        })
-        .await;
-    Ok((Agent::from_record(rec), secret))
-}
-
-async fn load(
-    idp: &Idp,
+/// An agent of an organization the principal may act on; invisible ones answer `NotFound`.
+pub async fn load(
+    directory: &Directory,
     principal: &Principal,
     org_slug: &str,
     id: &str,
     action: Action,
 ) -> Result<(OrgRecord, Agent), AdminError> {
-    let org = orgs::visible(idp, principal, org_slug, action).await?;
+    let org = orgs::visible(directory, principal, org_slug, action).await?;
     if !is_uuid(id) {
         return Err(AdminError::NotFound);
     }
-    let rec = idp
-        .stores
-        .agents
+    let rec = directory
+        .agent_store()
         .get(&org.id, id)
         .await?
         .ok_or(AdminError::NotFound)?;
     Ok((org, Agent::from_record(rec)))
 }
 
-pub async fn get(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-) -> Result<Agent, AdminError> {
-    Ok(load(idp, principal, org_slug, id, Action::Read).await?.1)
-}
-
-pub async fn list(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Agent>, AdminError> {
-    let org = orgs::visible(idp, principal, org_slug, Action::Read).await?;
-    let rows = idp.stores.agents.list(&org.id, after, limit).await?;
-    Ok(rows.into_iter().map(Agent::from_record).collect())
-}
-
-async fn save(idp: &Idp, rec: &AgentRecord, ev: Event) -> Result<Agent, AdminError> {
-    idp.stores.agents.update(rec, &ev).await?;
-    idp.directory
-        .invalidate(Invalidation::Agent {
-            org_id: rec.org_id.to_string(),
-            agent_id: rec.id.to_string(),
-        })
-        .await;
-    if let Some(uri) = &rec.jwks_uri {
-        idp.agent_jwks.forget(uri).await;
-    }
-    Ok(Agent::from_record(rec.clone()))
-}
-
-fn ensure_not_revoked(agent: &Agent) -> Result<(), AdminError> {
+pub fn ensure_not_revoked(agent: &Agent) -> Result<(), AdminError> {
     if agent.status == AgentStatus::Revoked {
         return Err(AdminError::Conflict(
             "the agent is revoked; revocation is final".into(),
         ));
     }
     Ok(())
-}
-
-pub async fn update(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-    input: AgentInput,
-) -> Result<Agent, AdminError> {
-    let (_, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
-    ensure_not_revoked(&agent)?;
-    let mut rec = agent.record.clone();
-    let fields: Vec<&str> = [
-        ("name", input.name.is_some()),
-        ("description", input.description.is_some()),
-        ("scopes", input.scopes.is_some()),
-        (
-            "token_endpoint_auth_method",
-            input.token_endpoint_auth_method.is_some(),
-        ),
-        ("jwks", input.jwks.is_some()),
-        ("jwks_uri", input.jwks_uri.is_some()),
-        (
-            "access_token_signed_response_alg",
-            input.access_token_signed_response_alg.is_some(),
-        ),
-        (
-            "id_token_signed_response_alg",
-            input.id_token_signed_response_alg.is_some(),
-        ),
-        (
-            "access_token_ttl_secs",
-            input.access_token_ttl_secs.is_some(),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(f, set)| set.then_some(f))
-    .collect();
-    apply_input(idp, &mut rec, input)?;
-    let now = idp.clock.now();
-    rec.updated_at = now;
-    save(
-        idp,
-        &rec,
-        event(&rec, "agent.updated", json!({ "fields": fields }), now),
-    )
-    .await
-}
-
-/// Suspend, reactivate or revoke. Suspending and revoking end every token issued before now.
-pub async fn set_status(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-    status: AgentStatus,
-) -> Result<Agent, AdminError> {
-    let (_, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
-    if agent.status == status {
-        return Ok(agent);
-    }
-    ensure_not_revoked(&agent)?;
-    let mut rec = agent.record.clone();
-    let now_ms = idp.clock.now_ms();
-    rec.status = status;
-    if status != AgentStatus::Active {
-        rec.tokens_valid_after_ms = now_ms;
-    }
-    rec.updated_at = now_ms / 1000;
-    let kind = match status {
-        AgentStatus::Active => "agent.reactivated",
-        AgentStatus::Suspended => "agent.suspended",
-        AgentStatus::Revoked => "agent.revoked",
-    };
-    save(idp, &rec, event(&rec, kind, json!({}), rec.updated_at)).await
-}
-
-pub async fn delete(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-) -> Result<(), AdminError> {
-    let (org, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
-    let now = idp.clock.now();
-    idp.stores
-        .agents
-        .delete(
-            &org.id,
-            agent.id(),
-            now,
-            &event(&agent.record, "agent.deleted", json!({}), now),
-        )
-        .await?;
-    idp.directory
-        .invalidate(Invalidation::Agent {
-            org_id: org.id.into(),
-            agent_id: agent.id().to_owned(),
-        })
-        .await;
-    Ok(())
-}
-
-/// Issues a new client secret. With `grace_period_secs` the old one keeps working that long;
-/// without, it stops at once and tokens issued before now stop introspecting as active.
-pub async fn rotate_secret(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-    grace_period_secs: Option<i64>,
-) -> Result<(Agent, Secret), AdminError> {
-    let (_, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
-    ensure_not_revoked(&agent)?;
-    if !agent.auth_method.uses_secret() {
-        return Err(AdminError::Conflict(
-            "the agent authenticates with private_key_jwt and has no secret".into(),
-        ));
-    }
-    let grace = grace_period_secs.unwrap_or(0);
-    if !(0..=7 * 86_400).contains(&grace) {
-        return Err(AdminError::field(
-            "grace_period_secs",
-            "must be between 0 and 604800",
-        ));
-    }
-    let now_ms = idp.clock.now_ms();
-    let now = now_ms / 1000;
-    let mut rec = agent.record.clone();
-    if grace > 0 {
-        rec.prev_secret_digest = rec.secret_digest.take();
-        rec.prev_secret_version = rec.secret_digest_version.take();
-        rec.prev_secret_expires_at = Some(now + grace);
-    } else {
-        rec.prev_secret_digest = None;
-        rec.prev_secret_version = None;
-        rec.prev_secret_expires_at = None;
-        rec.tokens_valid_after_ms = now_ms;
-    }
-    let secret = random_token();
-    rec.secret_digest = Some(idp.digester.digest(secret.expose()));
-    rec.secret_digest_version = Some(idp.digester.version());
-    rec.updated_at = now;
-    let agent = save(
-        idp,
-        &rec,
-        event(
-            &rec,
-            "agent.secret_rotated",
-            json!({"grace_period_secs": grace}),
-            now,
-        ),
-    )
-    .await?;
-    Ok((agent, secret))
 }
 
 /// The admin view of an agent. Fields in alphabetical order, as the JSON always had them. No
@@ -563,59 +586,3 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
 }
 
 pub type SharedAgent = Arc<Agent>;
-
-/// The card metadata of an agent (defaults when none was set).
-pub async fn card_meta(
-    idp: &Idp,
-    org_id: &str,
-    agent_id: &str,
-) -> Result<crate::did::card::CardMeta, AdminError> {
-    match idp.stores.agents.card(org_id, agent_id).await? {
-        Some((json, _)) => serde_json::from_str(&json)
-            .map_err(|e| AdminError::Internal(format!("stored card: {e}"))),
-        None => Ok(Default::default()),
-    }
-}
-
-pub async fn get_card(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-) -> Result<crate::did::card::CardMeta, AdminError> {
-    let (org, agent) = load(idp, principal, org_slug, id, Action::Read).await?;
-    card_meta(idp, &org.id, agent.id()).await
-}
-
-/// Replaces the agent's card metadata (skills, capabilities, version, url, modes).
-pub async fn set_card(
-    idp: &Idp,
-    principal: &Principal,
-    org_slug: &str,
-    id: &str,
-    meta: crate::did::card::CardMeta,
-) -> Result<crate::did::card::CardMeta, AdminError> {
-    let (org, agent) = load(idp, principal, org_slug, id, Action::Write).await?;
-    ensure_not_revoked(&agent)?;
-    meta.validate()?;
-    let now = idp.clock.now();
-    let json = serde_json::to_string(&meta).map_err(|e| AdminError::Internal(e.to_string()))?;
-    let ev = event(
-        &agent.record,
-        "agent.card_updated",
-        json!({"skills": meta.skills.len()}),
-        now,
-    );
-    idp.stores
-        .agents
-        .set_card(&org.id, agent.id(), &json, now, &ev)
-        .await?;
-    idp.directory
-        .invalidate(Invalidation::Agent {
-            org_id: org.id.to_string(),
-            agent_id: agent.id().to_owned(),
-        })
-        .await;
-    idp.cards.invalidate_all();
-    Ok(meta)
-}

@@ -12,7 +12,7 @@ use moka::future::Cache;
 use crate::ephemeral::{DynBus, Invalidation};
 use crate::jose::KeySet;
 pub use crate::model::{AgentStatus, AuthMethod};
-use crate::storage::{AgentRecord, OrgRecord, StorageError, Stores};
+use crate::storage::{AgentRecord, AgentStore, OrgRecord, OrgStore, StorageError};
 
 /// An agent as the domain uses it: its stored record (with typed fields, read through `Deref`).
 #[derive(Debug, Clone)]
@@ -57,25 +57,37 @@ impl std::ops::Deref for Agent {
 /// process owns the database (embedded SQLite serves one instance; the CLI only rotates keys,
 /// which live in the key cache).
 pub struct Directory {
-    stores: Stores,
+    org_store: Arc<dyn OrgStore>,
+    agent_store: Arc<dyn AgentStore>,
     bus: DynBus,
     orgs: Cache<String, Option<Arc<OrgRecord>>>,
     agents: Cache<(String, String), Option<Arc<Agent>>>,
-    partners: Cache<(String, String), Option<Arc<crate::federation::Partner>>>,
 }
 
 pub const CACHE_TTL_LOCAL: Duration = Duration::from_secs(3);
 pub const CACHE_TTL_SHARED: Duration = Duration::from_secs(60);
 
+/// How long a directory entry may live: [`CACHE_TTL_SHARED`] when every change reaches this
+/// instance (a shared bus, or the embedded SQLite database only this process serves), else
+/// [`CACHE_TTL_LOCAL`].
+pub fn cache_ttl(bus: &DynBus, backend: &str) -> Duration {
+    if bus.is_shared() || backend == "sqlite" {
+        CACHE_TTL_SHARED
+    } else {
+        CACHE_TTL_LOCAL
+    }
+}
+
 impl Directory {
-    pub fn new(stores: Stores, bus: DynBus) -> Self {
-        let ttl = if bus.is_shared() || stores.meta.backend() == "sqlite" {
-            CACHE_TTL_SHARED
-        } else {
-            CACHE_TTL_LOCAL
-        };
+    pub fn new(
+        org_store: Arc<dyn OrgStore>,
+        agent_store: Arc<dyn AgentStore>,
+        bus: DynBus,
+        ttl: Duration,
+    ) -> Self {
         Self {
-            stores,
+            org_store,
+            agent_store,
             bus,
             orgs: Cache::builder()
                 .max_capacity(50_000)
@@ -85,11 +97,17 @@ impl Directory {
                 .max_capacity(1_000_000)
                 .time_to_live(ttl)
                 .build(),
-            partners: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
         }
+    }
+
+    /// The organizations' storage (writes go through it, then [`Directory::invalidate`]).
+    pub fn org_store(&self) -> &dyn OrgStore {
+        self.org_store.as_ref()
+    }
+
+    /// The agents' storage (writes go through it, then [`Directory::invalidate`]).
+    pub fn agent_store(&self) -> &dyn AgentStore {
+        self.agent_store.as_ref()
     }
 
     pub async fn org(&self, slug: &str) -> Result<Option<Arc<OrgRecord>>, StorageError> {
@@ -100,7 +118,7 @@ impl Directory {
         if let Some(hit) = self.orgs.get(slug).await {
             return Ok(hit);
         }
-        let orgs = self.stores.orgs.clone();
+        let orgs = self.org_store.clone();
         self.orgs
             .try_get_with(slug.to_owned(), async move {
                 Ok(orgs.by_slug(slug).await?.map(Arc::new))
@@ -124,34 +142,13 @@ impl Directory {
         {
             return Ok(hit);
         }
-        let agents = self.stores.agents.clone();
+        let agents = self.agent_store.clone();
         self.agents
             .try_get_with((org_id.to_owned(), agent_id.to_owned()), async move {
                 Ok(agents
                     .get(org_id, agent_id)
                     .await?
                     .map(|r| Arc::new(Agent::from_record(r))))
-            })
-            .await
-            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
-    }
-
-    /// The partner of `org_id` with this issuer.
-    pub async fn partner(
-        &self,
-        org_id: &str,
-        issuer: &str,
-    ) -> Result<Option<Arc<crate::federation::Partner>>, StorageError> {
-        if issuer.len() > 2048 {
-            return Ok(None);
-        }
-        let partners = self.stores.partners.clone();
-        self.partners
-            .try_get_with((org_id.to_owned(), issuer.to_owned()), async move {
-                Ok(partners
-                    .by_issuer(org_id, issuer)
-                    .await?
-                    .map(|r| Arc::new(crate::federation::Partner::from_record(r))))
             })
             .await
             .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
@@ -172,12 +169,7 @@ impl Directory {
                     .invalidate(&(org_id.clone(), agent_id.clone()))
                     .await
             }
-            Invalidation::Partner { org_id, issuer } => {
-                self.partners
-                    .invalidate(&(org_id.clone(), issuer.clone()))
-                    .await
-            }
-            Invalidation::Keys { .. } => {}
+            Invalidation::Partner { .. } | Invalidation::Keys { .. } => {}
         }
     }
 }

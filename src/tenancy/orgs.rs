@@ -6,11 +6,12 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use super::Directory;
 use super::access::{AccessError, Action, Principal};
 use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
-use crate::idp::Idp;
 use crate::keys::{KeyService, KeyState};
+use crate::model::Clock;
 use crate::model::{OrgId, OrgSlug, rfc3339};
 use crate::storage::{Event, OrgRecord, StorageError};
 
@@ -25,69 +26,202 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), AdminError> 
     Ok(())
 }
 
-/// Creates an organization with its ES256, RS256 and EdDSA keys (active at once: nobody can have
-/// cached a JWKS of an organization that did not exist).
-pub async fn create(
-    idp: &Idp,
-    principal: &Principal,
-    slug: &str,
-    name: &str,
-) -> Result<OrgRecord, AdminError> {
-    if !principal.is_platform() {
-        return Err(AdminError::Forbidden);
-    }
-    let slug = OrgSlug::parse(slug)
-        .ok_or_else(|| AdminError::field("slug", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
-    validate_name("name", name)?;
-    let now = idp.clock.now();
-    let id = OrgId::generate(idp.clock.now_ms());
-    let (dek_wrapped, dek) = idp.keys.master().new_data_key(&id);
-    let keys = KeyService::generate_records(&id, Arc::new(dek), now, now).await?;
-    let org = OrgRecord {
-        id: id.clone(),
-        slug: slug.as_str().to_owned(),
-        name: name.trim().to_owned(),
-        issuer: idp.issuer_for(slug.as_str()),
-        did: crate::did::org_did(&idp.public_url, slug.as_str()),
-        dek_wrapped,
-        dek_mk_version: idp.keys.master().version(),
-        created_at: now,
-        updated_at: now,
-    };
-    let event = Event {
-        org_id: Some(id.clone()),
-        kind: "org.created",
-        subject: id.to_string(),
-        data: json!({"slug": org.slug, "kids": keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>()}),
-        at: now,
-    };
-    match idp.stores.orgs.create(&org, &keys, &event).await {
-        Ok(()) => {}
-        Err(StorageError::Conflict { what: "slug" }) => {
-            return Err(AdminError::Conflict(format!(
-                "slug {:?} is taken (slugs are never reused)",
-                org.slug
-            )));
+/// The organization use cases, over what they need: the directory (organizations and their
+/// cache), the signing keys, the public URL every issuer and DID derives from, and the clock.
+pub struct Orgs {
+    pub directory: Arc<Directory>,
+    pub keys: Arc<KeyService>,
+    pub public_url: url::Url,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Orgs {
+    /// Creates an organization with its ES256, RS256 and EdDSA keys (active at once: nobody can have
+    /// cached a JWKS of an organization that did not exist).
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        slug: &str,
+        name: &str,
+    ) -> Result<OrgRecord, AdminError> {
+        if !principal.is_platform() {
+            return Err(AdminError::Forbidden);
         }
-        Err(e) => return Err(e.into()),
+        let slug = OrgSlug::parse(slug)
+            .ok_or_else(|| AdminError::field("slug", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
+        validate_name("name", name)?;
+        let now = self.clock.now();
+        let id = OrgId::generate(self.clock.now_ms());
+        let (dek_wrapped, dek) = self.keys.master().new_data_key(&id);
+        let keys = KeyService::generate_records(&id, Arc::new(dek), now, now).await?;
+        let org = OrgRecord {
+            id: id.clone(),
+            slug: slug.as_str().to_owned(),
+            name: name.trim().to_owned(),
+            issuer: crate::model::did::org_issuer(&self.public_url, slug.as_str()),
+            did: crate::model::did::org_did(&self.public_url, slug.as_str()),
+            dek_wrapped,
+            dek_mk_version: self.keys.master().version(),
+            created_at: now,
+            updated_at: now,
+        };
+        let event = Event {
+            org_id: Some(id.clone()),
+            kind: "org.created",
+            subject: id.to_string(),
+            data: json!({"slug": org.slug, "kids": keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>()}),
+            at: now,
+        };
+        match self.directory.org_store().create(&org, &keys, &event).await {
+            Ok(()) => {}
+            Err(StorageError::Conflict { what: "slug" }) => {
+                return Err(AdminError::Conflict(format!(
+                    "slug {:?} is taken (slugs are never reused)",
+                    org.slug
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.directory
+            .invalidate(Invalidation::Org {
+                slug: org.slug.clone(),
+            })
+            .await;
+        Ok(org)
     }
-    idp.directory
-        .invalidate(Invalidation::Org {
-            slug: org.slug.clone(),
-        })
-        .await;
-    Ok(org)
+
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrgRecord>, AdminError> {
+        let all = self.directory.org_store().list(after, limit).await?;
+        Ok(all
+            .into_iter()
+            .filter(|o| principal.check(&o.id, Action::Read).is_ok())
+            .collect())
+    }
+
+    pub async fn rename(
+        &self,
+        principal: &Principal,
+        slug: &str,
+        name: &str,
+    ) -> Result<OrgRecord, AdminError> {
+        let mut org = visible(&self.directory, principal, slug, Action::Write).await?;
+        validate_name("name", name)?;
+        let now = self.clock.now();
+        let event = Event {
+            org_id: Some(org.id.clone()),
+            kind: "org.updated",
+            subject: org.id.to_string(),
+            data: json!({"name": name.trim()}),
+            at: now,
+        };
+        self.directory
+            .org_store()
+            .rename(&org.id, name.trim(), now, &event)
+            .await?;
+        self.directory
+            .invalidate(Invalidation::Org {
+                slug: org.slug.clone(),
+            })
+            .await;
+        org.name = name.trim().to_owned();
+        org.updated_at = now;
+        Ok(org)
+    }
+
+    /// Tombstones the organization; its agents are revoked and its keys leave the JWKS.
+    pub async fn delete(&self, principal: &Principal, slug: &str) -> Result<(), AdminError> {
+        if !principal.is_platform() {
+            visible(&self.directory, principal, slug, Action::Write).await?;
+            return Err(AdminError::Forbidden);
+        }
+        let org = visible(&self.directory, principal, slug, Action::Write).await?;
+        let now = self.clock.now();
+        let event = Event {
+            org_id: Some(org.id.clone()),
+            kind: "org.deleted",
+            subject: org.id.to_string(),
+            data: json!({"slug": org.slug}),
+            at: now,
+        };
+        self.directory
+            .org_store()
+            .delete(&org.id, now, &event)
+            .await?;
+        self.directory
+            .invalidate(Invalidation::Org {
+                slug: org.slug.clone(),
+            })
+            .await;
+        self.directory
+            .invalidate(Invalidation::Keys {
+                org_id: org.id.to_string(),
+            })
+            .await;
+        self.keys.invalidate(&org.id).await;
+        Ok(())
+    }
+
+    /// Rotates the organization's keys; answers the new keys' public view.
+    pub async fn rotate_keys(
+        &self,
+        principal: &Principal,
+        slug: &str,
+    ) -> Result<KeysResponse, AdminError> {
+        let org = visible(&self.directory, principal, slug, Action::Write).await?;
+        let now = self.clock.now();
+        let new = self.keys.rotate(&org, now).await?;
+        self.directory
+            .invalidate(Invalidation::Keys {
+                org_id: org.id.to_string(),
+            })
+            .await;
+        self.keys_view(
+            &org,
+            now,
+            Some(&new.iter().map(|k| k.kid.clone()).collect::<Vec<_>>()),
+        )
+        .await
+    }
+
+    /// Every published key of the organization with its lifecycle state.
+    pub async fn keys_view(
+        &self,
+        org: &OrgRecord,
+        now: i64,
+        only: Option<&[String]>,
+    ) -> Result<KeysResponse, AdminError> {
+        let records = self.keys.records(&org.id, now).await?;
+        let keys = records
+            .iter()
+            .filter(|k| only.is_none_or(|o| o.contains(&k.kid)))
+            .map(|k| KeyResponse {
+                activates_at: rfc3339(k.activates_at),
+                alg: k.alg.to_string(),
+                created_at: rfc3339(k.created_at),
+                kid: k.kid.clone(),
+                removed_at: k.removed_at.map(rfc3339),
+                retires_at: k.retires_at.map(rfc3339),
+                state: crate::keys::key_state(k.activates_at, k.retires_at, k.removed_at, now),
+            })
+            .collect();
+        Ok(KeysResponse { keys })
+    }
 }
 
 /// An organization the principal may act on; invisible ones answer `NotFound`.
 pub async fn visible(
-    idp: &Idp,
+    directory: &Directory,
     principal: &Principal,
     slug: &str,
     action: Action,
 ) -> Result<OrgRecord, AdminError> {
     let org = match OrgSlug::parse(slug) {
-        Some(s) => idp.stores.orgs.by_slug(s.as_str()).await?,
+        Some(s) => directory.org_store().by_slug(s.as_str()).await?,
         None => None,
     }
     .ok_or(AdminError::NotFound)?;
@@ -96,102 +230,6 @@ pub async fn visible(
         AccessError::Forbidden => AdminError::Forbidden,
     })?;
     Ok(org)
-}
-
-pub async fn list(
-    idp: &Idp,
-    principal: &Principal,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<OrgRecord>, AdminError> {
-    let all = idp.stores.orgs.list(after, limit).await?;
-    Ok(all
-        .into_iter()
-        .filter(|o| principal.check(&o.id, Action::Read).is_ok())
-        .collect())
-}
-
-pub async fn rename(
-    idp: &Idp,
-    principal: &Principal,
-    slug: &str,
-    name: &str,
-) -> Result<OrgRecord, AdminError> {
-    let mut org = visible(idp, principal, slug, Action::Write).await?;
-    validate_name("name", name)?;
-    let now = idp.clock.now();
-    let event = Event {
-        org_id: Some(org.id.clone()),
-        kind: "org.updated",
-        subject: org.id.to_string(),
-        data: json!({"name": name.trim()}),
-        at: now,
-    };
-    idp.stores
-        .orgs
-        .rename(&org.id, name.trim(), now, &event)
-        .await?;
-    idp.directory
-        .invalidate(Invalidation::Org {
-            slug: org.slug.clone(),
-        })
-        .await;
-    org.name = name.trim().to_owned();
-    org.updated_at = now;
-    Ok(org)
-}
-
-/// Tombstones the organization; its agents are revoked and its keys leave the JWKS.
-pub async fn delete(idp: &Idp, principal: &Principal, slug: &str) -> Result<(), AdminError> {
-    if !principal.is_platform() {
-        visible(idp, principal, slug, Action::Write).await?;
-        return Err(AdminError::Forbidden);
-    }
-    let org = visible(idp, principal, slug, Action::Write).await?;
-    let now = idp.clock.now();
-    let event = Event {
-        org_id: Some(org.id.clone()),
-        kind: "org.deleted",
-        subject: org.id.to_string(),
-        data: json!({"slug": org.slug}),
-        at: now,
-    };
-    idp.stores.orgs.delete(&org.id, now, &event).await?;
-    idp.directory
-        .invalidate(Invalidation::Org {
-            slug: org.slug.clone(),
-        })
-        .await;
-    idp.directory
-        .invalidate(Invalidation::Keys {
-            org_id: org.id.to_string(),
-        })
-        .await;
-    idp.keys.invalidate(&org.id).await;
-    Ok(())
-}
-
-/// Rotates the organization's keys; answers the new keys' public view.
-pub async fn rotate_keys(
-    idp: &Idp,
-    principal: &Principal,
-    slug: &str,
-) -> Result<KeysResponse, AdminError> {
-    let org = visible(idp, principal, slug, Action::Write).await?;
-    let now = idp.clock.now();
-    let new = idp.keys.rotate(&org, now).await?;
-    idp.directory
-        .invalidate(Invalidation::Keys {
-            org_id: org.id.to_string(),
-        })
-        .await;
-    keys_view(
-        idp,
-        &org,
-        now,
-        Some(&new.iter().map(|k| k.kid.clone()).collect::<Vec<_>>()),
-    )
-    .await
 }
 
 /// An organization's keys (`GET .../keys`, `POST .../keys/rotate`).
@@ -218,30 +256,6 @@ pub struct KeyResponse {
     #[schema(required = true, format = DateTime)]
     pub retires_at: Option<String>,
     pub state: KeyState,
-}
-
-/// Every published key of the organization with its lifecycle state.
-pub async fn keys_view(
-    idp: &Idp,
-    org: &OrgRecord,
-    now: i64,
-    only: Option<&[String]>,
-) -> Result<KeysResponse, AdminError> {
-    let records = idp.stores.keys.list(&org.id, now).await?;
-    let keys = records
-        .iter()
-        .filter(|k| only.is_none_or(|o| o.contains(&k.kid)))
-        .map(|k| KeyResponse {
-            activates_at: rfc3339(k.activates_at),
-            alg: k.alg.to_string(),
-            created_at: rfc3339(k.created_at),
-            kid: k.kid.clone(),
-            removed_at: k.removed_at.map(rfc3339),
-            retires_at: k.retires_at.map(rfc3339),
-            state: crate::keys::key_state(k.activates_at, k.retires_at, k.removed_at, now),
-        })
-        .collect();
-    Ok(KeysResponse { keys })
 }
 
 /// The admin view of an organization. Fields in alphabetical order, as the JSON always had them.

@@ -1,8 +1,8 @@
 //! RFC 6749 §4.4 client credentials: an RFC 9068 access token for the agent itself, and an
 //! OpenID Connect ID token when `openid` is granted.
 
-use crate::idp::Idp;
 use crate::model::{Alg, new_id};
+use crate::oauth::OAuth;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::form::FormParams;
 use crate::oauth::wire::TokenResponse;
@@ -73,79 +73,81 @@ pub fn audiences(org: &OrgRecord, form: &FormParams) -> Result<Vec<String>, OAut
     Ok(aud)
 }
 
-pub async fn issue(
-    idp: &Idp,
-    org: &OrgRecord,
-    agent: &Agent,
-    form: &FormParams,
-    now: i64,
-) -> Result<TokenResponse, OAuthError> {
-    let scopes = granted_scopes(agent, form.get("scope"))?;
-    let aud = audiences(org, form)?;
-    let ttl = agent
-        .record
-        .access_token_ttl
-        .map_or(idp.access_token_ttl, |t| t.min(idp.access_token_ttl));
-    let keys = idp
-        .keys
-        .org_keys(org, now)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
-    let claims = AccessClaims {
-        iss: org.issuer.clone(),
-        sub: agent.client_id().to_owned(),
-        aud: Audience::from_vec(aud),
-        exp: now + ttl,
-        iat: now,
-        jti: new_id(idp.clock.now_ms()),
-        client_id: agent.client_id().to_owned(),
-        scope: scope.clone(),
-        org_id: Some(org.id.to_string()),
-        did: Some(agent.record.did.clone()),
-        agent_name: Some(agent.record.name.clone()),
-        federated: None,
-    };
-    let at_key = keys
-        .signing_key(agent.access_token_alg, now)
-        .ok_or_else(OAuthError::server_error)?;
-    let access_token = crate::tokens::sign(at_key, access_token::TYP, &claims)
-        .map_err(|_| OAuthError::server_error())?;
-    metrics::counter!("agentidp_tokens_issued_total", "grant" => "client_credentials", "alg" => agent.access_token_alg.as_str())
-        .increment(1);
-
-    let id_token = if scopes.iter().any(|s| s == "openid") {
-        let idc = id_token::IdClaims {
-            iss: &org.issuer,
-            sub: agent.client_id(),
-            aud: agent.client_id(),
-            azp: agent.client_id(),
+impl OAuth {
+    pub async fn issue_client_credentials(
+        &self,
+        org: &OrgRecord,
+        agent: &Agent,
+        form: &FormParams,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let scopes = granted_scopes(agent, form.get("scope"))?;
+        let aud = audiences(org, form)?;
+        let ttl = agent
+            .record
+            .access_token_ttl
+            .map_or(self.access_token_ttl, |t| t.min(self.access_token_ttl));
+        let keys = self
+            .keys
+            .org_keys(org, now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+        let claims = AccessClaims {
+            iss: org.issuer.clone(),
+            sub: agent.client_id().to_owned(),
+            aud: Audience::from_vec(aud),
             exp: now + ttl,
             iat: now,
-            auth_time: now,
-            jti: new_id(idp.clock.now_ms()),
-            org_id: &org.id,
-            did: &agent.record.did,
-            agent_name: &agent.record.name,
-            name: &agent.record.name,
+            jti: new_id(self.clock.now_ms()),
+            client_id: agent.client_id().to_owned(),
+            scope: scope.clone(),
+            org_id: Some(org.id.to_string()),
+            did: Some(agent.record.did.clone()),
+            agent_name: Some(agent.record.name.clone()),
+            federated: None,
         };
-        let alg: Alg = agent.id_token_alg;
-        let key = keys
-            .signing_key(alg, now)
+        let at_key = keys
+            .signing_key(agent.access_token_alg, now)
             .ok_or_else(OAuthError::server_error)?;
-        Some(
-            crate::tokens::sign(key, id_token::TYP, &idc)
-                .map_err(|_| OAuthError::server_error())?,
-        )
-    } else {
-        None
-    };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope,
-        id_token,
-        issued_token_type: None,
-    })
+        let access_token = crate::tokens::sign(at_key, access_token::TYP, &claims)
+            .map_err(|_| OAuthError::server_error())?;
+        metrics::counter!("agentidp_tokens_issued_total", "grant" => "client_credentials", "alg" => agent.access_token_alg.as_str())
+        .increment(1);
+
+        let id_token = if scopes.iter().any(|s| s == "openid") {
+            let idc = id_token::IdClaims {
+                iss: &org.issuer,
+                sub: agent.client_id(),
+                aud: agent.client_id(),
+                azp: agent.client_id(),
+                exp: now + ttl,
+                iat: now,
+                auth_time: now,
+                jti: new_id(self.clock.now_ms()),
+                org_id: &org.id,
+                did: &agent.record.did,
+                agent_name: &agent.record.name,
+                name: &agent.record.name,
+            };
+            let alg: Alg = agent.id_token_alg;
+            let key = keys
+                .signing_key(alg, now)
+                .ok_or_else(OAuthError::server_error)?;
+            Some(
+                crate::tokens::sign(key, id_token::TYP, &idc)
+                    .map_err(|_| OAuthError::server_error())?,
+            )
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            scope,
+            id_token,
+            issued_token_type: None,
+        })
+    }
 }

@@ -8,10 +8,10 @@
 //! the partner's allowed scopes.
 
 use super::client_credentials::audiences;
-use crate::federation::verify::{self, VerifyError};
-use crate::idp::Idp;
+use crate::federation::verify::VerifyError;
 use crate::model::new_id;
-use crate::oauth::client_auth::{ClientCredentials, authenticate};
+use crate::oauth::OAuth;
+use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::form::FormParams;
 use crate::oauth::wire::{GRANT_JWT_BEARER, TokenResponse};
@@ -32,129 +32,140 @@ fn grant_error(e: VerifyError) -> OAuthError {
     }
 }
 
-/// Handles both grants; `grant_type` has been matched by the caller.
-pub async fn exchange(
-    idp: &Idp,
-    org: &OrgRecord,
-    credentials: ClientCredentials,
-    form: &FormParams,
-    grant_type: &str,
-    now: i64,
-) -> Result<TokenResponse, OAuthError> {
-    let client = match credentials {
-        ClientCredentials::None { .. } => None,
-        other => Some(authenticate(idp, org, other, now, "/oauth2/token").await?),
-    };
+impl OAuth {
+    /// Handles both grants; `grant_type` has been matched by the caller.
+    pub async fn exchange(
+        &self,
+        org: &OrgRecord,
+        credentials: ClientCredentials,
+        form: &FormParams,
+        grant_type: &str,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let client = match credentials {
+            ClientCredentials::None { .. } => None,
+            other => Some(
+                self.clients
+                    .authenticate(org, other, now, "/oauth2/token")
+                    .await?,
+            ),
+        };
 
-    let (assertion, token_exchange) = if grant_type == GRANT_JWT_BEARER {
-        (form.require("assertion")?, false)
-    } else {
-        let token = form.require("subject_token")?;
-        let tt = form.require("subject_token_type")?;
-        if ![TT_JWT, TT_ACCESS_TOKEN, TT_ID_TOKEN].contains(&tt) {
-            return Err(OAuthError::invalid_request(format!(
-                "subject_token_type must be one of {TT_JWT}, {TT_ACCESS_TOKEN}, {TT_ID_TOKEN}"
-            )));
-        }
-        if form.get("actor_token").is_some() {
-            return Err(OAuthError::invalid_request(
-                "actor_token (delegation) is not supported",
-            ));
-        }
-        if let Some(rt) = form.get("requested_token_type")
-            && rt != TT_ACCESS_TOKEN
-            && rt != TT_JWT
-        {
-            return Err(OAuthError::invalid_request(
-                "requested_token_type must be access_token or jwt",
-            ));
-        }
-        (token, true)
-    };
-
-    let verified = verify::check(idp, org, assertion, now)
-        .await
-        .map_err(grant_error)?;
-    let partner = &verified.partner;
-
-    let scopes: Vec<String> = match form.get("scope") {
-        None => partner.allowed_scopes.clone(),
-        Some(req) => {
-            let mut out: Vec<String> = Vec::new();
-            for s in req.split(' ').filter(|s| !s.is_empty()) {
-                if !valid_scope_token(s) || !partner.allowed_scopes.iter().any(|a| a == s) {
-                    return Err(OAuthError::new(
-                        ErrorCode::InvalidScope,
-                        format!("scope {s:?} is not allowed for this partner"),
-                    ));
-                }
-                if !out.iter().any(|o| o == s) {
-                    out.push(s.to_owned());
-                }
+        let (assertion, token_exchange) = if grant_type == GRANT_JWT_BEARER {
+            (form.require("assertion")?, false)
+        } else {
+            let token = form.require("subject_token")?;
+            let tt = form.require("subject_token_type")?;
+            if ![TT_JWT, TT_ACCESS_TOKEN, TT_ID_TOKEN].contains(&tt) {
+                return Err(OAuthError::invalid_request(format!(
+                    "subject_token_type must be one of {TT_JWT}, {TT_ACCESS_TOKEN}, {TT_ID_TOKEN}"
+                )));
             }
-            out
+            if form.get("actor_token").is_some() {
+                return Err(OAuthError::invalid_request(
+                    "actor_token (delegation) is not supported",
+                ));
+            }
+            if let Some(rt) = form.get("requested_token_type")
+                && rt != TT_ACCESS_TOKEN
+                && rt != TT_JWT
+            {
+                return Err(OAuthError::invalid_request(
+                    "requested_token_type must be access_token or jwt",
+                ));
+            }
+            (token, true)
+        };
+
+        let verified = self
+            .verifier
+            .check(org, assertion, now)
+            .await
+            .map_err(grant_error)?;
+        let partner = &verified.partner;
+
+        let scopes: Vec<String> = match form.get("scope") {
+            None => partner.allowed_scopes.clone(),
+            Some(req) => {
+                let mut out: Vec<String> = Vec::new();
+                for s in req.split(' ').filter(|s| !s.is_empty()) {
+                    if !valid_scope_token(s) || !partner.allowed_scopes.iter().any(|a| a == s) {
+                        return Err(OAuthError::new(
+                            ErrorCode::InvalidScope,
+                            format!("scope {s:?} is not allowed for this partner"),
+                        ));
+                    }
+                    if !out.iter().any(|o| o == s) {
+                        out.push(s.to_owned());
+                    }
+                }
+                out
+            }
+        };
+        let aud = audiences(org, form)?;
+        // No re-federation: a federated identity gets tokens for this organization only, never
+        // tokens addressed to another issuer that would pass our vouching on to a third party.
+        if aud.iter().any(|a| *a != org.issuer) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "tokens for a federated identity are addressed to this organization only",
+            ));
         }
-    };
-    let aud = audiences(org, form)?;
-    // No re-federation: a federated identity gets tokens for this organization only, never
-    // tokens addressed to another issuer that would pass our vouching on to a third party.
-    if aud.iter().any(|a| *a != org.issuer) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "tokens for a federated identity are addressed to this organization only",
-        ));
-    }
-    // Every check passed: only now is the assertion spent.
-    verified.spend(idp, now).await.map_err(grant_error)?;
-    let ttl = idp.access_token_ttl;
-    let keys = idp
-        .keys
-        .org_keys(org, now)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    let key = keys
-        .signing_key(crate::model::Alg::ES256, now)
-        .ok_or_else(OAuthError::server_error)?;
-    let foreign_sub = verified
-        .claims
-        .get("sub")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
-    let claims = AccessClaims {
-        iss: org.issuer.clone(),
-        sub: verified.subject.clone(),
-        aud: Audience::from_vec(aud),
-        exp: now + ttl,
-        iat: now,
-        jti: new_id(idp.clock.now_ms()),
-        client_id: client.as_ref().map_or_else(
-            || partner.record.issuer.clone(),
-            |c| c.client_id().to_owned(),
-        ),
-        scope: scope.clone(),
-        org_id: None,
-        did: verified
-            .subject
-            .starts_with("did:")
-            .then(|| verified.subject.clone()),
-        agent_name: None,
-        federated: Some(FederatedClaim {
-            iss: partner.record.issuer.clone(),
-            sub: foreign_sub,
-        }),
-    };
-    let access_token = crate::tokens::sign(key, access_token::TYP, &claims)
-        .map_err(|_| OAuthError::server_error())?;
-    metrics::counter!("agentidp_tokens_issued_total", "grant" => if token_exchange { "token_exchange" } else { "jwt_bearer" }, "alg" => "ES256")
+        // Every check passed: only now is the assertion spent.
+        verified
+            .spend(self.replay.as_ref(), now)
+            .await
+            .map_err(grant_error)?;
+        let ttl = self.access_token_ttl;
+        let keys = self
+            .keys
+            .org_keys(org, now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        let key = keys
+            .signing_key(crate::model::Alg::ES256, now)
+            .ok_or_else(OAuthError::server_error)?;
+        let foreign_sub = verified
+            .claims
+            .get("sub")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+        let claims = AccessClaims {
+            iss: org.issuer.clone(),
+            sub: verified.subject.clone(),
+            aud: Audience::from_vec(aud),
+            exp: now + ttl,
+            iat: now,
+            jti: new_id(self.clock.now_ms()),
+            client_id: client.as_ref().map_or_else(
+                || partner.record.issuer.clone(),
+                |c| c.client_id().to_owned(),
+            ),
+            scope: scope.clone(),
+            org_id: None,
+            did: verified
+                .subject
+                .starts_with("did:")
+                .then(|| verified.subject.clone()),
+            agent_name: None,
+            federated: Some(FederatedClaim {
+                iss: partner.record.issuer.clone(),
+                sub: foreign_sub,
+            }),
+        };
+        let access_token = crate::tokens::sign(key, access_token::TYP, &claims)
+            .map_err(|_| OAuthError::server_error())?;
+        metrics::counter!("agentidp_tokens_issued_total", "grant" => if token_exchange { "token_exchange" } else { "jwt_bearer" }, "alg" => "ES256")
         .increment(1);
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-        scope,
-        id_token: None,
-        issued_token_type: token_exchange.then_some(TT_ACCESS_TOKEN),
-    })
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            scope,
+            id_token: None,
+            issued_token_type: token_exchange.then_some(TT_ACCESS_TOKEN),
+        })
+    }
 }
