@@ -1,10 +1,32 @@
 //! agentidp: an identity provider for software agents.
 //!
-//! Module map: `model` (identifiers, secrets, clock) <- `storage` (one module per aggregate,
-//! SQLite and PostgreSQL) and `ephemeral` (replay markers, invalidation; database or Redis) <- `keys`
-//! (envelope encryption, signing keys) <- `tenancy` (organizations, agents, access) <- `tokens`
-//! (JWT minting and validation) <- `oauth` / `oidc` (the protocols) <- `http` (the edge) <- `app`.
-//! The domain modules never import axum or sqlx.
+//! # Module map
+//!
+//! Domain modules, lowest first; each may import only the modules its row names (the
+//! `architecture` test below reads this table and enforces exactly it, so it cannot drift from
+//! the code). The edge (`app`: start-up, serving, jobs; `http`: routes, extractors, responses)
+//! may use everything and nothing imports it. Only `storage` imports sqlx; only `http` and
+//! `app` import axum, tower or hyper; only `model` reads the system time.
+//!
+//! | module | owns | may import |
+//! | --- | --- | --- |
+//! | `model` | ids, secrets, algorithms, the clock, did:web builders | |
+//! | `telemetry` | logging and metrics set-up | |
+//! | `config` | settings (flags and `AGENTIDP_*`) | model |
+//! | `jose` | JWS/JWK: parse keys once, the allow-list, verify, sign | model |
+//! | `storage` | one module per aggregate, SQLite and PostgreSQL | model |
+//! | `fetch` | outbound HTTP behind the SSRF guard | model |
+//! | `remote` | documents of others, cached within bounds | model, fetch, jose |
+//! | `ephemeral` | replay markers, the invalidation bus (database or Redis) | model, storage |
+//! | `keys` | master key, envelope encryption, signing keys | model, storage, jose |
+//! | `admin_error` | the admin use cases' error | model, storage, keys |
+//! | `tokens` | access tokens (RFC 9068), ID tokens | model, jose, keys |
+//! | `tenancy` | organizations, agents, secrets, access | model, storage, ephemeral, fetch, remote, jose, keys, admin_error |
+//! | `did` | DID documents, resolution, agent cards, proofs | model, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, admin_error |
+//! | `federation` | partners, their keys, assertion verification | model, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, did, admin_error |
+//! | `oauth` | client authentication, grants, introspection, revocation | model, storage, ephemeral, remote, jose, keys, tokens, tenancy, did, federation |
+//! | `oidc` | discovery, `/agent-info` | model, storage, jose, keys, tokens, tenancy, did, oauth |
+//! | `idp` | the assembled domain the edge holds | model, config, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, did, federation, oauth, oidc |
 
 pub mod admin_error;
 pub mod app;
@@ -28,63 +50,261 @@ pub mod tokens;
 
 #[cfg(test)]
 mod architecture {
-    /// The domain never imports the web framework or the SQL driver (kanidm's lib/core split):
-    /// only `http/`, the storage modules that hold SQL and the assembly in `app.rs` may.
-    #[test]
-    fn domain_does_not_import_axum_or_sqlx() {
-        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(dir).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else if p.extension().is_some_and(|x| x == "rs") {
-                    out.push(p);
+    //! The module map above, enforced: every `crate::NAME` a domain module names must be in its
+    //! row, every module must have a row, and the rows must form no cycle. Plus the crate rules:
+    //! which modules may name the web framework, the SQL driver and the system time.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    const EDGE: [&str; 4] = ["app", "http", "lib", "main"];
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// `(path relative to src/, text before the first `#[cfg(test)]`)` of every source file:
+    /// tests may reach anywhere.
+    fn sources() -> Vec<(String, String)> {
+        let mut files = Vec::new();
+        rust_files(&root(), &mut files);
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let rel = f
+                    .strip_prefix(root())
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let text = std::fs::read_to_string(f).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_owned();
+                (rel, code)
+            })
+            .collect()
+    }
+
+    fn top_module(rel: &str) -> &str {
+        let first = rel.split('/').next().unwrap_or(rel);
+        first.strip_suffix(".rs").unwrap_or(first)
+    }
+
+    /// The table of the module doc: module -> modules it may import.
+    fn allowed() -> BTreeMap<String, BTreeSet<String>> {
+        let lib = std::fs::read_to_string(root().join("lib.rs")).unwrap();
+        let mut table = BTreeMap::new();
+        for line in lib.lines() {
+            let Some(row) = line.strip_prefix("//! | `") else {
+                continue;
+            };
+            let cells: Vec<&str> = row.split('|').collect();
+            let name = cells[0].trim().trim_end_matches('`').to_owned();
+            let deps = cells
+                .get(2)
+                .map(|c| {
+                    c.split(',')
+                        .map(str::trim)
+                        .filter(|d| !d.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            table.insert(name, deps);
+        }
+        table
+    }
+
+    /// The `crate::NAME` references of a file's code (also inside `use crate::{a, b::c}`).
+    fn references(code: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let ident = |s: &str| -> String {
+            s.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        };
+        for (i, _) in code.match_indices("crate::") {
+            let before = code[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+                continue;
+            }
+            let rest = &code[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                out.extend(group.split(',').map(|p| ident(p.trim())));
+            } else {
+                out.insert(ident(rest));
+            }
+        }
+        out.retain(|n| !n.is_empty());
+        out
+    }
+
+    /// Every arrow between top-level modules: (from, to) -> the files that draw it.
+    fn arrows() -> BTreeMap<(String, String), Vec<String>> {
+        let modules: BTreeSet<String> = sources()
+            .iter()
+            .map(|(rel, _)| top_module(rel).to_owned())
+            .collect();
+        let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for (rel, code) in sources() {
+            let from = top_module(&rel).to_owned();
+            for to in references(&code) {
+                if to != from && modules.contains(&to) {
+                    out.entry((from.clone(), to)).or_default().push(rel.clone());
                 }
             }
         }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = Vec::new();
-        walk(&root, &mut files);
-        // One entry per aggregate module of `storage` (a new aggregate adds its file here).
-        const SQL_FILES: [&str; 8] = [
-            "storage/mod.rs",
-            "storage/orgs.rs",
-            "storage/agents.rs",
-            "storage/keys.rs",
-            "storage/partners.rs",
-            "storage/replay.rs",
-            "storage/outbox.rs",
-            "storage/meta.rs",
-        ];
-        let allowed = |rel: &str| {
-            rel.starts_with("http/")
-                || SQL_FILES.contains(&rel)
-                || rel.starts_with("app/")
-                || rel == "lib.rs"
-        };
-        let mut offenders = Vec::new();
-        for f in &files {
-            let rel = f
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/");
-            if allowed(&rel) {
+        out
+    }
+
+    /// The violations of `table` by `arrows`, as readable lines.
+    fn violations(
+        table: &BTreeMap<String, BTreeSet<String>>,
+        arrows: &BTreeMap<(String, String), Vec<String>>,
+    ) -> Vec<String> {
+        let mut bad = Vec::new();
+        for ((from, to), files) in arrows {
+            if EDGE.contains(&from.as_str()) {
                 continue;
             }
-            let text = std::fs::read_to_string(f).unwrap();
-            if text.contains("axum::")
-                || text.contains("use axum")
-                || text.contains("sqlx::")
-                || text.contains("tower::")
-            {
-                offenders.push(rel);
+            if EDGE.contains(&to.as_str()) {
+                bad.push(format!("{from} -> {to} (the edge) in {files:?}"));
+                continue;
+            }
+            match table.get(from) {
+                None => bad.push(format!("{from} has no row in the module map (lib.rs)")),
+                Some(ok) if !ok.contains(to) => bad.push(format!(
+                    "{from} -> {to} is not in the module map, in {files:?}"
+                )),
+                Some(_) => {}
             }
         }
-        assert!(files.len() > 20, "walked {} files", files.len());
+        bad.sort();
+        bad.dedup();
+        bad
+    }
+
+    #[test]
+    fn imports_follow_the_module_map() {
+        let table = allowed();
+        assert!(table.len() >= 15, "module map not found: {table:?}");
+        let arrows = arrows();
+        assert!(arrows.len() > 30, "found only {} arrows", arrows.len());
+        let bad = violations(&table, &arrows);
         assert!(
-            offenders.is_empty(),
-            "domain modules importing axum/sqlx/tower: {offenders:?}"
+            bad.is_empty(),
+            "imports outside the module map:\n{}",
+            bad.join("\n")
         );
+        // Every module of src/ has a row or is the edge, and every row names a real module.
+        let modules: BTreeSet<String> = sources()
+            .iter()
+            .map(|(rel, _)| top_module(rel).to_owned())
+            .collect();
+        for m in &modules {
+            assert!(
+                table.contains_key(m) || EDGE.contains(&m.as_str()),
+                "module {m} has no row in the module map"
+            );
+        }
+        for (m, deps) in &table {
+            assert!(
+                modules.contains(m),
+                "the module map names {m}, which does not exist"
+            );
+            for d in deps {
+                assert!(
+                    table.contains_key(d),
+                    "{m}'s row names {d}, which has no row"
+                );
+            }
+        }
+    }
+
+    /// Rows may only name rows above them: the map is layered, so no cycle can hide in it.
+    #[test]
+    fn the_module_map_is_layered() {
+        let lib = std::fs::read_to_string(root().join("lib.rs")).unwrap();
+        let order: Vec<String> = lib
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .map(|r| r.split('`').next().unwrap_or("").to_owned())
+            .collect();
+        for (m, deps) in allowed() {
+            let at = order.iter().position(|o| *o == m).unwrap();
+            for d in deps {
+                let dat = order.iter().position(|o| *o == d).unwrap();
+                assert!(
+                    dat < at,
+                    "{m} may import {d}, which comes after it in the map"
+                );
+            }
+        }
+    }
+
+    /// The check catches what it is for: a cycle or a forbidden arrow added to the code.
+    #[test]
+    fn a_forbidden_arrow_is_reported() {
+        let table = allowed();
+        let mut arrows = arrows();
+        arrows.insert(("keys".into(), "oauth".into()), vec!["keys/mod.rs".into()]);
+        arrows.insert(
+            ("tenancy".into(), "http".into()),
+            vec!["tenancy/mod.rs".into()],
+        );
+        let bad = violations(&table, &arrows);
+        assert!(
+            bad.iter().any(|b| b.starts_with("keys -> oauth")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().any(|b| b.starts_with("tenancy -> http")),
+            "{bad:?}"
+        );
+        assert_eq!(
+            references("use crate::{a::b, c};\nlet x = crate::d::e; $crate::f; mycrate::g"),
+            ["a", "c", "d"].into_iter().map(String::from).collect()
+        );
+    }
+
+    /// Only the edge names the web framework, only `storage` the SQL driver, only `model` the
+    /// system time, only `fetch` the HTTP client (so every outbound request passes the SSRF
+    /// guard).
+    #[test]
+    fn external_crates_stay_in_their_modules() {
+        let rules: [(&[&str], &[&str]); 4] = [
+            (
+                &["axum::", "use axum", "tower::", "tower_http::", "hyper::"],
+                &["http/", "app/", "main.rs"],
+            ),
+            (&["sqlx::"], &["storage/"]),
+            (&["Utc::now", "SystemTime::now", "now_v7"], &["model.rs"]),
+            (&["reqwest::"], &["fetch.rs"]),
+        ];
+        let mut bad = Vec::new();
+        for (rel, code) in sources() {
+            for (needles, allowed) in &rules {
+                if allowed.iter().any(|a| rel.starts_with(a)) {
+                    continue;
+                }
+                for n in *needles {
+                    if code.contains(n) {
+                        bad.push(format!("{rel}: {n}"));
+                    }
+                }
+            }
+        }
+        assert!(bad.is_empty(), "outside their modules: {bad:?}");
     }
 }
