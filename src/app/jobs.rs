@@ -159,3 +159,106 @@ pub fn spawn_all(
     }
     tasks
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::temp_db;
+
+    const T: i64 = 1_767_225_600;
+
+    /// Housekeeping passes time by its `now` argument: nothing expires before its instant, and
+    /// everything that expired is gone after one tick.
+    #[tokio::test]
+    async fn purge_tick_removes_exactly_what_expired() {
+        let t = temp_db().await;
+        let stores = Stores::new(t.db.clone());
+        stores.replay.revoke("org", "jti-1", T + 60).await.unwrap();
+        stores
+            .replay
+            .revoke("org", "jti-2", T + 3600)
+            .await
+            .unwrap();
+        assert!(
+            stores
+                .replay
+                .set_if_absent("marker", T + 60, T)
+                .await
+                .unwrap()
+        );
+
+        assert_eq!(purge_tick(&stores, T + 59).await.unwrap(), 0);
+        assert!(stores.replay.is_revoked("org", "jti-1").await.unwrap());
+        assert!(
+            !stores
+                .replay
+                .set_if_absent("marker", T + 60, T + 59)
+                .await
+                .unwrap()
+        );
+
+        assert_eq!(purge_tick(&stores, T + 61).await.unwrap(), 2);
+        assert!(!stores.replay.is_revoked("org", "jti-1").await.unwrap());
+        assert!(stores.replay.is_revoked("org", "jti-2").await.unwrap());
+        assert!(
+            stores
+                .replay
+                .set_if_absent("marker", T + 120, T + 61)
+                .await
+                .unwrap()
+        );
+        assert_eq!(purge_tick(&stores, T + 61).await.unwrap(), 0, "idempotent");
+    }
+
+    /// Key rotation as the CLI runs it, at a chosen instant: one organization or all, and an
+    /// unknown slug is an error naming it.
+    #[tokio::test]
+    async fn rotate_keys_tick_rotates_the_named_organizations() {
+        use crate::keys::MasterKey;
+        use crate::storage::{Event, OrgRecord};
+        let t = temp_db().await;
+        let stores = Stores::new(t.db.clone());
+        let keys = KeyService::new(stores.keys.clone(), Arc::new(MasterKey::generate()), 0, 900);
+        for slug in ["a", "b"] {
+            let id = crate::model::OrgId::generate(T * 1000);
+            let (dek_wrapped, dek) = keys.master().new_data_key(&id);
+            let first = KeyService::generate_records(&id, Arc::new(dek), T, T)
+                .await
+                .unwrap();
+            let org = OrgRecord {
+                id: id.clone(),
+                slug: slug.into(),
+                name: slug.into(),
+                issuer: format!("https://idp.example/orgs/{slug}"),
+                did: format!("did:web:idp.example:orgs:{slug}"),
+                dek_wrapped,
+                dek_mk_version: keys.master().version(),
+                created_at: T,
+                updated_at: T,
+            };
+            let ev = Event {
+                org_id: Some(id.clone()),
+                kind: "org.created",
+                subject: id.to_string(),
+                data: serde_json::json!({}),
+                at: T,
+            };
+            stores.orgs.create(&org, &first, &ev).await.unwrap();
+        }
+        let one = rotate_keys_tick(&keys, &stores, Some("a"), T + 10)
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].0.as_str(), one[0].1.len()), ("a", 3), "{one:?}");
+        let all = rotate_keys_tick(&keys, &stores, None, T + 20)
+            .await
+            .unwrap();
+        let mut slugs: Vec<&str> = all.iter().map(|(s, _)| s.as_str()).collect();
+        slugs.sort_unstable();
+        assert_eq!(slugs, ["a", "b"]);
+        let err = rotate_keys_tick(&keys, &stores, Some("nope"), T + 30)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+    }
+}

@@ -85,11 +85,7 @@ async fn serve_own(state: &AppState, which: OwnDid, headers: &HeaderMap) -> Resp
         Err(ResolveError::NotFound) => super::not_found().await.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering a DID document failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": "server_error"})),
-            )
-                .into_response()
+            internal_error()
         }
     }
 }

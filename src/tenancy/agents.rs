@@ -151,7 +151,7 @@ impl Agents {
                     "must be client_secret_basic, client_secret_post or private_key_jwt",
                 )
             })?;
-            if m.uses_secret() != rec.auth_method.uses_secret() && !rec.created_at.eq(&0) {
+            if m.uses_secret() != rec.auth_method.uses_secret() {
                 return Err(AdminError::field(
                     "token_endpoint_auth_method",
                     "cannot switch between secret and private_key_jwt authentication; register a new agent",
@@ -233,13 +233,12 @@ impl Agents {
             id_token_alg: Alg::RS256,
             access_token_ttl: None,
             tokens_valid_after_ms: 0,
-            created_at: 0,
+            created_at: now,
             updated_at: now,
         };
         let mut input = input;
         input.token_endpoint_auth_method = None;
         self.apply_input(&mut rec, input)?;
-        rec.created_at = now;
         let secret = method.uses_secret().then(random_token);
         if let Some(s) = &secret {
             rec.secret_digest = Some(self.digester.digest(s.expose()));
@@ -584,5 +583,3 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         updated_at: rfc3339(r.updated_at),
     }
 }
-
-pub type SharedAgent = Arc<Agent>;
