@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use super::error::{OAuthResponse, internal_error};
 use super::extract::OAuthRequest;
 use super::state::AppState;
+use crate::oauth::OAuth;
+use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::OAuthError;
+use crate::oauth::form::FormParams;
 use crate::storage::OrgRecord;
 
 /// The organization behind `{iss}`; an unknown one is a 404 like any unknown path.
@@ -27,24 +30,36 @@ pub async fn org_or_404(state: &AppState, slug: &str) -> Result<Arc<OrgRecord>, 
     }
 }
 
-/// The organization and the parsed request, or the response that refuses them.
-async fn org_and_request(
+/// One OAuth endpoint call: the organization (404 when unknown), the parsed request (its own
+/// OAuth error when malformed), the clock read once, `call`, and the mapping of its answer (a
+/// refusal in the RFC's format, its 401 challenge decided by how the client authenticated).
+async fn handle<T>(
     state: &AppState,
     slug: &str,
     req: Result<OAuthRequest, OAuthResponse>,
-) -> Result<(Arc<OrgRecord>, OAuthRequest), Response> {
-    let org = org_or_404(state, slug).await?;
-    let req = req.map_err(IntoResponse::into_response)?;
-    Ok((org, req))
-}
-
-/// The domain's answer as a response; a refusal in the endpoint's RFC format.
-fn respond<T>(basic: bool, r: Result<T, OAuthError>, ok: impl FnOnce(T) -> Response) -> Response {
-    match r {
+    call: impl AsyncFnOnce(
+        &OAuth,
+        &OrgRecord,
+        ClientCredentials,
+        &FormParams,
+        i64,
+    ) -> Result<T, OAuthError>,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
+    let org = match org_or_404(state, slug).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let now = state.idp.clock.now();
+    match call(&state.idp.oauth, &org, req.client, &req.form, now).await {
         Ok(v) => ok(v),
         Err(e) => {
             tracing::debug!(error = %e.code.as_str(), "OAuth request refused");
-            OAuthResponse::new(e, basic).into_response()
+            OAuthResponse::new(e, req.basic).into_response()
         }
     }
 }
@@ -59,17 +74,7 @@ pub async fn token_post(
     Path(slug): Path<String>,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    let (org, req) = match org_and_request(&state, &slug, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let now = state.idp.clock.now();
-    let r = state
-        .idp
-        .oauth
-        .token(&org, req.client, &req.form, now)
-        .await;
-    respond(req.basic, r, json_ok)
+    handle(&state, &slug, req, OAuth::token, json_ok).await
 }
 
 /// `POST {iss}/oauth2/introspect` (RFC 7662 §2).
@@ -78,17 +83,7 @@ pub async fn introspect_post(
     Path(slug): Path<String>,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    let (org, req) = match org_and_request(&state, &slug, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let now = state.idp.clock.now();
-    let r = state
-        .idp
-        .oauth
-        .introspect(&org, req.client, &req.form, now)
-        .await;
-    respond(req.basic, r, json_ok)
+    handle(&state, &slug, req, OAuth::introspect, json_ok).await
 }
 
 /// `POST {iss}/oauth2/revoke` (RFC 7009 §2.1); success is 200 with no body (§2.2).
@@ -97,17 +92,10 @@ pub async fn revoke_post(
     Path(slug): Path<String>,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    let (org, req) = match org_and_request(&state, &slug, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let now = state.idp.clock.now();
-    let r = state
-        .idp
-        .oauth
-        .revoke(&org, req.client, &req.form, now)
-        .await;
-    respond(req.basic, r, |()| StatusCode::OK.into_response())
+    handle(&state, &slug, req, OAuth::revoke, |()| {
+        StatusCode::OK.into_response()
+    })
+    .await
 }
 
 /// `POST {iss}/agent-proof`: a proof-of-control JWT for the authenticated agent.
@@ -116,15 +104,5 @@ pub async fn agent_proof_post(
     Path(slug): Path<String>,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    let (org, req) = match org_and_request(&state, &slug, req).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let now = state.idp.clock.now();
-    let r = state
-        .idp
-        .oauth
-        .agent_proof(&org, req.client, &req.form, now)
-        .await;
-    respond(req.basic, r, json_ok)
+    handle(&state, &slug, req, OAuth::agent_proof, json_ok).await
 }

@@ -55,6 +55,24 @@ pub struct OAuth {
 }
 
 impl OAuth {
+    /// The organization's active signing key for `alg`. Every organization has one per
+    /// algorithm at every instant, so its absence (or a key-store failure) is a server error.
+    async fn signing_key(
+        &self,
+        org: &OrgRecord,
+        alg: crate::model::Alg,
+        now: i64,
+    ) -> Result<Arc<crate::keys::LoadedKey>, OAuthError> {
+        let keys = self
+            .keys
+            .org_keys(org, now)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        keys.signing_key(alg, now)
+            .cloned()
+            .ok_or_else(OAuthError::server_error)
+    }
+
     /// Validates an access token of `org` and checks that it is still in force: not revoked, its
     /// agent active, issued after the agent's "tokens valid after" instant.
     pub async fn active_token(

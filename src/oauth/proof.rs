@@ -35,16 +35,9 @@ impl OAuth {
         if aud.is_some_and(|a| a.len() > 512) || nonce.is_some_and(|n| n.len() > 256) {
             return Err(bad("aud or nonce too long"));
         }
-        let keys = self
-            .keys
-            .org_keys(org, now)
-            .await
-            .map_err(|_| OAuthError::server_error())?;
-        let key = keys
-            .signing_key(agent.access_token_alg, now)
-            .ok_or_else(OAuthError::server_error)?;
+        let key = self.signing_key(org, agent.access_token_alg, now).await?;
         let jwt = proof::mint(
-            key,
+            &key,
             &org.did,
             &org.issuer,
             &agent.record.did,

@@ -117,14 +117,7 @@ impl OAuth {
             .await
             .map_err(grant_error)?;
         let ttl = self.access_token_ttl;
-        let keys = self
-            .keys
-            .org_keys(org, now)
-            .await
-            .map_err(|_| OAuthError::server_error())?;
-        let key = keys
-            .signing_key(crate::model::Alg::ES256, now)
-            .ok_or_else(OAuthError::server_error)?;
+        let key = self.signing_key(org, crate::model::Alg::ES256, now).await?;
         let foreign_sub = verified
             .claims
             .get("sub")
@@ -155,7 +148,7 @@ impl OAuth {
                 sub: foreign_sub,
             }),
         };
-        let access_token = crate::tokens::sign(key, access_token::TYP, &claims)
+        let access_token = crate::tokens::sign(&key, access_token::TYP, &claims)
             .map_err(|_| OAuthError::server_error())?;
         metrics::counter!("agentidp_tokens_issued_total", "grant" => if token_exchange { "token_exchange" } else { "jwt_bearer" }, "alg" => "ES256")
         .increment(1);
