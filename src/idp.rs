@@ -39,10 +39,6 @@ pub struct Idp {
     pub cards: Cards,
     pub oauth: OAuth,
     pub clock: Arc<dyn Clock>,
-    /// The public base URL, without a trailing slash.
-    pub public_url: Url,
-    /// The instance's did:web, derived from the public URL.
-    pub instance_did: String,
 }
 
 /// What the domain is built from: opened storage, the bus and replay cache (database or Redis),
@@ -96,7 +92,7 @@ impl Idp {
             keys: keys.clone(),
             agent_jwks: agent_jwks.clone(),
             did_docs: did_docs.clone(),
-            instance_did: instance_did.clone(),
+            instance_did,
             base: p.public_url.as_str().trim_end_matches('/').to_owned(),
         });
         let verifier = Arc::new(Verifier {
@@ -153,14 +149,7 @@ impl Idp {
             keys,
             digester,
             clock: p.clock,
-            public_url: p.public_url,
-            instance_did,
         }
-    }
-
-    /// `https://host[/path]` without a trailing `/`.
-    pub fn base(&self) -> &str {
-        self.public_url.as_str().trim_end_matches('/')
     }
 }
 

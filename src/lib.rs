@@ -74,13 +74,14 @@ mod architecture {
         }
     }
 
-    /// `(path relative to src/, text before the first `#[cfg(test)]`)` of every source file:
-    /// tests may reach anywhere.
+    /// `(path relative to src/, text before the first `#[cfg(test)]`)` of every source file
+    /// (tests may reach anywhere), leaving out files that are themselves test modules
+    /// (`#[cfg(test)] mod tests;` declares `tests.rs` next to its parent).
     fn sources() -> Vec<(String, String)> {
         let mut files = Vec::new();
         rust_files(&root(), &mut files);
         files.sort();
-        files
+        let all: Vec<(String, String)> = files
             .iter()
             .map(|f| {
                 let rel = f
@@ -88,10 +89,52 @@ mod architecture {
                     .unwrap()
                     .to_string_lossy()
                     .replace('\\', "/");
-                let text = std::fs::read_to_string(f).unwrap();
+                (rel, std::fs::read_to_string(f).unwrap())
+            })
+            .collect();
+        let mut test_files = BTreeSet::new();
+        for (rel, text) in &all {
+            let dir = module_dir(rel);
+            for (i, _) in text.match_indices("#[cfg(test)]") {
+                let after = text[i + "#[cfg(test)]".len()..].trim_start();
+                let after = after.strip_prefix("pub(crate) ").unwrap_or(after);
+                if let Some(decl) = after.strip_prefix("mod ")
+                    && let Some((name, _)) = decl.split_once(';')
+                    && !name.contains('{')
+                {
+                    let name = name.trim();
+                    test_files.insert(format!("{dir}{name}.rs"));
+                    test_files.insert(format!("{dir}{name}/mod.rs"));
+                }
+            }
+        }
+        all.into_iter()
+            .filter(|(rel, _)| !test_files.contains(rel))
+            .map(|(rel, text)| {
                 let code = text.split("#[cfg(test)]").next().unwrap_or("").to_owned();
                 (rel, code)
             })
+            .collect()
+    }
+
+    /// The folder that a file's child modules live in: `keys/` for `keys/mod.rs` and for
+    /// `keys.rs`, `` for `lib.rs`.
+    fn module_dir(rel: &str) -> String {
+        match rel.rsplit_once('/') {
+            _ if rel == "lib.rs" || rel == "main.rs" => String::new(),
+            Some((dir, "mod.rs")) => format!("{dir}/"),
+            _ => format!("{}/", rel.strip_suffix(".rs").unwrap_or(rel)),
+        }
+    }
+
+    /// The module path of a file: `["keys"]` for `keys/mod.rs`, `["keys", "signing"]` for
+    /// `keys/signing.rs`, `[]` for `lib.rs`.
+    fn module_path(rel: &str) -> Vec<String> {
+        let dir = module_dir(rel);
+        dir.trim_end_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
             .collect()
     }
 
@@ -125,28 +168,74 @@ mod architecture {
         table
     }
 
-    /// The `crate::NAME` references of a file's code (also inside `use crate::{a, b::c}`).
-    fn references(code: &str) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
+    /// The top-level modules a file's code names: `crate::NAME`, and `super::` chains that climb
+    /// to the crate root from the file's module (`super::oauth` in `keys/mod.rs`); inside
+    /// `use` groups too (`use crate::{a::{b, c}, d}` names `a` and `d`).
+    fn references(rel: &str, code: &str) -> BTreeSet<String> {
+        let depth = module_path(rel).len();
         let ident = |s: &str| -> String {
             s.chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect()
         };
-        for (i, _) in code.match_indices("crate::") {
-            let before = code[..i].chars().next_back();
-            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
-                continue;
+        // The names at depth 0 of a `{...}` group (its text after the opening brace).
+        let group = |g: &str| -> Vec<String> {
+            let (mut depth, mut start, mut names) = (0usize, 0usize, Vec::new());
+            for (i, c) in g.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        names.push(ident(g[start..i].trim()));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        names.push(ident(g[start..i].trim()));
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
             }
-            let rest = &code[i + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let group = &group[..group.find('}').unwrap_or(group.len())];
-                out.extend(group.split(',').map(|p| ident(p.trim())));
+            names
+        };
+        let mut out = BTreeSet::new();
+        let bytes = code.as_bytes();
+        let mut i = 0;
+        while i < code.len() {
+            let rest = &code[i..];
+            let word_start = i == 0 || {
+                let b = bytes[i - 1];
+                !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b':')
+            };
+            let (root_rest, skip) = if !word_start {
+                (None, 1)
+            } else if let Some(r) = rest.strip_prefix("crate::") {
+                (Some(r), "crate::".len())
+            } else if rest.starts_with("super::") {
+                let mut r = rest;
+                let mut ups = 0;
+                while let Some(next) = r.strip_prefix("super::") {
+                    r = next;
+                    ups += 1;
+                }
+                ((ups == depth).then_some(r), rest.len() - r.len())
             } else {
-                out.insert(ident(rest));
+                (None, 1)
+            };
+            if let Some(r) = root_rest {
+                match r.strip_prefix('{') {
+                    Some(g) => out.extend(group(g)),
+                    None => {
+                        out.insert(ident(r));
+                    }
+                }
+            }
+            i += skip.max(1);
+            while i < code.len() && !code.is_char_boundary(i) {
+                i += 1;
             }
         }
-        out.retain(|n| !n.is_empty());
+        out.retain(|n| !n.is_empty() && n != "self");
         out
     }
 
@@ -159,7 +248,7 @@ mod architecture {
         let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for (rel, code) in sources() {
             let from = top_module(&rel).to_owned();
-            for to in references(&code) {
+            for to in references(&rel, &code) {
                 if to != from && modules.contains(&to) {
                     out.entry((from.clone(), to)).or_default().push(rel.clone());
                 }
@@ -272,9 +361,28 @@ mod architecture {
             bad.iter().any(|b| b.starts_with("tenancy -> http")),
             "{bad:?}"
         );
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
         assert_eq!(
-            references("use crate::{a::b, c};\nlet x = crate::d::e; $crate::f; mycrate::g"),
-            ["a", "c", "d"].into_iter().map(String::from).collect()
+            references(
+                "x.rs",
+                "use crate::{a::{b, c}, d};\nlet x = crate::e::f; $crate::g; mycrate::h"
+            ),
+            names(&["a", "d", "e"])
+        );
+        // `super::` climbing to the crate root names a top-level module; one that stays inside
+        // the module does not.
+        assert_eq!(
+            references("keys/mod.rs", "use super::oauth::OAuth;"),
+            names(&["oauth"])
+        );
+        assert_eq!(references("keys/signing.rs", "use super::Alg;"), names(&[]));
+        assert_eq!(
+            references("oauth/grants/federated.rs", "use super::super::super::did;"),
+            names(&["did"])
+        );
+        assert_eq!(
+            references("keys/signing.rs", "use super::super::{jose, model::X};"),
+            names(&["jose", "model"])
         );
     }
 

@@ -282,29 +282,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until it is set or advanced (unit tests, pinned instants).
-#[derive(Debug, Default)]
-pub struct FixedClock(std::sync::atomic::AtomicI64);
-
-impl FixedClock {
-    pub fn at_ms(ms: i64) -> Self {
-        Self(std::sync::atomic::AtomicI64::new(ms))
-    }
-    pub fn set_ms(&self, ms: i64) {
-        self.0.store(ms, std::sync::atomic::Ordering::SeqCst);
-    }
-    pub fn advance(&self, by: std::time::Duration) {
-        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Clock for FixedClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 /// The wall clock plus an offset that only grows: integration tests run a real server on it and
 /// pass time with [`OffsetClock::advance`] instead of sleeping (rate-limit windows, cache
 /// freshness, key schedules), while everything else sees ordinary, moving time.

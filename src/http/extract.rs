@@ -32,10 +32,11 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, Secret)>, OA
         return Ok(None);
     };
     let bad = || OAuthError::invalid_client("malformed Basic credentials");
-    let h = h.to_str().map_err(|_| bad())?;
-    if h.len() <= 6 || !h.is_char_boundary(6) || !h[..6].eq_ignore_ascii_case("basic ") {
+    let h = h.as_bytes();
+    if h.len() <= 6 || !h[..6].eq_ignore_ascii_case(b"basic ") {
         return Ok(None);
     }
+    let h = std::str::from_utf8(h).map_err(|_| bad())?;
     let raw = BASE64_STANDARD.decode(h[6..].trim()).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
@@ -169,5 +170,49 @@ impl FromRequestParts<AppState> for Admin {
             .admin_principal(&token)
             .map(Admin)
             .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::basic_credentials;
+
+    fn with_authorization(v: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        h
+    }
+
+    /// RFC 6749 §2.3.1: both parts form-urlencoded before base64; another scheme, or a header
+    /// with bytes outside ASCII that is not Basic, is not client authentication at all.
+    #[test]
+    fn basic_credentials_are_decoded_and_other_schemes_ignored() {
+        use base64::prelude::*;
+        let b = BASE64_STANDARD.encode("a%3Ab:s%2Bc+d");
+        let (id, secret) = basic_credentials(&with_authorization(format!("Basic {b}").as_bytes()))
+            .unwrap()
+            .unwrap();
+        assert_eq!((id.as_str(), secret.expose()), ("a:b", "s+c d"));
+        assert!(basic_credentials(&HeaderMap::new()).unwrap().is_none());
+        assert!(
+            basic_credentials(&with_authorization(b"Bearer x"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            basic_credentials(&with_authorization("Bearer é".as_bytes()))
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            &b"Basic !!!"[..],
+            b"Basic bm9jb2xvbg==",
+            "Basic é".as_bytes(),
+        ] {
+            let e = basic_credentials(&with_authorization(bad)).unwrap_err();
+            assert_eq!(e.code.as_str(), "invalid_client", "{bad:?}");
+        }
     }
 }

@@ -37,6 +37,10 @@ pub enum JwkError {
     Private,
     #[error("is not a usable public key")]
     Unusable,
+    /// `use` other than `sig`, or an `alg` that is not an allowed asymmetric algorithm of the
+    /// key's type: the key filter ([`VerifyingKey::fits`]) would never let it verify anything.
+    #[error("is not a signature key (use must be sig; alg an allowed algorithm of its type)")]
+    NotForSignatures,
 }
 
 /// A public JWK parsed into a verification key, with the members the key filter reads.
@@ -167,11 +171,21 @@ impl KeySet {
     /// Every key of a JWK Set, or the index of the first that is not a usable public key and
     /// why (for registration, which refuses rather than skips).
     pub fn from_jwks_strict(keys: &[Value]) -> Result<Self, (usize, JwkError)> {
-        let keys = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| VerifyingKey::from_jwk(k).map_err(|e| (i, e)))
-            .collect::<Result<_, _>>()?;
+        let keys =
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let key = VerifyingKey::from_jwk(k).map_err(|e| (i, e))?;
+                    let alg_fits = key.alg.as_deref().is_none_or(|a| {
+                        JwsAlg::parse(a).is_some_and(|a| a.key_type() == key.key_type)
+                    });
+                    if key.for_signing && alg_fits {
+                        Ok(key)
+                    } else {
+                        Err((i, JwkError::NotForSignatures))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
         Ok(KeySet { keys })
     }
 

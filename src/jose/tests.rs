@@ -369,6 +369,40 @@ fn private_symmetric_and_malformed_jwks_are_never_keys() {
     assert!(KeySet::from_jwks(&json!({"no": "keys"})).is_empty());
 }
 
+/// Registration refuses what the key filter would never use: `use` other than `sig`, an `alg`
+/// outside the allow-list or of another key type. Without `use` and `alg`, or with fitting
+/// ones, the key is accepted.
+#[test]
+fn registration_takes_only_keys_the_filter_can_use() {
+    let key = TestKey::new(JwsAlg::ES256);
+    for (member, value) in [
+        ("use", "enc"),
+        ("alg", "RS256"),
+        ("alg", "HS256"),
+        ("alg", "none"),
+    ] {
+        let mut jwk = key.jwk();
+        jwk[member] = json!(value);
+        assert_eq!(
+            KeySet::from_jwks_strict(&[key.jwk(), jwk]).unwrap_err(),
+            (1, JwkError::NotForSignatures),
+            "{member}={value}"
+        );
+    }
+    let mut fitting = key.jwk();
+    fitting["use"] = json!("sig");
+    fitting["alg"] = json!("ES256");
+    let mut bare = key.jwk();
+    bare.as_object_mut().unwrap().remove("alg");
+    assert_eq!(
+        KeySet::from_jwks_strict(&[fitting, bare])
+            .unwrap()
+            .keys()
+            .len(),
+        2
+    );
+}
+
 #[test]
 fn exp_at_the_leeway_boundary() {
     let key = TestKey::new(JwsAlg::EdDSA);

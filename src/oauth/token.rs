@@ -1,7 +1,9 @@
-//! The token endpoint (RFC 6749 §3.2): reads `grant_type` (an unknown one is
-//! `unsupported_grant_type`, §5.2), then dispatches to the grant, which authenticates the client
-//! as it requires: always for client credentials (§4.4.2), when credentials were sent for the JWT
-//! bearer grant and token exchange (RFC 7523 §3.1, RFC 8693 §2.1).
+//! The token endpoint (RFC 6749 §3.2). The edge has already read the client credentials (a
+//! malformed `Authorization: Basic` header, or more than one authentication method, is refused
+//! there, before `grant_type` is looked at); this reads `grant_type` (an unknown one is
+//! `unsupported_grant_type`, §5.2) and dispatches to the grant, which authenticates the client
+//! as it requires: always for client credentials (§4.4.2), when credentials were sent for the
+//! JWT bearer grant and token exchange (RFC 7523 §3.1, RFC 8693 §2.1).
 
 use super::client_auth::ClientCredentials;
 use super::error::{ErrorCode, OAuthError};

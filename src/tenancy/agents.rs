@@ -72,6 +72,9 @@ pub fn validate_jwks(jwks: &Value) -> Result<(), AdminError> {
             JwkError::Kty => format!("keys[{i}].kty must be EC, RSA or OKP"),
             JwkError::Private => format!("keys[{i}] contains private key material"),
             JwkError::Unusable => format!("keys[{i}] is not a usable public key"),
+            JwkError::NotForSignatures => format!(
+                "keys[{i}] is not a signature key (use must be sig; alg an allowed algorithm of its key type)"
+            ),
         };
         AdminError::field("jwks", why)
     })?;
