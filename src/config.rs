@@ -75,10 +75,10 @@ pub struct Settings {
     #[arg(long, env = "AGENTIDP_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// `sqlite:` or `postgres:` URL. Default: `sqlite://$AGENTIDP_DATA_DIR/agentidp.db`.
-    #[arg(long, env = "AGENTIDP_DATABASE_URL", value_parser = parse_secret)]
+    #[arg(long, env = "AGENTIDP_DATABASE_URL", value_parser = parse_secret, hide_env_values = true)]
     pub database_url: Option<Secret>,
     /// Redis URL: replay caches and cache invalidation are shared through it.
-    #[arg(long, env = "AGENTIDP_REDIS_URL", value_parser = parse_secret)]
+    #[arg(long, env = "AGENTIDP_REDIS_URL", value_parser = parse_secret, hide_env_values = true)]
     pub redis_url: Option<Secret>,
     /// Base64 of 32 bytes; encrypts private keys and secrets at rest.
     #[arg(long, env = "AGENTIDP_MASTER_KEY", value_parser = parse_secret, hide_env_values = true)]

@@ -22,8 +22,7 @@ const META_BOOTSTRAP: &str = "bootstrap_token_digest";
 pub async fn open_database(settings: &Settings) -> anyhow::Result<(Stores, MasterKey)> {
     let url = settings.database_url();
     if !settings.is_postgres() && settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        create_private_data(&settings.data_dir)?;
     }
     let db = storage::open(&url)
         .await
@@ -50,6 +49,29 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<(Stores, Maste
         ),
     }
     Ok((store, master))
+}
+
+/// The embedded default's data directory (0700 when we create it) and its SQLite file (0600 when
+/// we create it; SQLite gives its `-wal` and `-shm` files the database file's permissions). The
+/// database holds digests and wrapped keys: nobody but the service's user reads them.
+fn create_private_data(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let db = dir.join("agentidp.db");
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&db)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", db.display())),
+    }
 }
 
 fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {

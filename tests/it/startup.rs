@@ -422,6 +422,11 @@ async fn first_start_prints_bootstrap_token_once() {
         0o600,
         "master key readable by its owner only"
     );
+    assert_eq!(
+        mode_of(&data),
+        0o700,
+        "the data directory is its owner's only"
+    );
     let master_key = std::fs::read_to_string(data.join("master.key")).unwrap();
     let canonical = std::fs::canonicalize(&data).unwrap();
     server.wait_for_log("data lives in").await;
@@ -435,6 +440,11 @@ async fn first_start_prints_bootstrap_token_once() {
     // The token works (and the admin API does check it).
     let slug = random_slug();
     let org = server.create_org(&token, &slug).await;
+    // The database and the WAL files it writes are its owner's only (the WAL exists once a
+    // write happened).
+    for f in ["agentidp.db", "agentidp.db-wal", "agentidp.db-shm"] {
+        assert_eq!(mode_of(&data.join(f)), 0o600, "{f}");
+    }
     assert_eq!(
         org["issuer"],
         format!("http://localhost:{port}/orgs/{slug}"),
@@ -1367,4 +1377,48 @@ async fn health_and_readiness() {
         "a raw path became a label value:\n{text}"
     );
     assert!(server.stop().await.status.success());
+}
+
+/// `serve --help` shows which variables are set, never their values: database and Redis URLs
+/// carry passwords.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_never_prints_secret_values() {
+    let dir = TempDir::new();
+    let out = run(
+        dir.path(),
+        &["serve", "--help"],
+        &[
+            (
+                "AGENTIDP_DATABASE_URL",
+                "postgres://u:db-pass-1234@127.0.0.1/x",
+            ),
+            ("AGENTIDP_REDIS_URL", "redis://:redis-pass-5678@127.0.0.1"),
+            ("AGENTIDP_MASTER_KEY", "master-key-9012"),
+            ("AGENTIDP_BOOTSTRAP_TOKEN", "bootstrap-3456"),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("AGENTIDP_DATABASE_URL"),
+        "{}",
+        out.stdout
+    );
+    for secret in [
+        "db-pass-1234",
+        "redis-pass-5678",
+        "master-key-9012",
+        "bootstrap-3456",
+    ] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} in --help:\n{}",
+            out.stdout
+        );
+        assert!(
+            !out.stderr.contains(secret),
+            "{secret} in --help:\n{}",
+            out.stderr
+        );
+    }
 }
