@@ -9,7 +9,7 @@ use agentidp::did::{card, document};
 use agentidp::jose;
 use agentidp::keys::signing::{self, LazySigner};
 use agentidp::keys::{KeyService, LoadedKey, MasterKey, OrgKeys};
-use agentidp::model::{AgentStatus, Alg, AuthMethod};
+use agentidp::model::{Alg, AuthMethod};
 use agentidp::storage::{AgentRecord, OrgRecord};
 use agentidp::tenancy::Agent;
 use agentidp::tokens::access_token::{self, AccessClaims};
@@ -208,33 +208,21 @@ fn fixture() -> Fixture {
         let agent_id = agentidp::model::new_id(agentidp::model::Clock::now_ms(
             &agentidp::model::SystemClock,
         ));
-        let agent = Agent::from_record(AgentRecord {
-            org_id: org.id.clone(),
-            did: agentidp::did::agent_did(&org.did, &agent_id),
-            id: agent_id.into(),
-            name: "billing-bot".into(),
-            description: Some("Reads invoices".into()),
-            scopes: vec![
-                "invoices:read".into(),
-                "orders:write".into(),
-                "openid".into(),
-            ],
-            status: AgentStatus::Active,
-            auth_method: AuthMethod::ClientSecretBasic,
-            secret_digest: None,
-            secret_digest_version: None,
-            prev_secret_digest: None,
-            prev_secret_version: None,
-            prev_secret_expires_at: None,
-            jwks: None,
-            jwks_uri: None,
-            access_token_alg: Alg::ES256,
-            id_token_alg: Alg::RS256,
-            access_token_ttl: None,
-            tokens_valid_after_ms: 0,
-            created_at: 0,
-            updated_at: 0,
-        });
+        let mut record = AgentRecord::new(
+            org.id.clone(),
+            agent_id.clone().into(),
+            agentidp::did::agent_did(&org.did, &agent_id),
+            "billing-bot".into(),
+            AuthMethod::ClientSecretBasic,
+            0,
+        );
+        record.description = Some("Reads invoices".into());
+        record.scopes = vec![
+            "invoices:read".into(),
+            "orders:write".into(),
+            "openid".into(),
+        ];
+        let agent = Agent::from_record(record);
         Fixture {
             org,
             keys,

@@ -38,6 +38,43 @@ pub struct AgentRecord {
     pub updated_at: i64,
 }
 
+impl AgentRecord {
+    /// A newly registered, active agent with the registration defaults: no description, scopes,
+    /// secrets or keys; ES256 access tokens, RS256 ID tokens, the instance's token lifetime.
+    pub fn new(
+        org_id: OrgId,
+        id: AgentId,
+        did: String,
+        name: String,
+        auth_method: AuthMethod,
+        now: i64,
+    ) -> Self {
+        AgentRecord {
+            org_id,
+            id,
+            name,
+            description: None,
+            did,
+            scopes: Vec::new(),
+            status: AgentStatus::Active,
+            auth_method,
+            secret_digest: None,
+            secret_digest_version: None,
+            prev_secret_digest: None,
+            prev_secret_version: None,
+            prev_secret_expires_at: None,
+            jwks: None,
+            jwks_uri: None,
+            access_token_alg: Alg::ES256,
+            id_token_alg: Alg::RS256,
+            access_token_ttl: None,
+            tokens_valid_after_ms: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
     /// `Conflict { what: "agent id" }` if the organization has an agent with this id.

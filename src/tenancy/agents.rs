@@ -216,29 +216,14 @@ impl Agents {
             None if input.jwks.is_some() || input.jwks_uri.is_some() => AuthMethod::PrivateKeyJwt,
             None => AuthMethod::ClientSecretBasic,
         };
-        let mut rec = AgentRecord {
-            org_id: org.id.clone(),
-            id: id.clone(),
+        let mut rec = AgentRecord::new(
+            org.id.clone(),
+            id.clone(),
+            crate::model::did::agent_did(&org.did, &id),
             name,
-            description: None,
-            did: crate::model::did::agent_did(&org.did, &id),
-            scopes: Vec::new(),
-            status: AgentStatus::Active,
-            auth_method: method,
-            secret_digest: None,
-            secret_digest_version: None,
-            prev_secret_digest: None,
-            prev_secret_version: None,
-            prev_secret_expires_at: None,
-            jwks: None,
-            jwks_uri: None,
-            access_token_alg: Alg::ES256,
-            id_token_alg: Alg::RS256,
-            access_token_ttl: None,
-            tokens_valid_after_ms: 0,
-            created_at: now,
-            updated_at: now,
-        };
+            method,
+            now,
+        );
         let mut input = input;
         input.token_endpoint_auth_method = None;
         self.apply_input(&mut rec, input)?;

@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use agentidp::keys::signing::{self, GeneratedKey};
 use agentidp::keys::{KeyService, MasterKey, Signer};
-use agentidp::model::{AgentStatus, Alg, AuthMethod, OrgId};
+use agentidp::model::{Alg, AuthMethod, OrgId};
 use agentidp::storage::{AgentRecord, KeyRecord, OrgRecord};
 use anyhow::{Context, anyhow, bail, ensure};
 use base64::prelude::*;
@@ -354,29 +354,18 @@ async fn seed(
     let mut agents = (0..n_agents).map(|j| {
         let o = j % n_orgs;
         let id = agent_id(j);
-        AgentRecord {
-            org_id: org_ids[o].clone(),
-            did: agentidp::did::agent_did(&org_dids[o], &id),
-            id: id.into(),
-            name: format!("agent-{j}"),
-            description: None,
-            scopes: vec!["bench:read".into()],
-            status: AgentStatus::Active,
-            auth_method: AuthMethod::ClientSecretBasic,
-            secret_digest: Some(digester.digest(&agent_secret(j))),
-            secret_digest_version: Some(digester.version()),
-            prev_secret_digest: None,
-            prev_secret_version: None,
-            prev_secret_expires_at: None,
-            jwks: None,
-            jwks_uri: None,
-            access_token_alg: Alg::ES256,
-            id_token_alg: Alg::RS256,
-            access_token_ttl: None,
-            tokens_valid_after_ms: 0,
-            created_at: now,
-            updated_at: now,
-        }
+        let mut a = AgentRecord::new(
+            org_ids[o].clone(),
+            id.as_str().into(),
+            agentidp::did::agent_did(&org_dids[o], &id),
+            format!("agent-{j}"),
+            AuthMethod::ClientSecretBasic,
+            now,
+        );
+        a.scopes = vec!["bench:read".into()];
+        a.secret_digest = Some(digester.digest(&agent_secret(j)));
+        a.secret_digest_version = Some(digester.version());
+        a
     });
 
     if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
