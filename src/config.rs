@@ -45,6 +45,76 @@ pub enum KeysCommand {
     },
 }
 
+impl Cli {
+    /// Parses the command line and the environment, exiting with clap's message on an error; an
+    /// invalid value taken from an `AGENTIDP_*` variable names that variable, not only the flag
+    /// (the operator never typed `--access-token-ttl-secs`).
+    pub fn parse_with_env_names() -> Self {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        match Self::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => name_env_source(e, &args, |var| std::env::var_os(var).is_some()).exit(),
+        }
+    }
+}
+
+/// When `err` is about an argument whose value came from its environment variable (the variable
+/// is set and the flag is not on the command line), names the variable as the invalid argument
+/// and says which flag it stands for.
+pub fn name_env_source(
+    mut err: clap::Error,
+    args: &[std::ffi::OsString],
+    is_set: impl Fn(&str) -> bool,
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(invalid)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    // `--access-token-ttl-secs <ACCESS_TOKEN_TTL_SECS>` -> `access-token-ttl-secs`
+    let Some(long) = invalid
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.strip_prefix("--"))
+        .map(str::to_owned)
+    else {
+        return err;
+    };
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    if on_command_line {
+        return err;
+    }
+    let mut stack = vec![<Cli as clap::CommandFactory>::command()];
+    let mut env = None;
+    while let Some(cmd) = stack.pop() {
+        if let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        {
+            env = arg.get_env().and_then(|e| e.to_str()).map(str::to_owned);
+            break;
+        }
+        stack.extend(cmd.get_subcommands().cloned());
+    }
+    let Some(var) = env.filter(|v| is_set(v)) else {
+        return err;
+    };
+    err.insert(ContextKind::InvalidArg, ContextValue::String(var.clone()));
+    err.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![
+            format!(
+                "the value comes from the environment variable {var} (the flag {flag} overrides it)"
+            )
+            .into(),
+        ]),
+    );
+    err
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -199,6 +269,57 @@ mod tests {
         assert!(s.allow_insecure_loopback);
         assert_eq!(s.log_format, "json");
         assert!(s.tls_key.is_some());
+    }
+
+    /// An invalid value from an environment variable is reported under the variable's name; the
+    /// same value given as a flag is reported under the flag.
+    #[test]
+    fn env_errors_name_the_variable() {
+        let args: Vec<std::ffi::OsString> = ["agentidp", "serve"].iter().map(Into::into).collect();
+        // What clap reports for `AGENTIDP_ACCESS_TOKEN_TTL_SECS=abc`: the flag.
+        let err = Cli::try_parse_from(["agentidp", "serve", "--access-token-ttl-secs", "abc"])
+            .unwrap_err();
+        assert!(err.to_string().contains("--access-token-ttl-secs"), "{err}");
+        let named = name_env_source(err, &args, |v| v == "AGENTIDP_ACCESS_TOKEN_TTL_SECS");
+        let text = named.to_string();
+        assert!(
+            text.contains("invalid value 'abc' for 'AGENTIDP_ACCESS_TOKEN_TTL_SECS'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("environment variable AGENTIDP_ACCESS_TOKEN_TTL_SECS"),
+            "{text}"
+        );
+
+        // A subcommand's flag, and a bool.
+        let err = Cli::try_parse_from([
+            "agentidp",
+            "keys",
+            "rotate",
+            "--allow-insecure-loopback",
+            "maybe",
+        ])
+        .unwrap_err();
+        let keys_args: Vec<std::ffi::OsString> = ["agentidp", "keys", "rotate"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let text = name_env_source(err, &keys_args, |v| v == "AGENTIDP_ALLOW_INSECURE_LOOPBACK")
+            .to_string();
+        assert!(
+            text.contains("'AGENTIDP_ALLOW_INSECURE_LOOPBACK'"),
+            "{text}"
+        );
+
+        // Given as a flag: left alone, even when the variable is set too.
+        let flag_args: Vec<std::ffi::OsString> = ["agentidp", "serve", "--bind", "nope"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let err = Cli::try_parse_from(&flag_args).unwrap_err();
+        let text = name_env_source(err, &flag_args, |_| true).to_string();
+        assert!(text.contains("'--bind <BIND>'"), "{text}");
+        assert!(!text.contains("AGENTIDP_BIND"), "{text}");
     }
 
     #[test]

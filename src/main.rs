@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use agentidp::app::{App, rotate_keys_cli};
+use agentidp::app::{App, Opening, rotate_keys_cli};
 use agentidp::config::{Cli, Command, KeysCommand};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // An invalid value from an `AGENTIDP_*` variable is reported under the variable's name.
+    let cli = Cli::parse_with_env_names();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -23,7 +23,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(settings) => {
-                agentidp::telemetry::init_logging(&settings.log_format);
+                agentidp::telemetry::init_logging(&settings.log_format)
+                    .map_err(anyhow::Error::msg)?;
                 let startup = App::build(settings).await?;
                 if let Some(token) = startup.new_bootstrap_token {
                     // Standard output, outside the log stream (logs go to stderr), exactly once.
@@ -32,21 +33,31 @@ fn main() -> ExitCode {
                         out,
                         "Bootstrap admin token (shown once, store it now): {}",
                         token.expose()
-                    )?;
-                    out.flush()?;
+                    )
+                    .and_then(|()| out.flush())
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "could not print the new bootstrap token ({e}); restart with \
+                             AGENTIDP_BOOTSTRAP_TOKEN set to a token of your choice"
+                        )
+                    })?;
                 }
                 startup.app.run_until_stopped(shutdown_signal()).await
             }
             Command::Migrate(settings) => {
-                agentidp::telemetry::init_logging(&settings.log_format);
-                agentidp::app::open_database(&settings).await?;
+                agentidp::telemetry::init_logging(&settings.log_format)
+                    .map_err(anyhow::Error::msg)?;
+                agentidp::app::check_settings(&settings)?;
+                agentidp::app::open_database_for(&settings, Opening::Migrate).await?;
                 tracing::info!("migrations applied");
                 Ok(())
             }
             Command::Keys {
                 command: KeysCommand::Rotate { org, settings },
             } => {
-                agentidp::telemetry::init_logging(&settings.log_format);
+                agentidp::telemetry::init_logging(&settings.log_format)
+                    .map_err(anyhow::Error::msg)?;
+                agentidp::app::check_settings(&settings)?;
                 for (slug, keys) in rotate_keys_cli(&settings, org.as_deref()).await? {
                     println!("{slug}: {}", keys.join(", "));
                 }

@@ -7,9 +7,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global log subscriber. Logs go to stderr so standard output stays free for the
-/// one-time bootstrap token.
-pub fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// one-time bootstrap token. An invalid `RUST_LOG` is refused (it used to be ignored silently,
+/// leaving the operator at `info` without a word).
+pub fn init_logging(format: &str) -> Result<(), String> {
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -25,6 +26,21 @@ pub fn init_logging(format: &str) {
     } else {
         builder.try_init()
     };
+    Ok(())
+}
+
+/// The log filter of `RUST_LOG` (`info` when unset or empty); an invalid one is an error naming
+/// the variable, its value and the expected form.
+pub fn log_filter(rust_log: Option<&str>) -> Result<EnvFilter, String> {
+    match rust_log.map(str::trim) {
+        None | Some("") => Ok(EnvFilter::new("info")),
+        Some(v) => EnvFilter::builder().parse(v).map_err(|e| {
+            format!(
+                "RUST_LOG={v:?} is not a valid log filter ({e}); use a level (error, warn, info, \
+                 debug, trace) or directives such as RUST_LOG=info,agentidp=debug"
+            )
+        }),
+    }
 }
 
 /// The process-wide Prometheus recorder (the `metrics` facade is global by design); every app
@@ -34,4 +50,19 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_rust_log_is_refused_by_name() {
+        let e = log_filter(Some("@@@")).unwrap_err();
+        assert!(e.contains("RUST_LOG") && e.contains("@@@"), "{e}");
+        assert!(log_filter(Some("info,agentidp=debug")).is_ok());
+        assert!(log_filter(Some("trace")).is_ok());
+        assert!(log_filter(None).is_ok());
+        assert!(log_filter(Some("")).is_ok());
+    }
 }

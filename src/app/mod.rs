@@ -8,7 +8,7 @@ pub mod startup;
 
 pub use jobs::rotate_keys_cli;
 pub use serve::DRAIN_TIMEOUT;
-pub use startup::open_database;
+pub use startup::{Opening, check_settings, open_database, open_database_for};
 use startup::{bootstrap_token, check_public_url};
 
 use std::future::Future;
@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
@@ -60,26 +60,35 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Startup> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let (store, master) = open_database(&settings).await?;
-        if !settings.is_postgres() && settings.database_url.is_none() {
-            let dir = std::fs::canonicalize(&settings.data_dir)
-                .unwrap_or_else(|_| settings.data_dir.clone());
-            tracing::info!(data_dir = %dir.display(), "data lives in {}", dir.display());
+        // Checks first, in an order that creates nothing: a start that fails here leaves no data
+        // directory, master key, database or bootstrap token behind (see `startup`).
+        check_settings(&settings)?;
+        if settings.allow_insecure_loopback {
+            tracing::warn!(
+                "AGENTIDP_ALLOW_INSECURE_LOOPBACK is on: outbound fetches (agent jwks_uri, partner \
+                 metadata and keys, did:web documents) may reach loopback addresses (127.0.0.0/8, \
+                 ::1, localhost), over HTTPS and over plain HTTP; for development and tests only"
+            );
         }
-
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .with_context(|| format!("binding {}", settings.bind))?;
-        let addr = listener.local_addr()?;
         let tls = match (&settings.tls_cert, &settings.tls_key) {
             (Some(c), Some(k)) => Some(
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k)
                     .await
-                    .with_context(|| "loading AGENTIDP_TLS_CERT / AGENTIDP_TLS_KEY")?,
+                    .with_context(|| {
+                        format!(
+                            "loading the TLS certificate {} and key {} (AGENTIDP_TLS_CERT, AGENTIDP_TLS_KEY)",
+                            c.display(),
+                            k.display()
+                        )
+                    })?,
             ),
-            (None, None) => None,
-            _ => bail!("AGENTIDP_TLS_CERT and AGENTIDP_TLS_KEY go together"),
+            _ => None,
         };
+        let fetcher = outbound_fetcher(&settings)?;
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .with_context(|| format!("binding {} (AGENTIDP_BIND)", settings.bind))?;
+        let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = parse_public_url(
             &settings
@@ -87,7 +96,24 @@ impl App {
                 .clone()
                 .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port())),
         )
-        .map_err(|e| anyhow!(e))?;
+        .map_err(|e| anyhow!("AGENTIDP_PUBLIC_URL: {e}"))?;
+        let redis = match &settings.redis_url {
+            Some(u) => Some(
+                RedisEphemeral::connect(u.expose(), "")
+                    .await
+                    .map_err(|e| anyhow!("connecting to AGENTIDP_REDIS_URL: {e}"))?,
+            ),
+            None => None,
+        };
+
+        // Side effects from here: the database (created when new, then migrated), the master
+        // key, the recorded public URL; the bootstrap token's digest last of all.
+        let (store, master) = open_database_for(&settings, Opening::Serve).await?;
+        if !settings.is_postgres() && settings.database_url.is_none() {
+            let dir = std::fs::canonicalize(&settings.data_dir)
+                .unwrap_or_else(|_| settings.data_dir.clone());
+            tracing::info!(data_dir = %dir.display(), "data lives in {}", dir.display());
+        }
         check_public_url(&store, &public_url, settings.move_public_url, clock.now()).await?;
         if !crate::did::resolvable_by_others(&public_url) {
             tracing::warn!(
@@ -98,29 +124,24 @@ impl App {
 
         let master = Arc::new(master);
         let digester = master.digester();
-        let (bootstrap, new_bootstrap_token) =
+        let bootstrap =
             bootstrap_token(&store, &digester, settings.bootstrap_token.as_ref()).await?;
-
-        let redis = match &settings.redis_url {
-            Some(u) => Some(
-                RedisEphemeral::connect(u.expose(), "")
-                    .await
-                    .map_err(|e| anyhow!("connecting to AGENTIDP_REDIS_URL: {e}"))?,
-            ),
-            None => None,
-        };
         let state = assemble(
             Opened {
-                store,
+                store: store.clone(),
                 master,
                 digester,
                 redis: redis.clone(),
+                fetcher,
                 public_url: public_url.clone(),
-                bootstrap,
+                bootstrap: bootstrap.digest.clone(),
             },
             &settings,
             clock,
         )?;
+        // Last: nothing can fail between recording the digest and printing the token.
+        bootstrap.record(&store).await?;
+        let new_bootstrap_token = bootstrap.new_token;
         Ok(Startup {
             app: App {
                 listener,
@@ -168,9 +189,24 @@ struct Opened {
     master: Arc<MasterKey>,
     digester: crate::keys::SecretDigester,
     redis: Option<RedisEphemeral>,
+    fetcher: Fetcher,
     public_url: Url,
     /// The bootstrap token's digest version and digest.
     bootstrap: (i64, Vec<u8>),
+}
+
+/// The outbound client, trusting `AGENTIDP_OUTBOUND_CA_FILE` besides the platform's roots.
+fn outbound_fetcher(settings: &Settings) -> anyhow::Result<Fetcher> {
+    let extra_roots = match &settings.outbound_ca_file {
+        Some(p) => std::fs::read(p)
+            .with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
+        None => Vec::new(),
+    };
+    Fetcher::with_roots(
+        FetchPolicy::new(settings.allow_insecure_loopback),
+        &extra_roots,
+    )
+    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))
 }
 
 /// Wires the domain and the HTTP state from opened parts, every time-dependent part on `clock`.
@@ -180,6 +216,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         master,
         digester,
         redis,
+        fetcher,
         public_url,
         bootstrap,
     } = parts;
@@ -190,16 +227,6 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
             Arc::new(LocalBus),
         ),
     };
-    let extra_roots = match &settings.outbound_ca_file {
-        Some(p) => std::fs::read(p)
-            .with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
-        None => Vec::new(),
-    };
-    let fetcher = Fetcher::with_roots(
-        FetchPolicy::new(settings.allow_insecure_loopback),
-        &extra_roots,
-    )
-    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
     let keys = KeyService::new(
         store.keys.clone(),
         master,

@@ -1,5 +1,12 @@
 //! Start-up checks and side effects: the database and its migrations, the master key, the
 //! recorded public URL (and an explicit move), the bootstrap token.
+//!
+//! Order matters. Every check that needs nothing created comes first ([`check_settings`], then
+//! in [`App::build`](super::App::build) the TLS files, the outbound CA file, the port and Redis),
+//! then the database checks that only read, and only then anything is created or written: a
+//! failed first start leaves no data directory, master key or database behind, and the bootstrap
+//! token's digest is recorded last, once nothing else can fail, so the token printed is the one
+//! stored. Only `serve` creates an instance; every other command refuses to when it finds none.
 
 use std::path::Path;
 
@@ -18,37 +25,160 @@ const META_PUBLIC_URL: &str = "public_url";
 const META_MASTER_KEY_CHECK: &str = "master_key_check";
 const META_BOOTSTRAP: &str = "bootstrap_token_digest";
 
-/// Opens the configured database, migrates it and checks (or records) the master key.
+/// How to make a master key, for every message about a missing or malformed one.
+pub const MAKE_MASTER_KEY: &str = "make one with `openssl rand -base64 32`";
+
+/// What a command may do to the instance it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// `serve`: creates a new instance where there is none (data directory, SQLite file, master
+    /// key, schema).
+    Serve,
+    /// `migrate`: applies migrations to an existing SQLite instance, or creates the schema in a
+    /// PostgreSQL database (whose master key the operator gives); never a new SQLite instance.
+    Migrate,
+    /// Every other command (`keys rotate`): the instance must exist.
+    Existing,
+}
+
+/// The checks of the settings alone, before anything is opened or created. Checks of an
+/// operator-chosen value that need nothing but the settings belong here (the bootstrap token's
+/// minimum length among them), so that they run before any side effect of every command.
+pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
+    configured_master_key(settings)?;
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(_), Some(_)) | (None, None) => {}
+        _ => bail!("AGENTIDP_TLS_CERT and AGENTIDP_TLS_KEY go together: set both or neither"),
+    }
+    Ok(())
+}
+
+/// `AGENTIDP_MASTER_KEY`, parsed; required with PostgreSQL.
+fn configured_master_key(settings: &Settings) -> anyhow::Result<Option<MasterKey>> {
+    match &settings.master_key {
+        Some(k) => MasterKey::from_base64(k.expose()).map(Some).map_err(|_| {
+            anyhow!("AGENTIDP_MASTER_KEY is not base64 of 32 bytes; {MAKE_MASTER_KEY}")
+        }),
+        None if settings.is_postgres() => bail!(
+            "AGENTIDP_MASTER_KEY is required with PostgreSQL (every instance must share it); \
+             {MAKE_MASTER_KEY} and keep it safe: the stored keys and secrets cannot be read without it"
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Opens an existing instance for a command other than `serve` and `migrate` (it never creates
+/// one): migrates it and checks the master key.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<(Stores, MasterKey)> {
+    open_database_for(settings, Opening::Existing).await
+}
+
+/// Opens the configured database for `opening`: reads what it needs to check first (the
+/// configured or stored master key against the database's check value), then creates what
+/// `opening` allows, migrates, and records the master key's check value on a new instance.
+pub async fn open_database_for(
+    settings: &Settings,
+    opening: Opening,
+) -> anyhow::Result<(Stores, MasterKey)> {
+    let configured = configured_master_key(settings)?;
     let url = settings.database_url();
-    if !settings.is_postgres() && settings.database_url.is_none() {
+    let embedded = !settings.is_postgres() && settings.database_url.is_none();
+    let key_file = settings.data_dir.join("master.key");
+    if let Some(file) = storage::sqlite_file(&url)
+        && opening != Opening::Serve
+        && !file.exists()
+    {
+        bail!(not_an_instance(settings, opening));
+    }
+    let from_file = match configured {
+        Some(_) => None,
+        None => read_master_key(&key_file)?,
+    };
+
+    // Side effects begin: only `serve` creates the embedded data directory and file.
+    if embedded && opening == Opening::Serve {
         create_private_data(&settings.data_dir)?;
     }
     let db = storage::open(&url)
         .await
         .map_err(|e| anyhow!("opening the database: {e}"))?;
-    db.migrate().await.map_err(|e| anyhow!("{e}"))?;
-    let store = Stores::new(db);
-    let master = match &settings.master_key {
-        Some(k) => MasterKey::from_base64(k.expose()).context("AGENTIDP_MASTER_KEY")?,
-        None if settings.is_postgres() => {
-            bail!("AGENTIDP_MASTER_KEY is required with PostgreSQL (every instance must share it)")
+    let store = Stores::new(db.clone());
+    // Before migrating: a database without the table is a new one.
+    let recorded = match store.meta.get(META_MASTER_KEY_CHECK).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!(error = %e, "no instance metadata yet");
+            None
         }
-        None => load_or_create_master_key(&settings.data_dir.join("master.key"))?,
     };
-    match store.meta.get(META_MASTER_KEY_CHECK).await? {
-        None => {
-            store
-                .meta
-                .set(META_MASTER_KEY_CHECK, &master.check_value())
-                .await?
-        }
-        Some(v) if v == master.check_value() => {}
-        Some(_) => bail!(
-            "the master key does not match the one this database was created with; refusing to start"
+    if recorded.is_none() && opening == Opening::Existing {
+        bail!(not_an_instance(settings, opening));
+    }
+    let master = match (configured, from_file, &recorded) {
+        (Some(k), _, _) | (None, Some(k), _) => k,
+        (None, None, Some(_)) => bail!(
+            "this database was created with a master key, but {} does not exist and \
+             AGENTIDP_MASTER_KEY is unset: restore the key file or set AGENTIDP_MASTER_KEY \
+             (a new key cannot read the stored keys and secrets)",
+            key_file.display()
         ),
+        (None, None, None) if opening == Opening::Serve => create_master_key(&key_file)?,
+        (None, None, None) => bail!(
+            "no master key: {} does not exist and AGENTIDP_MASTER_KEY is unset; only \
+             `agentidp serve` creates a new instance",
+            key_file.display()
+        ),
+    };
+    if let Some(v) = &recorded
+        && *v != master.check_value()
+    {
+        bail!(
+            "the master key does not match the one this database was created with; refusing to start"
+        );
+    }
+    db.migrate().await.map_err(|e| anyhow!("{e}"))?;
+    if recorded.is_none() {
+        store
+            .meta
+            .set(META_MASTER_KEY_CHECK, &master.check_value())
+            .await?;
     }
     Ok((store, master))
+}
+
+/// Why a command other than `serve` found no instance, and how to point it at one.
+fn not_an_instance(settings: &Settings, opening: Opening) -> String {
+    let command = match opening {
+        Opening::Migrate => "`agentidp migrate`",
+        _ => "this command",
+    };
+    let never = format!(
+        "{command} works on an existing instance and never creates one (only `agentidp serve` does)"
+    );
+    if settings.is_postgres() {
+        return format!(
+            "no agentidp instance in the PostgreSQL database of AGENTIDP_DATABASE_URL (it has no \
+             agentidp schema yet): {never}; run `agentidp migrate` or `agentidp serve` against it first"
+        );
+    }
+    if settings.database_url.is_some() {
+        let file = storage::sqlite_file(&settings.database_url())
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "of AGENTIDP_DATABASE_URL".into());
+        return format!(
+            "no agentidp instance in the SQLite database {file}: {never}; set \
+             AGENTIDP_DATABASE_URL to the database `agentidp serve` uses"
+        );
+    }
+    let dir = std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+    format!(
+        "no agentidp instance in the data directory {} (no {}): {never}; run it with \
+         AGENTIDP_DATA_DIR (or --data-dir) set to the directory `agentidp serve` uses (the \
+         default ./data is relative to the working directory), or start a new instance there \
+         with `agentidp serve`",
+        dir.display(),
+        dir.join("agentidp.db").display()
+    )
 }
 
 /// The embedded default's data directory (0700 when we create it) and its SQLite file (0600 when
@@ -74,13 +204,23 @@ fn create_private_data(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn load_or_create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
-    if path.exists() {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return MasterKey::from_base64(&text)
-            .with_context(|| format!("master key in {}", path.display()));
+/// The master key in `path`, if the file exists.
+fn read_master_key(path: &Path) -> anyhow::Result<Option<MasterKey>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => MasterKey::from_base64(&text).map(Some).map_err(|_| {
+            anyhow!(
+                "the master key in {} is not base64 of 32 bytes (restore the original; a new \
+                 key cannot read an existing database)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
+}
+
+/// Generates the master key of a new embedded instance into `path` (0600).
+fn create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
     let key = MasterKey::generate();
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -141,13 +281,36 @@ pub async fn check_public_url(
     Ok(())
 }
 
-/// The platform-admin token: the configured one (never printed), the one recorded earlier, or a
-/// new one returned for printing once.
+/// The platform-admin token of this start: its digest (what the admin API checks), a token
+/// generated now (to be shown once), and what to record. Nothing is written until [`record`]
+/// (`BootstrapToken::record`), which start-up calls last.
+pub struct BootstrapToken {
+    /// Digest version and digest.
+    pub digest: (i64, Vec<u8>),
+    /// A token generated on this (first) start, for printing once.
+    pub new_token: Option<Secret>,
+    to_record: Option<String>,
+}
+
+impl BootstrapToken {
+    /// Records the digest (for a configured or a new token). Call it only once nothing else can
+    /// fail: a recorded digest of a token that was never printed locks the operator out.
+    pub async fn record(&self, store: &Stores) -> anyhow::Result<()> {
+        if let Some(v) = &self.to_record {
+            store.meta.set(META_BOOTSTRAP, v).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The platform-admin token: the configured one (never printed; it replaces the recorded one,
+/// which is how a lost token is recovered), the one recorded earlier, or a new one, returned for
+/// printing once. Reads only; see [`BootstrapToken::record`].
 pub async fn bootstrap_token(
     store: &Stores,
     digester: &crate::keys::SecretDigester,
     configured: Option<&Secret>,
-) -> anyhow::Result<((i64, Vec<u8>), Option<Secret>)> {
+) -> anyhow::Result<BootstrapToken> {
     let encode = |d: &[u8]| {
         format!(
             "{}:{}",
@@ -157,8 +320,11 @@ pub async fn bootstrap_token(
     };
     if let Some(t) = configured {
         let d = digester.digest(t.expose());
-        store.meta.set(META_BOOTSTRAP, &encode(&d)).await?;
-        return Ok(((digester.version(), d), None));
+        return Ok(BootstrapToken {
+            to_record: Some(encode(&d)),
+            digest: (digester.version(), d),
+            new_token: None,
+        });
     }
     if let Some(v) = store.meta.get(META_BOOTSTRAP).await? {
         let (ver, d) = v
@@ -167,10 +333,21 @@ pub async fn bootstrap_token(
         let d = BASE64_URL_SAFE_NO_PAD
             .decode(d)
             .map_err(|_| anyhow!("corrupt bootstrap token digest"))?;
-        return Ok(((ver.parse()?, d), None));
+        tracing::info!(
+            "the admin API accepts the bootstrap token printed at first start; lost it? restart \
+             once with AGENTIDP_BOOTSTRAP_TOKEN set to a new token (it replaces the old one)"
+        );
+        return Ok(BootstrapToken {
+            digest: (ver.parse()?, d),
+            new_token: None,
+            to_record: None,
+        });
     }
     let t = random_token();
     let d = digester.digest(t.expose());
-    store.meta.set(META_BOOTSTRAP, &encode(&d)).await?;
-    Ok(((digester.version(), d), Some(t)))
+    Ok(BootstrapToken {
+        to_record: Some(encode(&d)),
+        digest: (digester.version(), d),
+        new_token: Some(t),
+    })
 }

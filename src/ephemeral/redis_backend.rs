@@ -12,6 +12,8 @@ use redis::aio::ConnectionManager;
 use super::{EphemeralError, Invalidation, InvalidationBus, ReplayCache};
 
 const CHANNEL: &str = "agentidp:invalidate";
+/// Bound on connecting to Redis at start-up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct RedisEphemeral {
@@ -22,19 +24,33 @@ pub struct RedisEphemeral {
 
 impl RedisEphemeral {
     /// Connects and checks the server answers. `prefix` namespaces keys (tests share one Redis).
+    /// One direct connection comes first, so the error is its cause ("Connection refused", a
+    /// refused password, an unknown host) naming the server's address, never its password; the
+    /// reconnecting manager would retry until the timeout and say only "timed out".
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
-        let client = redis::Client::open(url).map_err(|e| EphemeralError(e.to_string()))?;
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            ConnectionManager::new(client.clone()),
-        )
-        .await
-        .map_err(|_| EphemeralError("timed out connecting to Redis".into()))?
-        .map_err(|e| EphemeralError(e.to_string()))?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
+        let client = redis::Client::open(url)
+            .map_err(|e| EphemeralError(format!("invalid Redis URL: {e}")))?;
+        let at = client.get_connection_info().addr().to_string();
+        let mut probe =
+            tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| {
+                    EphemeralError(format!(
+                        "no answer from Redis at {at} within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ))
+                })?
+                .map_err(|e| EphemeralError(format!("cannot connect to Redis at {at}: {e}")))?;
+        let _: String =
+            tokio::time::timeout(CONNECT_TIMEOUT, redis::cmd("PING").query_async(&mut probe))
+                .await
+                .map_err(|_| EphemeralError(format!("Redis at {at} did not answer PING")))?
+                .map_err(|e| EphemeralError(format!("Redis at {at} refused PING: {e}")))?;
+        drop(probe);
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new(client.clone()))
             .await
-            .map_err(|e| EphemeralError(e.to_string()))?;
+            .map_err(|_| EphemeralError(format!("timed out connecting to Redis at {at}")))?
+            .map_err(|e| EphemeralError(format!("cannot connect to Redis at {at}: {e}")))?;
         Ok(Self {
             client,
             conn,
@@ -118,5 +134,36 @@ impl InvalidationBus for RedisEphemeral {
     }
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Redis port nobody listens on is reported as a refused connection naming the address,
+    /// at once (it used to wait 5 s and say "timed out"), and never with the URL's password.
+    #[tokio::test]
+    async fn a_dead_redis_port_is_refused_at_once() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let started = std::time::Instant::now();
+        let Err(e) =
+            RedisEphemeral::connect(&format!("redis://:hunter2@127.0.0.1:{port}"), "").await
+        else {
+            panic!("connected to a dead port")
+        };
+        let msg = e.to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(msg.to_lowercase().contains("connection refused"), "{msg}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(!msg.contains("timed out"), "{msg}");
     }
 }

@@ -82,36 +82,137 @@ pub(crate) use on_db;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Opens the database named by `url` (`sqlite:` or `postgres:`). Does not migrate.
+/// Opens the database named by `url` (`sqlite:` or `postgres:`). Does not migrate. A failure
+/// says what could not be opened and why, never the URL's password: the PostgreSQL host, port
+/// and database with the server's or the socket's reason (one direct connection is tried first,
+/// so a refused connection is reported at once instead of as a pool timeout), the SQLite file's
+/// path.
 pub async fn open(url: &str) -> StorageResult<Db> {
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        use sqlx::Connection;
+        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| StorageError::Other(format!("invalid PostgreSQL URL: {e}")))?;
+        let probe = tokio::time::timeout(
+            PG_CONNECT_TIMEOUT,
+            sqlx::postgres::PgConnection::connect_with(&opts),
+        )
+        .await
+        .map_err(|_| {
+            StorageError::Unavailable(format!(
+                "no answer from PostgreSQL at {} within {} s",
+                pg_where(&opts),
+                PG_CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| pg_connect_error(&opts, e))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(opts.clone())
             .await
-            .map_err(db_err)?;
+            .map_err(|e| pg_connect_error(&opts, e))?;
         Ok(Db::Postgres(pool))
     } else if url.starts_with("sqlite:") {
         let opts = SqliteConnectOptions::from_str(url)
-            .map_err(db_err)?
+            .map_err(|e| StorageError::Other(format!("invalid SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let file = opts.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await
-            .map_err(db_err)?;
+            .map_err(|e| sqlite_open_error(&file, e))?;
         Ok(Db::Sqlite(pool))
     } else {
         Err(StorageError::Other(
             "database URL must start with sqlite: or postgres:".into(),
         ))
     }
+}
+
+/// How long the first, direct connection to PostgreSQL may take.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The file a `sqlite:` URL names (`None` for an in-memory database or another scheme).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    let file = opts.get_filename();
+    let name = file.to_string_lossy();
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    (!in_memory && !name.is_empty() && !name.starts_with(':')).then(|| file.to_owned())
+}
+
+/// `host:port/database` of a PostgreSQL connection (never the user's password).
+fn pg_where(opts: &sqlx::postgres::PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or(opts.get_username())
+    )
+}
+
+/// A failed connection to PostgreSQL, with its cause: the socket's error, or the server's own
+/// message (a missing database says how to create it).
+fn pg_connect_error(opts: &sqlx::postgres::PgConnectOptions, e: sqlx::Error) -> StorageError {
+    let at = pg_where(opts);
+    match e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
+            let db = opts.get_database().unwrap_or(opts.get_username());
+            StorageError::Unavailable(format!(
+                "database {db:?} does not exist on {host}:{port}; create it with `createdb -h {host} -p {port} {db}`",
+                host = opts.get_host(),
+                port = opts.get_port(),
+            ))
+        }
+        sqlx::Error::Database(d) => StorageError::Unavailable(format!(
+            "PostgreSQL at {at} refused the connection: {} (SQLSTATE {})",
+            d.message(),
+            d.code().as_deref().unwrap_or("?")
+        )),
+        sqlx::Error::Io(io) => {
+            StorageError::Unavailable(format!("cannot connect to PostgreSQL at {at}: {io}"))
+        }
+        sqlx::Error::Tls(t) => {
+            StorageError::Unavailable(format!("TLS to PostgreSQL at {at} failed: {t}"))
+        }
+        other => {
+            StorageError::Unavailable(format!("cannot connect to PostgreSQL at {at}: {other}"))
+        }
+    }
+}
+
+/// A SQLite file that could not be opened, named, with the usual cause of SQLite's terse code 14.
+fn sqlite_open_error(file: &std::path::Path, e: sqlx::Error) -> StorageError {
+    let reason = match &e {
+        sqlx::Error::Database(d) => d.message().to_owned(),
+        other => other.to_string(),
+    };
+    let hint = match &e {
+        // SQLITE_CANTOPEN (14) and its extended codes.
+        sqlx::Error::Database(d)
+            if d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 14) =>
+        {
+            " (its directory must exist and be writable by this user: SQLite creates the \
+             -wal and -shm files next to it)"
+        }
+        _ => "",
+    };
+    StorageError::Unavailable(format!(
+        "cannot open SQLite database {}: {reason}{hint}",
+        file.display()
+    ))
 }
 
 impl Db {
@@ -265,6 +366,68 @@ mod tests {
             open("mysql://x").await,
             Err(StorageError::Other(_))
         ));
+    }
+
+    /// An unopenable SQLite file is named in the error (SQLite's own text is only `unable to
+    /// open database file`).
+    #[tokio::test]
+    async fn an_unopenable_sqlite_file_is_named() {
+        let dir =
+            std::env::temp_dir().join(format!("agentidp-nodir-{}", uuid::Uuid::new_v4().simple()));
+        let file = dir.join("missing").join("x.db");
+        let e = open(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+        assert!(msg.contains("writable"), "{msg}");
+        assert_eq!(
+            sqlite_file(&format!("sqlite://{}", file.display())),
+            Some(file)
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
+    }
+
+    /// A PostgreSQL port nobody listens on is "connection refused" at once, not a pool timeout.
+    #[tokio::test]
+    async fn a_dead_postgres_port_is_refused_at_once() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let started = std::time::Instant::now();
+        let e = open(&format!("postgres://u:hunter2@127.0.0.1:{port}/x"))
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(msg.to_lowercase().contains("connection refused"), "{msg}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    /// A missing PostgreSQL database is named with the command that creates it (needs
+    /// `AGENTIDP_TEST_DATABASE_URL`; skipped without it).
+    #[tokio::test]
+    async fn a_missing_postgres_database_says_how_to_create_it() {
+        let Ok(base) = std::env::var("AGENTIDP_TEST_DATABASE_URL") else {
+            return;
+        };
+        let mut url = url::Url::parse(&base).unwrap();
+        let name = format!("agentidp_missing_{}", uuid::Uuid::new_v4().simple());
+        url.set_path(&name);
+        let msg = open(url.as_str()).await.unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("database \"{name}\" does not exist on")),
+            "{msg}"
+        );
+        assert!(msg.contains("createdb") && msg.contains(&name), "{msg}");
+        assert!(!msg.contains("at line"), "{msg}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod attacks;
 mod core_flow;
 mod did;
 mod federation;
+mod first_hour;
 mod fuzz;
 mod keys;
 mod lifecycle;

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::support::{Backend, PgDatabase, json_of, jwt_claims, jwt_header, random_slug, temp_dir};
 
 /// Bound on a server becoming ready, a stop, or a one-shot command.
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Running the binary
@@ -32,7 +32,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Lines of one output stream of a child, collected as they arrive.
 #[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
     fn collect(stream: impl AsyncRead + Unpin + Send + 'static) -> (Self, JoinHandle<()>) {
@@ -47,18 +47,18 @@ impl Lines {
         (lines, task)
     }
 
-    fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.all().join("\n")
     }
 }
 
 /// A command for the binary: cleared environment (only `PATH`, `HOME` and coverage variables
 /// survive, so no `AGENTIDP_*` or `RUST_LOG` of the parent leaks in), `dir` as working directory.
-fn agentidp(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+pub(crate) fn agentidp(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agentidp"));
     c.args(args).current_dir(dir).env_clear();
     for (k, v) in std::env::vars_os() {
@@ -80,15 +80,15 @@ fn agentidp(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
 
 /// What a finished process left behind.
 #[derive(Debug)]
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs a one-shot command (`migrate`, `keys rotate`, a `serve` that must refuse to start) to
 /// its end, at most [`WAIT`].
-async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Finished {
+pub(crate) async fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Finished {
     let out = tokio::time::timeout(WAIT, agentidp(dir, args, env).output())
         .await
         .unwrap_or_else(|_| panic!("agentidp {args:?} did not finish within {WAIT:?}"))
@@ -112,16 +112,16 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 /// A running `agentidp serve`. Dropping it kills the process.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     pid: u32,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// `http://ADDR`: where to reach it (the public URL may name another host).
     base: String,
     stdout: Lines,
-    stderr: Lines,
+    pub(crate) stderr: Lines,
     readers: Vec<JoinHandle<()>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Drop for Server {
@@ -131,7 +131,7 @@ impl Drop for Server {
 }
 
 /// Starts `agentidp ARGS` (a `serve`) and waits for its `listening on ADDR` line.
-async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = agentidp(dir, args, env).spawn().expect("spawn agentidp");
     let pid = child.id().expect("a running child has a pid");
     let (stdout, out_task) = Lines::collect(child.stdout.take().unwrap());
@@ -179,12 +179,12 @@ async fn sigterm(pid: u32) {
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// The first stdout line, waiting (bounded) for it to arrive.
-    async fn first_stdout_line(&self) -> String {
+    pub(crate) async fn first_stdout_line(&self) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(l) = self.stdout.all().into_iter().next() {
@@ -200,7 +200,7 @@ impl Server {
     }
 
     /// Waits (bounded) until some stderr line contains `needle`.
-    async fn wait_for_log(&self, needle: &str) {
+    pub(crate) async fn wait_for_log(&self, needle: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !self.stderr.all().iter().any(|l| l.contains(needle)) {
             assert!(
@@ -213,7 +213,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits (bounded) for the exit and for both streams to be read to the end.
-    async fn stop(mut self) -> Finished {
+    pub(crate) async fn stop(mut self) -> Finished {
         sigterm(self.pid).await;
         let status = tokio::time::timeout(WAIT, self.child.wait())
             .await
@@ -235,7 +235,7 @@ impl Server {
     }
 
     /// An admin API call with `token`; the raw response.
-    async fn admin_response(
+    pub(crate) async fn admin_response(
         &self,
         method: Method,
         path: &str,
@@ -249,7 +249,7 @@ impl Server {
         req.send().await.unwrap()
     }
 
-    async fn admin(
+    pub(crate) async fn admin(
         &self,
         method: Method,
         path: &str,
@@ -260,7 +260,7 @@ impl Server {
     }
 
     /// Creates organization `slug`; asserts 201 and returns the answer.
-    async fn create_org(&self, token: &str, slug: &str) -> Value {
+    pub(crate) async fn create_org(&self, token: &str, slug: &str) -> Value {
         let (st, v) = self
             .admin(
                 Method::POST,
@@ -274,7 +274,7 @@ impl Server {
         v
     }
 
-    async fn get_org(&self, token: &str, slug: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get_org(&self, token: &str, slug: &str) -> (StatusCode, Value) {
         self.admin(Method::GET, &format!("/api/v1/orgs/{slug}"), token, None)
             .await
     }
@@ -335,7 +335,7 @@ impl Server {
     }
 }
 
-fn mode_of(path: &Path) -> u32 {
+pub(crate) fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .permissions()
@@ -343,7 +343,7 @@ fn mode_of(path: &Path) -> u32 {
         & 0o777
 }
 
-fn json_lines(stderr: &str) -> Vec<Value> {
+pub(crate) fn json_lines(stderr: &str) -> Vec<Value> {
     stderr
         .lines()
         .map(|l| {
@@ -355,11 +355,11 @@ fn json_lines(stderr: &str) -> Vec<Value> {
         .collect()
 }
 
-fn refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn refs<'a>(env: &'a [(&'a str, String)]) -> Vec<(&'a str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-fn new_master_key() -> String {
+pub(crate) fn new_master_key() -> String {
     agentidp::keys::MasterKey::generate()
         .to_base64()
         .expose()
@@ -368,19 +368,19 @@ fn new_master_key() -> String {
 
 /// A test directory removed when the test ends (the servers using it are stopped first: declare
 /// it before them).
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TempDir(temp_dir())
     }
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
-    fn join(&self, p: &str) -> PathBuf {
+    pub(crate) fn join(&self, p: &str) -> PathBuf {
         self.0.join(p)
     }
-    fn join_str(&self, p: &str) -> String {
+    pub(crate) fn join_str(&self, p: &str) -> String {
         self.join(p).to_str().expect("UTF-8 temp path").to_owned()
     }
 }
