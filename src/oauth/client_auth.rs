@@ -45,6 +45,15 @@ pub enum ClientCredentials {
 }
 
 impl ClientCredentials {
+    /// The client the request names, when it names one before any verification (Basic, post,
+    /// or the form's `client_id` beside an assertion).
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } => Some(client_id),
+            Self::Jwt { client_id, .. } | Self::None { client_id } => client_id.as_deref(),
+        }
+    }
+
     /// Combines the decoded Basic credentials (if the request had them) with the form's members.
     /// More than one method at once is `invalid_request` (RFC 6749 §2.3).
     pub fn from_request(
