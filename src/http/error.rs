@@ -168,7 +168,8 @@ impl IntoResponse for BearerError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorResponse {
     /// `invalid_request` (400, 413, 415), `unauthorized` (401), `forbidden` (403), `not_found`
-    /// (404), `conflict` (409), `invalid_field` (422) or `server_error` (500).
+    /// (404), `conflict` (409), `invalid_field` (422), `rate_limited` (429) or `server_error`
+    /// (500).
     #[schema(value_type = String, example = "invalid_field")]
     pub error: &'static str,
     pub error_description: String,

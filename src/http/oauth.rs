@@ -75,7 +75,7 @@ async fn handle<T>(
         }
     };
     if let Some(retry) = state.auth_failures.refused(subjects) {
-        tracing::info!(event = "client.rate_limited", org = %org.slug, client_id = client_id.unwrap_or(""), client_ip = %ip, retry_after = retry.0, "client request refused: too many failed authentications");
+        tracing::info!(event = "client.rate_limited", org = %org.slug, client_id = log_id(client_id), client_ip = %ip, retry_after = retry.0, "client request refused: too many failed authentications");
         crate::telemetry::auth_failure("client", "rate_limited");
         return oauth_rate_limited(retry);
     }
@@ -104,6 +104,16 @@ async fn handle<T>(
     }
 }
 
+/// A client id as the log shows it: whatever a client sent, at most 128 characters (the
+/// subscriber escapes the rest).
+fn log_id(id: Option<&str>) -> &str {
+    let id = id.unwrap_or("");
+    match id.char_indices().nth(128) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
 /// A failed client authentication: counted against the address and the client, logged at INFO
 /// (the request span carries the request id; the description never holds a secret, and the
 /// client id is public), and counted in `agentidp_auth_failures_total`.
@@ -128,7 +138,7 @@ async fn client_auth_failed(
     tracing::info!(
         event = "client.authentication_failed",
         org = %org.slug,
-        client_id = client_id.unwrap_or(""),
+        client_id = log_id(client_id),
         client_ip = %ip,
         reason = %e.description,
         "client authentication failed"

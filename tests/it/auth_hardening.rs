@@ -285,7 +285,84 @@ async fn the_limit_follows_the_client_address(backend: Backend) {
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
+/// The security log of this test binary: INFO events of the HTTP edge only (so other tests add
+/// little), kept in memory. Installed once, for the whole process.
+fn security_log() -> &'static std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                // `agentidp::http` also enables the request span (it carries the request id).
+                "agentidp::http=info",
+            ))
+            .with_ansi(false)
+            .with_writer(move || Writer(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+}
+
+struct Writer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 9 point 19: a failed client authentication and an admin 401 are logged at INFO with
+/// the request id, the client id and address, and never the secret or token that was tried.
+async fn authentication_failures_are_logged_without_secrets(backend: Backend) {
+    let log = security_log();
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let agent = app.create_agent(&org, &["read"]).await;
+    let resp = app
+        .post_form(
+            &org,
+            "/oauth2/token",
+            Some((&agent.client_id, "wrong-secret-do-not-log-1")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let client_request = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = admin_get(&app, "wrong-admin-token-do-not-log-2", None).await;
+    let admin_request = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("no log line with request id {id}:\n{text}"))
+            .to_owned()
+    };
+    let client = line(&client_request);
+    assert!(
+        client.contains(" INFO ")
+            && client.contains("client.authentication_failed")
+            && client.contains(&agent.client_id)
+            && client.contains("client_ip=127.0.0.1"),
+        "{client}"
+    );
+    let admin = line(&admin_request);
+    assert!(
+        admin.contains(" INFO ") && admin.contains("admin.unauthorized"),
+        "{admin}"
+    );
+    assert!(!text.contains("do-not-log"), "a secret reached the log");
+}
+
 on_all_backends!(
+    authentication_failures_are_logged_without_secrets,
     client_status_is_told_only_after_authentication,
     oauth_error_descriptions_keep_the_character_set,
     failed_authentication_is_limited_per_ip,
