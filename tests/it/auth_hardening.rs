@@ -338,6 +338,25 @@ async fn authentication_failures_are_logged_without_secrets(backend: Backend) {
     let admin_request = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
+    // Every admin change is logged with its route and status (never its body).
+    let resp = app
+        .http
+        .post(format!(
+            "http://{}/api/v1/orgs/{}/agents/{}/rotate-secret",
+            app.addr, org.slug, agent.id
+        ))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    let change_request = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let (st, rotated) = json_of(resp).await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["client_secret"]
+        .as_str()
+        .expect("the new secret")
+        .to_owned();
+
     let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
     let line = |id: &str| {
         text.lines()
@@ -358,7 +377,20 @@ async fn authentication_failures_are_logged_without_secrets(backend: Backend) {
         admin.contains(" INFO ") && admin.contains("admin.unauthorized"),
         "{admin}"
     );
+    let change = line(&change_request);
+    assert!(
+        change.contains(" INFO ")
+            && change.contains("admin.change")
+            && change.contains("route=/api/v1/orgs/{org}/agents/{id}/rotate-secret")
+            && change.contains("status=200"),
+        "{change}"
+    );
     assert!(!text.contains("do-not-log"), "a secret reached the log");
+    assert!(!text.contains(&new_secret), "a new secret reached the log");
+    assert!(
+        !text.contains(&app.token),
+        "the admin token reached the log"
+    );
 }
 
 on_all_backends!(
