@@ -92,7 +92,10 @@ impl IntoResponse for OAuthResponse {
 /// asking too fast" (RFC 8628 §3.5, IANA "OAuth Extensions Error Registry", usage location
 /// "token endpoint response"). Not `invalid_request` (the request is well-formed) and not
 /// `invalid_client` (the credentials were not even looked at: answering 401 would tell a
-/// guesser nothing new but make a correct client think its secret is wrong).
+/// guesser nothing new but make a correct client think its secret is wrong). Keycloak, for
+/// comparison, has no brake on client credentials (keycloak/keycloak#30077) and hides a user's
+/// temporary lockout behind 400 `invalid_grant` "Invalid user credentials" (#48273): a client
+/// cannot tell it from a wrong password and keeps retrying.
 pub fn oauth_rate_limited(retry: crate::limiter::RetryAfter) -> Response {
     let body = json!({
         "error": "slow_down",
