@@ -179,7 +179,31 @@ pub struct Settings {
     /// Let outbound fetches use plain HTTP to loopback addresses (development and tests only).
     #[arg(long, env = "AGENTIDP_ALLOW_INSECURE_LOOPBACK", value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub allow_insecure_loopback: bool,
+    /// Failed authentications (client, admin) one client IP may make per minute before it is
+    /// answered 429 with `Retry-After`; 0 turns this per-IP limit off (the per-client limit
+    /// stays on).
+    #[arg(long, env = "AGENTIDP_AUTH_FAILURE_LIMIT", default_value_t = DEFAULT_AUTH_FAILURE_LIMIT)]
+    pub auth_failure_limit: u32,
+    /// Comma-separated CIDRs (or addresses) of reverse proxies whose `Forwarded` /
+    /// `X-Forwarded-For` name the client address; from anyone else those headers are ignored.
+    #[arg(long, env = "AGENTIDP_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
+
+/// A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("expected a CIDR such as 10.0.0.0/8 or an address, got {s:?}"))
+}
+
+/// The default of `AGENTIDP_AUTH_FAILURE_LIMIT`: failed authentications one client IP may make
+/// per minute (a burst of that many, then one per `60 / limit` seconds).
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 60;
+
+/// The shortest bootstrap token an operator may choose: 32 characters (a generated one has 43).
+pub const MIN_OPERATOR_TOKEN_LEN: usize = 32;
 
 /// `Cache-Control: max-age` of JWKS responses, in seconds.
 pub const JWKS_MAX_AGE_SECS: i64 = 300;
@@ -203,6 +227,22 @@ impl Settings {
             key_activation_delay_secs: None,
             outbound_ca_file: None,
             allow_insecure_loopback: false,
+            auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Refuses settings that would make a guessable credential: an `AGENTIDP_BOOTSTRAP_TOKEN`
+    /// shorter than [`MIN_OPERATOR_TOKEN_LEN`]. Checked before anything is opened or written.
+    pub fn check_operator_tokens(&self) -> Result<(), String> {
+        match &self.bootstrap_token {
+            Some(t) if t.expose().chars().count() < MIN_OPERATOR_TOKEN_LEN => Err(format!(
+                "AGENTIDP_BOOTSTRAP_TOKEN is {} characters long; it must have at least \
+                 {MIN_OPERATOR_TOKEN_LEN} (for example the output of `openssl rand -base64 32`), \
+                 or leave it unset and the server generates one on first start",
+                t.expose().chars().count()
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -320,6 +360,48 @@ mod tests {
         let text = name_env_source(err, &flag_args, |_| true).to_string();
         assert!(text.contains("'--bind <BIND>'"), "{text}");
         assert!(!text.contains("AGENTIDP_BIND"), "{text}");
+    }
+
+    /// Issue 9 point 7: a one-character bootstrap token was accepted.
+    #[test]
+    fn short_operator_tokens_are_refused() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.check_operator_tokens(), Ok(()));
+        s.bootstrap_token = Some(Secret::new("t"));
+        let e = s.check_operator_tokens().unwrap_err();
+        assert!(
+            e.contains("AGENTIDP_BOOTSTRAP_TOKEN") && e.contains("at least 32"),
+            "{e}"
+        );
+        assert!(!e.contains(": t"), "the token itself is never shown: {e}");
+        s.bootstrap_token = Some(Secret::new("x".repeat(31)));
+        assert!(s.check_operator_tokens().is_err());
+        s.bootstrap_token = Some(Secret::new("x".repeat(32)));
+        assert_eq!(s.check_operator_tokens(), Ok(()));
+    }
+
+    #[test]
+    fn auth_failure_limit_and_trusted_proxies() {
+        let cli = Cli::try_parse_from([
+            "agentidp",
+            "serve",
+            "--auth-failure-limit",
+            "0",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.0.2.7,fd00::/8",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.auth_failure_limit, 0);
+        let p: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(p, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+        assert!(Cli::try_parse_from(["agentidp", "serve", "--trusted-proxies", "nope"]).is_err());
+        assert_eq!(
+            Settings::defaults().auth_failure_limit,
+            DEFAULT_AUTH_FAILURE_LIMIT
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | --- | --- | --- |
 //! | `model` | ids, secrets, algorithms, the clock, did:web builders | |
 //! | `telemetry` | logging and metrics set-up | |
+//! | `limiter` | rate limits (GCRA on the injected clock; in process or Redis) | model |
 //! | `config` | settings (flags and `AGENTIDP_*`) | model |
 //! | `jose` | JWS/JWK: parse keys once, the allow-list, verify, sign | model |
 //! | `storage` | one module per aggregate, SQLite and PostgreSQL | model |
@@ -39,6 +40,7 @@ pub mod http;
 pub mod idp;
 pub mod jose;
 pub mod keys;
+pub mod limiter;
 pub mod model;
 pub mod oauth;
 pub mod oidc;

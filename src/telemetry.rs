@@ -52,6 +52,14 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// Counts a failed (or refused) authentication: `kind` is `client` or `admin`, `reason` one of a
+/// few fixed words (`invalid_client`, `invalid_token`, `rate_limited`): never request text, so
+/// the label values stay bounded.
+pub fn auth_failure(kind: &'static str, reason: &'static str) {
+    metrics::counter!("agentidp_auth_failures_total", "kind" => kind, "reason" => reason)
+        .increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

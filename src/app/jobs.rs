@@ -117,8 +117,10 @@ pub fn spawn_all(
 
     let idp = state.idp.clone();
     let limiter = state.foreign_resolution_limit.clone();
+    let auth_failures = state.auth_failures.clone();
     tasks.push(every(PURGE_PERIOD, stop, move || {
         let (idp, limiter) = (idp.clone(), limiter.clone());
+        auth_failures.prune();
         async move {
             limiter.retain_recent();
             if let Err(e) = purge_tick(&idp.stores, idp.clock.now()).await {

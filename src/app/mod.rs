@@ -220,6 +220,17 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         public_url,
         bootstrap,
     } = parts;
+    let mut auth_failures =
+        crate::limiter::FailureLimiter::new(clock.clone(), settings.auth_failure_limit);
+    if let Some(r) = &redis {
+        // One deployment's namespace: every instance shares the database, so the bootstrap
+        // token's digest (hashed again: key names need no secret material), with the public URL
+        // for people reading the keys.
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bootstrap.1);
+        let tag: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let namespace = format!("{}:{tag}", public_url.as_str());
+        auth_failures = auth_failures.with_redis(r.connection(), &namespace);
+    }
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
         None => (
@@ -258,5 +269,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
             )
             .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
         )),
+        auth_failures: Arc::new(auth_failures),
+        trusted_proxies: settings.trusted_proxies.clone().into(),
     })
 }

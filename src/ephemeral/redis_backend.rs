@@ -58,6 +58,11 @@ impl RedisEphemeral {
         })
     }
 
+    /// A handle on the shared connection, for other users of the same Redis (the rate limiter).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     fn channel(&self) -> String {
         format!("{}{CHANNEL}", self.prefix)
     }

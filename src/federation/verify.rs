@@ -46,6 +46,10 @@ pub enum VerifyError {
     LifetimeTooLong,
     #[error("the assertion lacks the required claim {0}")]
     MissingClaim(&'static str),
+    /// Present but not what RFC 7519 says it is (a string `iat`, an array `nbf`): refused, never
+    /// taken as absent.
+    #[error("the claim {0} is malformed")]
+    InvalidClaim(&'static str),
     #[error("the assertion was already used (jti replay)")]
     Replayed,
     #[error("internal error")]
@@ -70,6 +74,7 @@ impl VerifyError {
             VerifyError::IatInFuture => "invalid_iat",
             VerifyError::LifetimeTooLong => "lifetime_too_long",
             VerifyError::MissingClaim(_) => "missing_claim",
+            VerifyError::InvalidClaim(_) => "invalid_claim",
             VerifyError::Replayed => "replayed",
             VerifyError::Internal => "server_error",
         }
@@ -86,7 +91,8 @@ fn refused(e: JoseError) -> VerifyError {
         JoseError::UnsupportedAlg => VerifyError::UnsupportedAlg(jose::ALG_NAMES.join(", ")),
         JoseError::UnknownKey => VerifyError::UnknownKey,
         JoseError::BadSignature => VerifyError::BadSignature,
-        JoseError::MissingClaim(c) | JoseError::BadClaim(c) => VerifyError::MissingClaim(c),
+        JoseError::MissingClaim(c) => VerifyError::MissingClaim(c),
+        JoseError::BadClaim(c) => VerifyError::InvalidClaim(c),
         JoseError::Expired => VerifyError::Expired,
         JoseError::NotYetValid => VerifyError::NotYetValid,
         JoseError::IatInFuture => VerifyError::IatInFuture,
@@ -247,9 +253,10 @@ impl Verifier {
             outcome = jws.verify(&keys, &expect, now);
         }
         let claims = outcome.map_err(refused)?;
+        // A NumericDate may be fractional (RFC 7519 §2); the verifier has checked it.
         let exp = claims
             .get("exp")
-            .and_then(Value::as_i64)
+            .and_then(jose::exp_seconds)
             .ok_or(VerifyError::MissingClaim("exp"))?;
         let jti = claims
             .get("jti")
@@ -352,6 +359,20 @@ mod tests {
                 Some("did:web:b.example%3A8443:orgs:acmex:agents:1")
             ),
             format!("{iss}#1")
+        );
+    }
+
+    /// Issue 9 point 10: a string `iat` (or any malformed time) in a partner assertion was
+    /// reported as a missing claim; it is a malformed one, refused with its own code.
+    #[test]
+    fn a_malformed_time_is_refused_not_taken_as_absent() {
+        let e = refused(JoseError::BadClaim("iat"));
+        assert_eq!(e, VerifyError::InvalidClaim("iat"));
+        assert_eq!(e.code(), "invalid_claim");
+        assert_eq!(e.to_string(), "the claim iat is malformed");
+        assert_eq!(
+            refused(JoseError::MissingClaim("exp")).code(),
+            "missing_claim"
         );
     }
 

@@ -84,6 +84,43 @@ impl IntoResponse for OAuthResponse {
     }
 }
 
+/// Too many failed authentications from this client IP or for this client, at an OAuth endpoint.
+///
+/// RFC 6749 has no error code for it, so: HTTP 429 (RFC 6585 §4) with `Retry-After` (RFC 9110
+/// §10.2.3), which every HTTP client understands, and the RFC 6749 §5.2 JSON body with
+/// `slow_down`, the one registered OAuth error code for the token endpoint that means "you are
+/// asking too fast" (RFC 8628 §3.5, IANA "OAuth Extensions Error Registry", usage location
+/// "token endpoint response"). Not `invalid_request` (the request is well-formed) and not
+/// `invalid_client` (the credentials were not even looked at: answering 401 would tell a
+/// guesser nothing new but make a correct client think its secret is wrong). Keycloak, for
+/// comparison, has no brake on client credentials (keycloak/keycloak#30077) and hides a user's
+/// temporary lockout behind 400 `invalid_grant` "Invalid user credentials" (#48273): a client
+/// cannot tell it from a wrong password and keeps retrying.
+pub fn oauth_rate_limited(retry: crate::limiter::RetryAfter) -> Response {
+    let body = json!({
+        "error": "slow_down",
+        "error_description": "too many failed authentications; retry later",
+    });
+    rate_limited_response(body, retry)
+}
+
+/// The admin API's answer to too many failed authentications from one client IP.
+pub fn admin_rate_limited(retry: crate::limiter::RetryAfter) -> Response {
+    let body = json!({
+        "error": "rate_limited",
+        "error_description": "too many failed authentications from this address; retry later",
+    });
+    rate_limited_response(body, retry)
+}
+
+fn rate_limited_response(body: serde_json::Value, retry: crate::limiter::RetryAfter) -> Response {
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from(retry.0));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// An RFC 6750 error from a Bearer-protected resource. `None` code: no credentials were sent
 /// (§3.1: the challenge then carries no error code).
 pub struct BearerError(pub Option<OAuthError>);
@@ -134,7 +171,8 @@ impl IntoResponse for BearerError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorResponse {
     /// `invalid_request` (400, 413, 415), `unauthorized` (401), `forbidden` (403), `not_found`
-    /// (404), `conflict` (409), `invalid_field` (422) or `server_error` (500).
+    /// (404), `conflict` (409), `invalid_field` (422), `rate_limited` (429) or `server_error`
+    /// (500).
     #[schema(value_type = String, example = "invalid_field")]
     pub error: &'static str,
     pub error_description: String,
@@ -187,11 +225,19 @@ impl From<AdminError> for ApiError {
                 field: Some(field),
             },
             AdminError::NotFound => ApiError::not_found(),
-            AdminError::Forbidden => ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "not allowed for this principal",
-            ),
+            AdminError::Forbidden => {
+                // Security log (issue 9 point 19): the request span carries the request id.
+                tracing::info!(
+                    event = "admin.forbidden",
+                    "admin request refused: not allowed for this principal"
+                );
+                crate::telemetry::auth_failure("admin", "forbidden");
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "not allowed for this principal",
+                )
+            }
             AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             AdminError::Internal(m) => {
                 tracing::error!(error = %m, "admin request failed");

@@ -9,11 +9,14 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, OAuthResponse};
 use super::state::AppState;
+use crate::limiter::Subject;
 use crate::model::Secret;
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::FormParams;
 use crate::tenancy::access::Principal;
+use axum::extract::ConnectInfo;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
     headers
@@ -155,29 +158,170 @@ pub fn bearer_from_header(headers: &HeaderMap) -> Option<Secret> {
         .then(|| Secret::new(token.trim()))
 }
 
-/// The authenticated admin principal.
+/// The authenticated admin principal. A wrong token counts against the client IP's failed
+/// authentications (`AGENTIDP_AUTH_FAILURE_LIMIT`); an address over its limit is answered 429
+/// before its token is looked at. Refusals are logged at INFO (the request span carries the
+/// request id; the token never appears).
 pub struct Admin(pub Principal);
 
 impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+    type Rejection = axum::response::Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_from_header(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        state
-            .admin_principal(&token)
-            .map(Admin)
-            .ok_or_else(ApiError::unauthorized)
+        use axum::response::IntoResponse;
+        let ip = client_ip_of(parts, state);
+        let subjects = [Subject::Ip(ip)];
+        if let Some(retry) = state.auth_failures.refused(&subjects) {
+            tracing::info!(event = "admin.rate_limited", client_ip = %ip, retry_after = retry.0, "admin request refused: too many failed authentications");
+            crate::telemetry::auth_failure("admin", "rate_limited");
+            return Err(super::error::admin_rate_limited(retry));
+        }
+        let Some(token) = bearer_from_header(&parts.headers) else {
+            tracing::info!(event = "admin.unauthorized", client_ip = %ip, reason = "no bearer token", "admin request refused");
+            return Err(ApiError::unauthorized().into_response());
+        };
+        match state.admin_principal(&token) {
+            Some(p) => Ok(Admin(p)),
+            None => {
+                state.auth_failures.failed(&subjects).await;
+                tracing::info!(event = "admin.unauthorized", client_ip = %ip, reason = "unknown token", "admin request refused");
+                crate::telemetry::auth_failure("admin", "invalid_token");
+                Err(ApiError::unauthorized().into_response())
+            }
+        }
     }
+}
+
+/// The client's address: the socket peer, or, when the peer is one of `AGENTIDP_TRUSTED_PROXIES`,
+/// the address those proxies forwarded ([`client_ip`]).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip_of(parts, state)))
+    }
+}
+
+fn client_ip_of(parts: &Parts, state: &AppState) -> IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    client_ip(peer, &parts.headers, &state.trusted_proxies)
+}
+
+/// The client address of a request from `peer`. Forwarding headers are believed only from a
+/// trusted proxy: `Forwarded` (RFC 7239 §5.2, its `for=` values) or else `X-Forwarded-For`, read
+/// from the right (the entry the nearest proxy added), skipping every trusted proxy; the first
+/// address that is not one is the client. An entry that is not an address (`unknown`, an
+/// obfuscated `_name`, garbage) stops the walk at the last proxy believed.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+            })
+        })
+        .collect();
+    let hops: Vec<&str> = if forwarded.is_empty() {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect()
+    } else {
+        forwarded
+    };
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Some(ip) = hop_address(hop) else { break };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One forwarded hop: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]:4711`, each
+/// possibly quoted (RFC 7239 §6).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let h = hop.trim().trim_matches('"');
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    h.parse::<IpAddr>()
+        .ok()
+        .or_else(|| h.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 #[cfg(test)]
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::basic_credentials;
+    use super::{basic_credentials, client_ip};
+
+    /// Forwarding headers count only from a trusted proxy, read from the right, skipping the
+    /// trusted hops; `Forwarded` is preferred to `X-Forwarded-For`.
+    #[test]
+    fn client_ip_believes_only_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        let xff = h(&[("x-forwarded-for", "198.51.100.9, 203.0.113.5, 10.0.0.2")]);
+        // From an untrusted peer the header is the client's own claim: ignored.
+        assert_eq!(client_ip(ip("192.0.2.1"), &xff, &trusted), ip("192.0.2.1"));
+        // From a proxy: the rightmost untrusted entry (198.51.100.9 could be forged).
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff, &trusted), ip("203.0.113.5"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &xff, &[]), ip("10.0.0.1"));
+        let fwd = h(&[
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
+            ),
+            ("forwarded", "for=\"[fd00::1]\""),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &fwd, &trusted),
+            ip("2001:db8:cafe::17")
+        );
+        let hidden = h(&[("forwarded", "for=192.0.2.60, for=_hidden")]);
+        assert_eq!(client_ip(ip("10.1.1.1"), &hidden, &trusted), ip("10.1.1.1"));
+        let port = h(&[("x-forwarded-for", "203.0.113.5:8443")]);
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &port, &trusted),
+            ip("203.0.113.5")
+        );
+        let none = HeaderMap::new();
+        assert_eq!(client_ip(ip("10.1.1.1"), &none, &trusted), ip("10.1.1.1"));
+    }
 
     fn with_authorization(v: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -94,6 +94,34 @@ async fn no_store(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Security log of the admin API (issue 9 point 19, until the audit log lands): every call that
+/// may change something (any method but GET/HEAD/OPTIONS) is logged at INFO once answered, with
+/// its route template, path and status; the request span carries the request id. Bodies are never
+/// logged (they may hold secrets), and refused calls are logged too (a 401/403 also by the
+/// `Admin` extractor).
+async fn log_admin_change(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    tracing::info!(
+        event = "admin.change",
+        method = %method,
+        route = %route,
+        path = %path,
+        status = resp.status().as_u16(),
+        "admin call"
+    );
+    resp
+}
+
 /// Request count and latency by route template (never by raw path: unbounded label values).
 async fn record_metrics(req: Request, next: Next) -> Response {
     let route = req
@@ -155,7 +183,8 @@ pub fn router(state: AppState) -> Router {
     let (admin, doc) = openapi::admin_routes().split_for_parts();
     let admin = admin
         .layer(openapi::Document::extension(&doc))
-        .layer(middleware::from_fn(no_store));
+        .layer(middleware::from_fn(no_store))
+        .layer(middleware::from_fn(log_admin_change));
 
     // Order (outermost first): request id is set before the trace span reads it; sensitive
     // headers are marked before anything could log them; panics become 500s inside the trace

@@ -9,11 +9,15 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{OAuthResponse, internal_error};
-use super::extract::OAuthRequest;
+use std::net::IpAddr;
+
+use super::error::{OAuthResponse, internal_error, oauth_rate_limited};
+use super::extract::{ClientIp, OAuthRequest};
 use super::state::AppState;
+use crate::limiter::Subject;
 use crate::oauth::OAuth;
 use crate::oauth::client_auth::ClientCredentials;
+use crate::oauth::error::ErrorCode;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::FormParams;
 use crate::storage::OrgRecord;
@@ -36,6 +40,7 @@ pub async fn org_or_404(state: &AppState, slug: &str) -> Result<Arc<OrgRecord>, 
 async fn handle<T>(
     state: &AppState,
     slug: &str,
+    ip: IpAddr,
     req: Result<OAuthRequest, OAuthResponse>,
     call: impl AsyncFnOnce(
         &OAuth,
@@ -50,18 +55,95 @@ async fn handle<T>(
         Ok(o) => o,
         Err(r) => return r,
     };
+    // The brake on failed client authentication (issue 9 point 7): an address or a client
+    // over its limit is answered 429 before any credential is looked at; only failures count,
+    // and this check reads memory only.
+    let client_id = req.as_ref().ok().and_then(|r| r.client.client_id());
+    let client = client_id.map(|client_id| Subject::Client {
+        org: &org.id,
+        client_id,
+    });
+    let (both, one);
+    let subjects: &[Subject<'_>] = match client {
+        Some(c) => {
+            both = [Subject::Ip(ip), c];
+            &both
+        }
+        None => {
+            one = [Subject::Ip(ip)];
+            &one
+        }
+    };
+    if let Some(retry) = state.auth_failures.refused(subjects) {
+        tracing::info!(event = "client.rate_limited", org = %org.slug, client_id = log_id(client_id), client_ip = %ip, retry_after = retry.0, "client request refused: too many failed authentications");
+        crate::telemetry::auth_failure("client", "rate_limited");
+        return oauth_rate_limited(retry);
+    }
     let req = match req {
         Ok(r) => r,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            if e.error.code == ErrorCode::InvalidClient {
+                client_auth_failed(state, &org, None, ip, &e.error).await;
+            }
+            return e.into_response();
+        }
     };
     let now = state.idp.clock.now();
+    let client_id = req.client.client_id().map(str::to_owned);
     match call(&state.idp.oauth, &org, req.client, &req.form, now).await {
         Ok(v) => ok(v),
         Err(e) => {
-            tracing::debug!(error = %e.code.as_str(), "OAuth request refused");
+            // RFC 6749 §5.2: invalid_client is exactly "client authentication failed".
+            if e.code == ErrorCode::InvalidClient {
+                client_auth_failed(state, &org, client_id.as_deref(), ip, &e).await;
+            } else {
+                tracing::debug!(error = %e.code.as_str(), "OAuth request refused");
+            }
             OAuthResponse::new(e, req.basic).into_response()
         }
     }
+}
+
+/// A client id as the log shows it: whatever a client sent, at most 128 characters (the
+/// subscriber escapes the rest).
+fn log_id(id: Option<&str>) -> &str {
+    let id = id.unwrap_or("");
+    match id.char_indices().nth(128) {
+        Some((i, _)) => &id[..i],
+        None => id,
+    }
+}
+
+/// A failed client authentication: counted against the address and the client, logged at INFO
+/// (the request span carries the request id; the description never holds a secret, and the
+/// client id is public), and counted in `agentidp_auth_failures_total`.
+async fn client_auth_failed(
+    state: &AppState,
+    org: &OrgRecord,
+    client_id: Option<&str>,
+    ip: IpAddr,
+    e: &OAuthError,
+) {
+    let ip_subject = Subject::Ip(ip);
+    match client_id {
+        Some(client_id) => {
+            let client = Subject::Client {
+                org: &org.id,
+                client_id,
+            };
+            state.auth_failures.failed(&[ip_subject, client]).await;
+        }
+        None => state.auth_failures.failed(&[ip_subject]).await,
+    }
+    tracing::info!(
+        event = "client.authentication_failed",
+        org = %org.slug,
+        client_id = log_id(client_id),
+        client_ip = %ip,
+        reason = %e.description,
+        "client authentication failed"
+    );
+    crate::telemetry::auth_failure("client", "invalid_client");
 }
 
 fn json_ok<T: serde::Serialize>(v: T) -> Response {
@@ -72,27 +154,30 @@ fn json_ok<T: serde::Serialize>(v: T) -> Response {
 pub async fn token_post(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, req, OAuth::token, json_ok).await
+    handle(&state, &slug, ip, req, OAuth::token, json_ok).await
 }
 
 /// `POST {iss}/oauth2/introspect` (RFC 7662 §2).
 pub async fn introspect_post(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, req, OAuth::introspect, json_ok).await
+    handle(&state, &slug, ip, req, OAuth::introspect, json_ok).await
 }
 
 /// `POST {iss}/oauth2/revoke` (RFC 7009 §2.1); success is 200 with no body (§2.2).
 pub async fn revoke_post(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, req, OAuth::revoke, |()| {
+    handle(&state, &slug, ip, req, OAuth::revoke, |()| {
         StatusCode::OK.into_response()
     })
     .await
@@ -102,7 +187,8 @@ pub async fn revoke_post(
 pub async fn agent_proof_post(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, req, OAuth::agent_proof, json_ok).await
+    handle(&state, &slug, ip, req, OAuth::agent_proof, json_ok).await
 }

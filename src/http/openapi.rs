@@ -137,7 +137,7 @@ fn errors(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<ApiResponse>> {
         .collect()
 }
 
-/// 401 and 500: every authenticated call.
+/// 401, 429 and 500: every authenticated call.
 pub struct Authenticated;
 impl IntoResponses for Authenticated {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
@@ -145,6 +145,10 @@ impl IntoResponses for Authenticated {
             (
                 401,
                 "No or an unknown bearer token (`WWW-Authenticate: Bearer`)",
+            ),
+            (
+                429,
+                "Too many failed authentications from this address (`rate_limited`; `Retry-After` says when to try again)",
             ),
             (500, "Internal error (`server_error`)"),
         ])

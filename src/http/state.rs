@@ -18,6 +18,10 @@ pub struct AppState {
     pub discovery: moka::future::Cache<String, axum::body::Bytes>,
     /// Per-client-address limit on resolutions that fetch a foreign DID (no open proxy).
     pub foreign_resolution_limit: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// The brake on failed authentication (client and admin), per client IP and per client.
+    pub auth_failures: Arc<crate::limiter::FailureLimiter>,
+    /// `AGENTIDP_TRUSTED_PROXIES`: peers whose `Forwarded`/`X-Forwarded-For` are believed.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 impl AppState {

@@ -50,15 +50,20 @@ pub fn parse_header(token: &str) -> Result<JoseHeader, JoseError> {
     Ok(header)
 }
 
-/// Compares a `typ` value with an expected media type, per RFC 7515 §4.1.9 (the `application/`
-/// prefix may be omitted; comparison is case-insensitive).
+/// Compares a `typ` value with an expected media type, per RFC 7515 §4.1.9: media types are
+/// compared case-insensitively (RFC 2045 §5.1), and "application/" may be omitted, on either
+/// side. So `Application/At+Jwt`, `AT+JWT` and `at+jwt` are all the type `application/at+jwt`.
 pub fn typ_is(typ: Option<&str>, expected: &str) -> bool {
-    typ.is_some_and(|t| {
-        let t = match t.get(..12) {
+    fn short(t: &str) -> &str {
+        match t.get(..12) {
             Some(p) if p.eq_ignore_ascii_case("application/") => &t[12..],
             _ => t,
-        };
-        t.eq_ignore_ascii_case(expected)
+        }
+    }
+    typ.is_some_and(|t| {
+        let (t, e) = (short(t), short(expected));
+        // A bare "application/" names no type at all.
+        !t.is_empty() && t.eq_ignore_ascii_case(e)
     })
 }
 
@@ -86,6 +91,11 @@ mod tests {
         assert!(!typ_is(Some("text/at+jwt"), "at+jwt"));
         assert!(!typ_is(Some("JWT"), "at+jwt"));
         assert!(!typ_is(None, "at+jwt"));
+        // The whole media type, either side written with or without "application/".
+        assert!(typ_is(Some("Application/At+Jwt"), "application/at+jwt"));
+        assert!(typ_is(Some("AT+JWT"), "Application/at+jwt"));
+        assert!(!typ_is(Some("application/"), "application/"));
+        assert!(!typ_is(Some("application/at+jwt+x"), "at+jwt"));
         let crit = format!(
             "{}.{}.sig",
             b64(r#"{"alg":"ES256","crit":["exp"],"exp":1}"#),

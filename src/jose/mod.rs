@@ -20,7 +20,7 @@ pub use alg::{ALG_NAMES, JwsAlg};
 pub use header::{JoseHeader, MAX_JWS_LEN, parse_header, typ_is};
 pub use jwk::{JwkError, KeySet, KeyType, PRIVATE_MEMBERS, VerifyingKey, is_private};
 pub use sign::{DetachedJws, Header, JwsSigner, SignError, sign, sign_detached};
-pub use verify::{Claim, Expectations, Jws, Origin, Typ, parse, verify};
+pub use verify::{Claim, Expectations, Jws, Origin, Typ, exp_seconds, parse, verify};
 
 /// Clock-skew allowance, in seconds, for times stamped by another party's clock (`exp`, `nbf`,
 /// `iat` of client assertions and partner assertions).

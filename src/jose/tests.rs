@@ -555,10 +555,14 @@ fn required_and_malformed_claims() {
         );
     }
     for (claim, v) in [
-        ("exp", json!(NOW as f64 + 0.5)),
         ("exp", json!("soon")),
+        ("exp", json!(1e300)),
         ("nbf", json!([1])),
         ("iat", json!(u64::MAX)),
+        // A string iat is not a NumericDate: refused, not taken as absent.
+        ("iat", json!(NOW.to_string())),
+        ("iat", json!(true)),
+        ("nbf", json!(-1e300)),
     ] {
         let mut c = claims();
         c[claim] = v;
@@ -650,4 +654,39 @@ fn compact_and_detached_signatures_verify() {
         (h.alg.as_str(), h.typ.as_deref(), h.kid.as_deref()),
         ("ES256", Some("agent-proof+jwt"), Some("did:web:x#k"))
     );
+}
+
+/// RFC 7519 §2: a NumericDate is "a JSON numeric value" and may be non-integer. Fractions round
+/// the strict way: `exp` down, `nbf` up, `iat` down.
+#[test]
+fn fractional_numeric_dates_are_accepted() {
+    let key = TestKey::new(JwsAlg::ES256);
+    let e = expect();
+    let mut c = claims();
+    c["exp"] = json!(NOW as f64 + 300.25);
+    c["iat"] = json!(NOW as f64 - 0.5);
+    c["nbf"] = json!(NOW as f64 - 10.75);
+    assert_eq!(check(&key, &c, &e, NOW), Ok(()));
+
+    // exp 0.9 s after now, rounded down, is now: expired for our own tokens (no leeway).
+    let ours = Expectations {
+        origin: Origin::Ours,
+        ..expect()
+    };
+    let mut c = claims();
+    c["exp"] = json!(NOW as f64 + 0.9);
+    assert_eq!(check(&key, &c, &ours, NOW), Err(JoseError::Expired));
+    c["exp"] = json!(NOW as f64 + 1.1);
+    assert_eq!(check(&key, &c, &ours, NOW), Ok(()));
+
+    // nbf a fraction past the leeway, rounded up, is not yet valid.
+    let mut c = claims();
+    c["nbf"] = json!((NOW + LEEWAY) as f64 + 0.1);
+    assert_eq!(check(&key, &c, &e, NOW), Err(JoseError::NotYetValid));
+    c["nbf"] = json!((NOW + LEEWAY) as f64);
+    assert_eq!(check(&key, &c, &e, NOW), Ok(()));
+
+    assert_eq!(exp_seconds(&json!(12.9)), Some(12));
+    assert_eq!(exp_seconds(&json!(12)), Some(12));
+    assert_eq!(exp_seconds(&json!("12")), None);
 }

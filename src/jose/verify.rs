@@ -196,28 +196,86 @@ impl Jws<'_> {
     }
 }
 
-/// A NumericDate (RFC 7519 §2) as we accept it: whole seconds that fit an `i64`.
+/// A NumericDate (RFC 7519 §2: "A JSON numeric value representing the number of seconds from
+/// 1970-01-01T00:00:00Z UTC ... non-integer values can be represented") as whole seconds that
+/// fit an `i64`. A fraction is rounded the strict way for its claim ([`Round`]); anything else
+/// (a string, an array, a number beyond `i64`) is a bad claim, never an absent one.
 #[derive(Debug, Clone, Copy)]
 enum Time {
     At(i64),
     Invalid,
 }
 
-fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+/// Which way a fractional NumericDate is rounded: `exp` down (the token expires no later than
+/// it says), `nbf` up (it starts no earlier), `iat` down (it is no younger, so the lifetime
+/// check is no looser).
+trait Round {
+    fn round(x: f64) -> f64;
+}
+struct Down;
+struct Up;
+impl Round for Down {
+    fn round(x: f64) -> f64 {
+        x.floor()
+    }
+}
+impl Round for Up {
+    fn round(x: f64) -> f64 {
+        x.ceil()
+    }
+}
+
+fn time_of<R: Round>(v: &Value) -> Time {
+    if let Some(i) = v.as_i64() {
+        return Time::At(i);
+    }
+    match v {
+        // `as_f64` is `Some` for every JSON number; integers beyond i64 stay invalid.
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().map(R::round).unwrap_or(f64::NAN);
+            // i64::MAX as f64 rounds up to 2^63, which is out of range.
+            if x.is_finite() && x >= i64::MIN as f64 && x < i64::MAX as f64 {
+                Time::At(x as i64)
+            } else {
+                Time::Invalid
+            }
+        }
+        _ => Time::Invalid,
+    }
+}
+
+fn numeric_date<'de, D: Deserializer<'de>, R: Round>(d: D) -> Result<Option<Time>, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::Null => None,
-        v => Some(v.as_i64().map_or(Time::Invalid, Time::At)),
+        v => Some(time_of::<R>(&v)),
     })
+}
+
+fn date_down<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+    numeric_date::<D, Down>(d)
+}
+
+fn date_up<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+    numeric_date::<D, Up>(d)
+}
+
+/// An `exp` NumericDate of already verified claims as whole seconds, rounded down as the
+/// verifier does (for callers that keep something until the token expires).
+pub fn exp_seconds(exp: &Value) -> Option<i64> {
+    match time_of::<Down>(exp) {
+        Time::At(t) => Some(t),
+        Time::Invalid => None,
+    }
 }
 
 /// The registered claims the verifier checks; the caller's own type is parsed separately.
 #[derive(Deserialize)]
 struct Registered {
-    #[serde(default, deserialize_with = "numeric_date")]
+    #[serde(default, deserialize_with = "date_down")]
     exp: Option<Time>,
-    #[serde(default, deserialize_with = "numeric_date")]
+    #[serde(default, deserialize_with = "date_up")]
     nbf: Option<Time>,
-    #[serde(default, deserialize_with = "numeric_date")]
+    #[serde(default, deserialize_with = "date_down")]
     iat: Option<Time>,
     #[serde(default)]
     aud: Option<Value>,

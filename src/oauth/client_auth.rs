@@ -45,6 +45,15 @@ pub enum ClientCredentials {
 }
 
 impl ClientCredentials {
+    /// The client the request names, when it names one before any verification (Basic, post,
+    /// or the form's `client_id` beside an assertion).
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Self::Basic { client_id, .. } | Self::Post { client_id, .. } => Some(client_id),
+            Self::Jwt { client_id, .. } | Self::None { client_id } => client_id.as_deref(),
+        }
+    }
+
     /// Combines the decoded Basic credentials (if the request had them) with the form's members.
     /// More than one method at once is `invalid_request` (RFC 6749 §2.3).
     pub fn from_request(
@@ -132,17 +141,15 @@ impl ClientAuth {
         }
     }
 
+    /// The agent named by a request, whatever its status: client ids are public, so whether a
+    /// client is active is said only to one that proved it holds the credentials
+    /// ([`active`]); before that, an unknown client and bad credentials read the same.
     async fn agent(&self, org: &OrgRecord, client_id: &str) -> Result<Arc<Agent>, OAuthError> {
-        let a = self
-            .directory
+        self.directory
             .agent(&org.id, client_id)
             .await
             .map_err(|_| OAuthError::server_error())?
-            .ok_or_else(|| OAuthError::invalid_client("unknown client or bad credentials"))?;
-        if a.status != AgentStatus::Active {
-            return Err(OAuthError::invalid_client("the client is not active"));
-        }
-        Ok(a)
+            .ok_or_else(bad_credentials)
     }
 
     async fn by_secret(
@@ -153,7 +160,7 @@ impl ClientAuth {
         now: i64,
     ) -> Result<Arc<Agent>, OAuthError> {
         let a = self.agent(org, client_id).await?;
-        let fail = || OAuthError::invalid_client("unknown client or bad credentials");
+        let fail = bad_credentials;
         if !a.auth_method.uses_secret() {
             return Err(fail());
         }
@@ -173,7 +180,7 @@ impl ClientAuth {
             _ => false,
         };
         if current || previous() {
-            Ok(a)
+            active(a)
         } else {
             Err(fail())
         }
@@ -238,10 +245,12 @@ impl ClientAuth {
             ));
         }
         // Single use: (organization, client, jti), kept until the assertion could no longer be accepted.
+        let exp =
+            jose::exp_seconds(&claims.exp).ok_or_else(|| refused(JoseError::BadClaim("exp")))?;
         let key = format!("client-assertion:{}:{}:{}", org.id, client_id, claims.jti);
         let fresh = self
             .replay
-            .set_if_absent(&key, claims.exp.saturating_add(jose::LEEWAY), now)
+            .set_if_absent(&key, exp.saturating_add(jose::LEEWAY), now)
             .await
             .map_err(|_| OAuthError::server_error())?;
         if !fresh {
@@ -249,7 +258,7 @@ impl ClientAuth {
                 "client_assertion jti was already used",
             ));
         }
-        Ok(a)
+        active(a)
     }
 
     /// Verifies with the agent's inline keys, or its `jwks_uri` keys (parsed once per fetched
@@ -282,11 +291,28 @@ impl ClientAuth {
     }
 }
 
+/// Every failure before the client proved its credentials: unknown client, wrong secret, a
+/// client that does not use secrets (RFC 6749 §5.2 `invalid_client`, one description).
+fn bad_credentials() -> OAuthError {
+    OAuthError::invalid_client("unknown client or bad credentials")
+}
+
+/// An authenticated client may use the endpoints only while active (suspended and revoked
+/// agents are refused, and only now is it told why).
+fn active(a: Arc<Agent>) -> Result<Arc<Agent>, OAuthError> {
+    if a.status == AgentStatus::Active {
+        Ok(a)
+    } else {
+        Err(OAuthError::invalid_client("the client is not active"))
+    }
+}
+
 #[derive(Deserialize)]
 struct AssertionClaims {
     iss: String,
     sub: String,
-    exp: i64,
+    /// A NumericDate, possibly fractional (RFC 7519 §2): the verifier has checked it.
+    exp: serde_json::Value,
     jti: String,
 }
 

@@ -21,18 +21,71 @@ impl std::fmt::Debug for FormParams {
     }
 }
 
+/// The most parameters one request may carry (RFC 6749 leaves it to the server). The largest
+/// request this server understands has about fifteen (token exchange with a client assertion and
+/// a few `resource`/`audience` values); more is refused as `invalid_request` (§5.2) before the
+/// rest of the body is even decoded.
+pub const MAX_PARAMS: usize = 64;
+
+/// Up to this many parameters the duplicate check scans the ones already kept: a normal form
+/// (three to six parameters) is checked with no allocation, as fast as it gets. Beyond it a hash
+/// set keeps the check linear in the number of parameters.
+const SCAN_LIMIT: usize = 8;
+
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons and set look-ups of the duplicate check on this thread (tests bound it).
+    static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+#[inline]
+fn step() {
+    #[cfg(test)]
+    STEPS.with(|s| s.set(s.get() + 1));
+}
+
 impl FormParams {
     pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
-        for (k, v) in url::form_urlencoded::parse(body) {
+        // The non-repeatable names seen, once the form is longer than SCAN_LIMIT.
+        let mut seen: Option<std::collections::HashSet<String>> = None;
+        for (count, (k, v)) in url::form_urlencoded::parse(body).enumerate() {
+            if count >= MAX_PARAMS {
+                return Err(OAuthError::invalid_request(format!(
+                    "a request may carry at most {MAX_PARAMS} parameters"
+                )));
+            }
             // RFC 6749 §3.1: parameters sent without a value are treated as omitted.
             if v.is_empty() {
                 continue;
             }
-            if !REPEATABLE.contains(&k.as_ref()) && pairs.iter().any(|(pk, _)| *pk == k) {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k} is repeated"
-                )));
+            if !REPEATABLE.contains(&k.as_ref()) {
+                let repeated = match &mut seen {
+                    Some(set) => {
+                        step();
+                        !set.insert(k.as_ref().to_owned())
+                    }
+                    None if pairs.len() >= SCAN_LIMIT => {
+                        let mut set: std::collections::HashSet<String> = pairs
+                            .iter()
+                            .filter(|(pk, _)| !REPEATABLE.contains(&pk.as_str()))
+                            .map(|(pk, _)| pk.clone())
+                            .collect();
+                        step();
+                        let repeated = !set.insert(k.as_ref().to_owned());
+                        seen = Some(set);
+                        repeated
+                    }
+                    None => pairs.iter().any(|(pk, _)| {
+                        step();
+                        *pk == k
+                    }),
+                };
+                if repeated {
+                    return Err(OAuthError::invalid_request(format!(
+                        "parameter {k} is repeated"
+                    )));
+                }
             }
             pairs.push((k.into_owned(), v.into_owned()));
         }
@@ -79,6 +132,51 @@ mod tests {
         assert!(
             !format!("{:?}", FormParams::parse(b"client_secret=s3cr3t").unwrap())
                 .contains("s3cr3t")
+        );
+    }
+
+    fn steps_of(body: &[u8]) -> (Result<FormParams, OAuthError>, u64) {
+        STEPS.with(|s| s.set(0));
+        let r = FormParams::parse(body);
+        (r, STEPS.with(|s| s.get()))
+    }
+
+    fn distinct_keys(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Issue 9 point 5: a 65 KB body of 9,285 distinct keys cost 9,285²/2 key comparisons before
+    /// any authentication. Now it is refused after MAX_PARAMS parameters, and the duplicate check
+    /// is linear: the steps stay within a small multiple of the parameters kept.
+    #[test]
+    fn many_parameters_are_refused_in_bounded_steps() {
+        let body = distinct_keys(9_285);
+        assert!(body.len() > 60_000);
+        let (r, steps) = steps_of(body.as_bytes());
+        let e = r.unwrap_err();
+        assert_eq!(e.code.as_str(), "invalid_request");
+        assert!(e.description.contains("at most 64 parameters"), "{e}");
+        let bound = (SCAN_LIMIT * SCAN_LIMIT + MAX_PARAMS) as u64;
+        assert!(steps <= bound, "{steps} steps > {bound}");
+
+        // At the cap the form is accepted, still in linear steps (the old pairwise check: 2,016).
+        let (r, steps) = steps_of(distinct_keys(MAX_PARAMS).as_bytes());
+        assert_eq!(r.unwrap().get("k63"), Some("v"));
+        assert!(steps <= bound, "{steps} steps > {bound}");
+        // A repeat found by the hash set is refused like one found by the scan.
+        let body = format!("{}&k3=again", distinct_keys(20));
+        assert!(FormParams::parse(body.as_bytes()).is_err());
+        // Repeatable parameters never enter the check, in either mode.
+        let body = format!("{}&resource=a&resource=b", distinct_keys(20));
+        assert_eq!(
+            FormParams::parse(body.as_bytes())
+                .unwrap()
+                .all("resource")
+                .len(),
+            2
         );
     }
 }

@@ -38,7 +38,7 @@ impl OAuth {
             other => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(
-                    "grant_type {:?} is not supported",
+                    "grant_type '{}' is not supported",
                     other.chars().take(80).collect::<String>()
                 ),
             )),

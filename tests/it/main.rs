@@ -4,6 +4,7 @@
 mod support;
 
 mod attacks;
+mod auth_hardening;
 mod core_flow;
 mod did;
 mod federation;

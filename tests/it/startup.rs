@@ -971,7 +971,7 @@ async fn sigterm_drain_is_bounded_for_stalled_clients() {
             ("AGENTIDP_DATA_DIR", &data_dir),
             (
                 "AGENTIDP_BOOTSTRAP_TOKEN",
-                "stalled-client-token-0123456789",
+                "stalled-client-token-0123456789abcdef",
             ),
         ],
     )
@@ -1331,7 +1331,10 @@ async fn health_and_readiness() {
         &[
             ("AGENTIDP_BIND", "127.0.0.1:0"),
             ("AGENTIDP_DATA_DIR", &data_dir),
-            ("AGENTIDP_BOOTSTRAP_TOKEN", "health-check-token-0123456789"),
+            (
+                "AGENTIDP_BOOTSTRAP_TOKEN",
+                "health-check-token-0123456789abcdef",
+            ),
         ],
     )
     .await;

@@ -32,7 +32,7 @@ pub fn granted_scopes(agent: &Agent, requested: Option<&str>) -> Result<Vec<Stri
                 if !agent.scopes.iter().any(|a| a == s) {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidScope,
-                        format!("scope {s:?} is not allowed for this client"),
+                        format!("scope '{s}' is not allowed for this client"),
                     ));
                 }
                 if !out.iter().any(|o| o == s) {

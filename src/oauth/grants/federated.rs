@@ -92,7 +92,7 @@ impl OAuth {
                     if !valid_scope_token(s) || !partner.allowed_scopes.iter().any(|a| a == s) {
                         return Err(OAuthError::new(
                             ErrorCode::InvalidScope,
-                            format!("scope {s:?} is not allowed for this partner"),
+                            format!("scope '{s}' is not allowed for this partner"),
                         ));
                     }
                     if !out.iter().any(|o| o == s) {
