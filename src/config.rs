@@ -109,6 +109,11 @@ pub struct Settings {
     /// Let outbound fetches use plain HTTP to loopback addresses (development and tests only).
     #[arg(long, env = "AGENTIDP_ALLOW_INSECURE_LOOPBACK", value_parser = parse_bool, default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub allow_insecure_loopback: bool,
+    /// An HTTP(S) proxy for every outbound fetch (`http://host:port`). `HTTP_PROXY` and
+    /// `HTTPS_PROXY` are ignored; with this set, each target is checked by the SSRF guard before
+    /// the proxy is asked to connect to it.
+    #[arg(long, env = "AGENTIDP_OUTBOUND_PROXY", value_parser = parse_secret, hide_env_values = true)]
+    pub outbound_proxy: Option<Secret>,
 }
 
 /// `Cache-Control: max-age` of JWKS responses, in seconds.
@@ -133,6 +138,7 @@ impl Settings {
             key_activation_delay_secs: None,
             outbound_ca_file: None,
             allow_insecure_loopback: false,
+            outbound_proxy: None,
         }
     }
 

@@ -195,11 +195,12 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
             .with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
         None => Vec::new(),
     };
-    let fetcher = Fetcher::with_roots(
+    let fetcher = Fetcher::with_options(
         FetchPolicy::new(settings.allow_insecure_loopback),
         &extra_roots,
+        settings.outbound_proxy.as_ref().map(|p| p.expose()),
     )
-    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))?;
+    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE or AGENTIDP_OUTBOUND_PROXY: {e}"))?;
     let keys = KeyService::new(
         store.keys.clone(),
         master,
