@@ -572,6 +572,60 @@ mod tests {
         assert_eq!(parse_max_age("public"), None);
     }
 
+    /// A failed fetch is logged at WARN with the host and the cause, never the path or query
+    /// (where a token might be). Before, a failed partner or DID fetch logged nothing.
+    #[tokio::test]
+    async fn failed_fetches_are_logged_without_path_or_query() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let guarded = Fetcher::new(p(false)).unwrap();
+        let open = Fetcher::new(p(true)).unwrap();
+        assert!(
+            guarded
+                .get("https://localhost:1/secret-path?token=abc", "*/*")
+                .await
+                .is_err()
+        );
+        assert!(
+            open.get("https://127.0.0.1:1/hidden/jwks?code=xyz", "*/*")
+                .await
+                .is_err()
+        );
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("outbound fetch failed"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines.iter().all(|l| l.contains("WARN")), "{log}");
+        assert!(
+            lines[0].contains("host=localhost:1") && lines[0].contains("no public address"),
+            "{log}"
+        );
+        assert!(lines[1].contains("host=127.0.0.1:1"), "{log}");
+        for secret in ["secret-path", "abc", "hidden", "xyz"] {
+            assert!(!log.contains(secret), "{secret} logged: {log}");
+        }
+    }
+
     #[tokio::test]
     async fn refuses_private_targets_without_connecting() {
         let f = Fetcher::new(p(false)).unwrap();
