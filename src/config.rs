@@ -188,6 +188,11 @@ pub struct Settings {
     /// `X-Forwarded-For` name the client address; from anyone else those headers are ignored.
     #[arg(long, env = "AGENTIDP_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// An HTTP(S) proxy for every outbound fetch (`http://host:port`). `HTTP_PROXY` and
+    /// `HTTPS_PROXY` are ignored; with this set, each target is checked by the SSRF guard before
+    /// the proxy is asked to connect to it.
+    #[arg(long, env = "AGENTIDP_OUTBOUND_PROXY", value_parser = parse_secret, hide_env_values = true)]
+    pub outbound_proxy: Option<Secret>,
 }
 
 /// A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address.
@@ -229,6 +234,7 @@ impl Settings {
             allow_insecure_loopback: false,
             auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
             trusted_proxies: Vec::new(),
+            outbound_proxy: None,
         }
     }
 

@@ -6,13 +6,41 @@
 //! checked (no second resolution). IP-literal URLs are checked before the request and on every
 //! redirect. Only HTTPS, except plain HTTP to loopback when `AGENTIDP_ALLOW_INSECURE_LOOPBACK`
 //! is set. Bodies are capped while streaming, whatever `Content-Length` says.
+//!
+//! Proxies: the `HTTP(S)_PROXY` environment variables are ignored (reqwest would otherwise honour
+//! them, and a proxy resolves the target itself, past the guard). Only an explicit
+//! `AGENTIDP_OUTBOUND_PROXY` is used, and then every target (and every redirect) is resolved and
+//! checked here before the proxy is asked to connect to it.
+//!
+//! Budget: at most [`MAX_IN_FLIGHT`] fetches run at once across the process (each holds up to
+//! `max_bytes` of body), so a flood of foreign URLs cannot grow memory with the request rate.
+//! A failed fetch is logged (host and cause, never the path or query) at WARN.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::Semaphore;
 use url::Url;
+
+/// Fetches in flight at once, process-wide; others wait (within their time limit).
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 3;
+
+/// The resolver's refusal: every address of the name is one we must not connect to. Found again
+/// in reqwest's error chain, so the caller sees [`FetchError::Forbidden`], not a transport error.
+#[derive(Debug)]
+struct NoPublicAddress(String);
+
+impl std::fmt::Display for NoPublicAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves to no public address", self.0)
+    }
+}
+
+impl std::error::Error for NoPublicAddress {}
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum FetchError {
@@ -28,6 +56,54 @@ pub enum FetchError {
     TooLarge(usize),
     #[error("response is not valid JSON")]
     NotJson,
+    #[error(
+        "JSON response too complex (more than {MAX_JSON_VALUES} values or {MAX_JSON_DEPTH} levels)"
+    )]
+    TooComplex,
+}
+
+/// Most values (of any kind, containers included) a fetched JSON document may have. Key sets and
+/// DID documents have a few hundred; 240 KB of `[0,0,0,...]` has 120,000, and as a parsed
+/// `serde_json::Value` costs about 16 times its size.
+pub const MAX_JSON_VALUES: usize = 10_000;
+/// Deepest nesting a fetched JSON document may have.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Checks a JSON text's complexity before it is parsed, in one pass without allocating:
+/// counts values (commas plus containers plus one, an upper bound) and the nesting depth,
+/// outside strings. Malformed text is left for the parser to refuse.
+pub fn check_json_complexity(bytes: &[u8]) -> Result<(), FetchError> {
+    let (mut values, mut depth) = (1usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                values += 1;
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(FetchError::TooComplex);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => values += 1,
+            _ => {}
+        }
+        if values > MAX_JSON_VALUES {
+            return Err(FetchError::TooComplex);
+        }
+    }
+    Ok(())
 }
 
 /// What the fetcher may reach.
@@ -137,28 +213,67 @@ fn is_mapped_loopback(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
 }
 
+/// The addresses of `host` we may connect to; an error when there is none.
+async fn guarded_lookup(
+    host: &str,
+    allow_loopback: bool,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| !ip_forbidden(a.ip(), allow_loopback))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Box::new(NoPublicAddress(host.to_owned())));
+    }
+    Ok(allowed)
+}
+
 /// The resolver that enforces the address policy; reqwest connects only to what it returns.
+/// The configured proxy's own name (operator-chosen, typically private) is exempt.
 struct GuardedResolver {
     allow_loopback: bool,
+    proxy_host: Option<String>,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let allow_loopback = self.allow_loopback;
         let host = name.as_str().to_owned();
+        let is_proxy = self
+            .proxy_host
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(&host));
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| !ip_forbidden(a.ip(), allow_loopback))
-                .collect();
-            if allowed.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
+            let allowed = if is_proxy {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            } else {
+                guarded_lookup(&host, allow_loopback).await?
+            };
             let it: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(it)
         })
+    }
+}
+
+/// Was the request refused by our resolver (rather than failing on the network)?
+fn refused_by_guard(e: &reqwest::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(n) = err.downcast_ref::<NoPublicAddress>() {
+            return Some(n.to_string());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The host of a URL for logs (never its path or query, which may carry tokens).
+fn log_host(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
     }
 }
 
@@ -167,6 +282,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
 pub struct Fetcher {
     client: reqwest::Client,
     policy: FetchPolicy,
+    /// Set when an explicit outbound proxy is configured: targets are then resolved and checked
+    /// here before the request, since the proxy (not our resolver) connects to them.
+    proxied: bool,
+    in_flight: Arc<Semaphore>,
 }
 
 /// A successful fetch: the body and the `Cache-Control: max-age`, if any.
@@ -182,7 +301,17 @@ impl Fetcher {
 
     /// A fetcher that also trusts the CA certificates in `extra_roots_pem` (PEM bundles).
     pub fn with_roots(policy: FetchPolicy, extra_roots_pem: &[u8]) -> Result<Self, FetchError> {
-        let redirect_policy = policy;
+        Self::with_options(policy, extra_roots_pem, None)
+    }
+
+    /// The full constructor: extra CA roots and an optional explicit outbound proxy
+    /// (`AGENTIDP_OUTBOUND_PROXY`, an `http://` or `https://` URL). Without one, no proxy is used
+    /// whatever the environment says.
+    pub fn with_options(
+        policy: FetchPolicy,
+        extra_roots_pem: &[u8],
+        proxy: Option<&str>,
+    ) -> Result<Self, FetchError> {
         let mut builder = reqwest::Client::builder();
         if !extra_roots_pem.is_empty() {
             for cert in reqwest::Certificate::from_pem_bundle(extra_roots_pem)
@@ -191,25 +320,42 @@ impl Fetcher {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        let mut proxy_host = None;
+        builder = match proxy {
+            None => builder.no_proxy(),
+            Some(p) => {
+                let u = Url::parse(p)
+                    .map_err(|_| FetchError::Transport("the outbound proxy is not a URL".into()))?;
+                if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                    return Err(FetchError::Transport(
+                        "the outbound proxy must be an http:// or https:// URL".into(),
+                    ));
+                }
+                proxy_host = u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned());
+                builder.proxy(
+                    reqwest::Proxy::all(u.as_str())
+                        .map_err(|e| FetchError::Transport(e.to_string()))?,
+                )
+            }
+        };
         let client = builder
             .dns_resolver(Arc::new(GuardedResolver {
                 allow_loopback: policy.allow_insecure_loopback,
+                proxy_host,
             }))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 3 {
-                    attempt.error("too many redirects")
-                } else if let Err(e) = check_url(attempt.url(), &redirect_policy) {
-                    attempt.error(e.to_string())
-                } else {
-                    attempt.follow()
-                }
-            }))
+            // Redirects are followed by `get`, which checks each target like the first.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3))
             .timeout(policy.timeout)
             .user_agent(concat!("agentidp/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Transport(e.to_string()))?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            proxied: proxy.is_some(),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        })
     }
 
     pub fn policy(&self) -> &FetchPolicy {
@@ -217,45 +363,94 @@ impl Fetcher {
     }
 
     /// GET `url` with `Accept: accept`, enforcing the address policy, the time limit and the size cap.
+    /// A failure is logged with the host and the cause.
     pub async fn get(&self, url: &str, accept: &str) -> Result<Fetched, FetchError> {
         let parsed = Url::parse(url).map_err(|_| FetchError::Forbidden("not a URL".into()))?;
-        check_url(&parsed, &self.policy)?;
-        let fut = async {
+        let host = log_host(&parsed);
+        let r = tokio::time::timeout(self.policy.timeout, self.get_within(parsed, accept))
+            .await
+            .map_err(|_| FetchError::Timeout)
+            .and_then(|r| r);
+        if let Err(e) = &r {
+            tracing::warn!(host = %host, error = %e, "outbound fetch failed");
+        }
+        r
+    }
+
+    /// Checks a target before anything is sent: scheme and literal address always; with a proxy,
+    /// also the addresses the name resolves to (the proxy, not our resolver, will connect).
+    async fn check_target(&self, url: &Url) -> Result<(), FetchError> {
+        check_url(url, &self.policy)?;
+        if self.proxied
+            && let Some(url::Host::Domain(d)) = url.host()
+        {
+            guarded_lookup(d, self.policy.allow_insecure_loopback)
+                .await
+                .map_err(|e| FetchError::Forbidden(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn get_within(&self, mut url: Url, accept: &str) -> Result<Fetched, FetchError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Transport("fetcher closed".into()))?;
+        let mut redirects = 0;
+        let resp = loop {
+            self.check_target(&url).await?;
             let resp = self
                 .client
-                .get(parsed)
+                .get(url.clone())
                 .header(reqwest::header::ACCEPT, accept)
                 .send()
                 .await
                 .map_err(|e| {
-                    if e.is_timeout() {
+                    if let Some(why) = refused_by_guard(&e) {
+                        FetchError::Forbidden(why)
+                    } else if e.is_timeout() {
                         FetchError::Timeout
                     } else {
-                        FetchError::Transport(e.to_string())
+                        // Without the URL: its path or query may carry something secret.
+                        FetchError::Transport(e.without_url().to_string())
                     }
                 })?;
-            if !resp.status().is_success() {
-                return Err(FetchError::Status(resp.status().as_u16()));
+            if !resp.status().is_redirection() {
+                break resp;
             }
-            let max_age = resp
+            let next = resp
                 .headers()
-                .get(reqwest::header::CACHE_CONTROL)
+                .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(parse_max_age);
-            let mut body = Vec::new();
-            let mut stream = resp.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| FetchError::Transport(e.to_string()))?;
-                if body.len() + chunk.len() > self.policy.max_bytes {
-                    return Err(FetchError::TooLarge(self.policy.max_bytes));
+                .and_then(|l| url.join(l).ok());
+            match next {
+                Some(n) if redirects < MAX_REDIRECTS => {
+                    redirects += 1;
+                    url = n;
                 }
-                body.extend_from_slice(&chunk);
+                Some(_) => return Err(FetchError::Transport("too many redirects".into())),
+                None => return Err(FetchError::Status(resp.status().as_u16())),
             }
-            Ok(Fetched { body, max_age })
         };
-        tokio::time::timeout(self.policy.timeout, fut)
-            .await
-            .map_err(|_| FetchError::Timeout)?
+        if !resp.status().is_success() {
+            return Err(FetchError::Status(resp.status().as_u16()));
+        }
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Transport(e.without_url().to_string()))?;
+            if body.len() + chunk.len() > self.policy.max_bytes {
+                return Err(FetchError::TooLarge(self.policy.max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { body, max_age })
     }
 
     /// GET and parse JSON.
@@ -264,6 +459,7 @@ impl Fetcher {
         url: &str,
     ) -> Result<(serde_json::Value, Option<u64>), FetchError> {
         let f = self.get(url, "application/json").await?;
+        check_json_complexity(&f.body)?;
         let v = serde_json::from_slice(&f.body).map_err(|_| FetchError::NotJson)?;
         Ok((v, f.max_age))
     }
@@ -346,10 +542,88 @@ mod tests {
     }
 
     #[test]
+    fn json_complexity_is_capped() {
+        assert!(check_json_complexity(br#"{"keys":[{"kty":"EC","x":"a,b[{"}]}"#).is_ok());
+        let many = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+        assert_eq!(
+            check_json_complexity(many.as_bytes()),
+            Err(FetchError::TooComplex)
+        );
+        let few = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES - 10));
+        assert!(check_json_complexity(few.as_bytes()).is_ok());
+        // Commas and brackets inside strings (escaped quotes too) do not count.
+        let s = format!(r#"["{}\"{}"]"#, ",".repeat(50_000), "[".repeat(100));
+        assert!(check_json_complexity(s.as_bytes()).is_ok());
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH + 1),
+            "]".repeat(MAX_JSON_DEPTH + 1)
+        );
+        assert_eq!(
+            check_json_complexity(deep.as_bytes()),
+            Err(FetchError::TooComplex)
+        );
+    }
+
+    #[test]
     fn cache_control() {
         assert_eq!(parse_max_age("public, max-age=300"), Some(300));
         assert_eq!(parse_max_age("no-store"), Some(0));
         assert_eq!(parse_max_age("public"), None);
+    }
+
+    /// A failed fetch is logged at WARN with the host and the cause, never the path or query
+    /// (where a token might be). Before, a failed partner or DID fetch logged nothing.
+    #[tokio::test]
+    async fn failed_fetches_are_logged_without_path_or_query() {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let guarded = Fetcher::new(p(false)).unwrap();
+        let open = Fetcher::new(p(true)).unwrap();
+        assert!(
+            guarded
+                .get("https://localhost:1/secret-path?token=abc", "*/*")
+                .await
+                .is_err()
+        );
+        assert!(
+            open.get("https://127.0.0.1:1/hidden/jwks?code=xyz", "*/*")
+                .await
+                .is_err()
+        );
+        let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("outbound fetch failed"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines.iter().all(|l| l.contains("WARN")), "{log}");
+        assert!(
+            lines[0].contains("host=localhost:1") && lines[0].contains("no public address"),
+            "{log}"
+        );
+        assert!(lines[1].contains("host=127.0.0.1:1"), "{log}");
+        for secret in ["secret-path", "abc", "hidden", "xyz"] {
+            assert!(!log.contains(secret), "{secret} logged: {log}");
+        }
     }
 
     #[tokio::test]
@@ -363,10 +637,10 @@ mod tests {
             f.get("https://10.0.0.1/x", "*/*").await,
             Err(FetchError::Forbidden(_))
         ));
-        // A name resolving to loopback is refused by the resolver.
+        // A name resolving to loopback is refused by the resolver, and said so.
         assert!(matches!(
             f.get("https://localhost:1/x", "*/*").await,
-            Err(FetchError::Transport(_))
+            Err(FetchError::Forbidden(_))
         ));
     }
 }

@@ -94,6 +94,7 @@ impl Idp {
             did_docs: did_docs.clone(),
             instance_did,
             base: p.public_url.as_str().trim_end_matches('/').to_owned(),
+            foreign_budget: crate::did::resolver::foreign_fetch_budget(),
         });
         let verifier = Arc::new(Verifier {
             partners: partners.clone(),

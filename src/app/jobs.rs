@@ -7,7 +7,7 @@
 //! | housekeeping: expired revocations and replay markers, idle per-IP limiter state | [`purge_tick`] | 5 min |
 //! | metrics upkeep (histogram buckets) | `PrometheusHandle::run_upkeep` | 5 s |
 //! | key rotation (on demand: `agentidp keys rotate`) | [`rotate_keys_tick`] | — |
-//! | cache invalidation from other instances (Redis pub/sub, not a tick) | `RedisEphemeral::listen` | — |
+//! | cache invalidation from other instances (Redis pub/sub, not a tick; every cache emptied on each (re)subscribe and each second while down) | `RedisEphemeral::listen` | — |
 
 use std::future::Future;
 use std::sync::Arc;
@@ -138,6 +138,7 @@ pub fn spawn_all(
 
     if let Some(redis) = redis {
         let idp = state.idp.clone();
+        let resync_idp = state.idp.clone();
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             redis
@@ -151,6 +152,13 @@ pub fn spawn_all(
                             idp.directory.apply(&inv).await;
                             idp.partners.apply(&inv).await;
                         }
+                    },
+                    // (Re)subscribed, or the subscription is down: invalidations may have been
+                    // missed, so nothing the bus would invalidate stays cached.
+                    move || {
+                        resync_idp.directory.invalidate_all();
+                        resync_idp.partners.invalidate_all();
+                        resync_idp.keys.invalidate_all();
                     },
                     async move {
                         let _ = stop.changed().await;

@@ -202,11 +202,12 @@ fn outbound_fetcher(settings: &Settings) -> anyhow::Result<Fetcher> {
             .with_context(|| format!("reading AGENTIDP_OUTBOUND_CA_FILE {}", p.display()))?,
         None => Vec::new(),
     };
-    Fetcher::with_roots(
+    Fetcher::with_options(
         FetchPolicy::new(settings.allow_insecure_loopback),
         &extra_roots,
+        settings.outbound_proxy.as_ref().map(|p| p.expose()),
     )
-    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE: {e}"))
+    .map_err(|e| anyhow!("AGENTIDP_OUTBOUND_CA_FILE or AGENTIDP_OUTBOUND_PROXY: {e}"))
 }
 
 /// Wires the domain and the HTTP state from opened parts, every time-dependent part on `clock`.

@@ -50,6 +50,29 @@ pub fn parse_did(s: &str) -> Option<Did<'_>> {
     (method_ok && msid_ok).then_some(Did { method, msid })
 }
 
+/// The DID named by a raw (not yet percent-decoded) `/1.0/identifiers/{did}` path segment.
+///
+/// The DIF Universal Resolver binding percent-encodes the DID once, so a `%3A` inside the DID
+/// travels as `%253A` and one decoding gives the DID back. But a DID pasted as printed
+/// (`did:web:localhost%3A8443:orgs:acme`) must resolve too, and decoding it would change it
+/// into another DID (`did:web:localhost:8443:...`). So: a segment containing `%25` is encoded
+/// (decoded once); otherwise a segment that already is a syntactically valid DID is taken as it
+/// is; anything else is decoded once (`did%3Aweb%3Aexample.com`). `None` when the decoded bytes
+/// are not UTF-8. (A DID with a literal `%25` must be sent encoded, as the binding says.)
+pub fn did_from_path(raw: &str) -> Option<String> {
+    let encoded = raw
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'2' && w[2] == b'5');
+    if !encoded && parse_did(raw).is_some() {
+        return Some(raw.to_owned());
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
 /// Which of our own DIDs a DID names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnDid {
@@ -133,6 +156,32 @@ mod tests {
         ] {
             assert!(parse_did(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn resolver_path_decoding() {
+        let did = "did:web:localhost%3A8443:orgs:acme";
+        // As printed, as the binding encodes it, and with every character encoded.
+        assert_eq!(did_from_path(did).as_deref(), Some(did));
+        assert_eq!(
+            did_from_path("did:web:localhost%253A8443:orgs:acme").as_deref(),
+            Some(did)
+        );
+        assert_eq!(
+            did_from_path("did%3Aweb%3Alocalhost%253A8443%3Aorgs%3Aacme").as_deref(),
+            Some(did)
+        );
+        assert_eq!(
+            did_from_path("did%3Aweb%3Aexample.com").as_deref(),
+            Some("did:web:example.com")
+        );
+        assert_eq!(
+            did_from_path("did:web:example.com").as_deref(),
+            Some("did:web:example.com")
+        );
+        // Not a DID either way: decoded once and left for the resolver to refuse.
+        assert_eq!(did_from_path("not%20a%20did").as_deref(), Some("not a did"));
+        assert_eq!(did_from_path("%ff%fe"), None);
     }
 
     #[test]

@@ -18,7 +18,21 @@ use crate::remote::RemoteJson;
 use crate::tenancy::AgentStatus;
 use crate::tenancy::Directory;
 
-/// DID resolution errors (DID Resolution §7.1.2 / DIF binding codes).
+/// DID resolution errors (DID Resolution §7.1.2 / DID Spec Registries codes), each with the HTTP
+/// status of the DIF Universal Resolver binding.
+///
+/// A foreign did:web that cannot be resolved is never a 500 (nothing failed here; the cause goes
+/// to the log, not to the caller):
+/// - the host answers 404 or 410, or the DID points where this resolver may not go (a private or
+///   loopback address, plain HTTP: the SSRF guard): `notFound`, 404. The resolver "was unable to
+///   find the DID document"; a distinct answer for refused targets would make it an oracle of
+///   the internal network.
+/// - the host cannot be reached, times out or answers another error status: `notFound` with 502
+///   Bad Gateway, or 504 Gateway Timeout (RFC 9110 §15.6.3, §15.6.5). The code is the registered
+///   one for "unable to find the document"; the 5xx gateway status says the failure is upstream
+///   and worth retrying, which 404 would deny.
+/// - the host answers with something that is no DID document for this DID (not JSON, too large
+///   or too complex, another `id`): `invalidDidDocument` (DID Spec Registries), 502.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     #[error("invalidDid")]
@@ -27,9 +41,15 @@ pub enum ResolveError {
     NotFound,
     #[error("methodNotSupported")]
     MethodNotSupported,
-    /// Resolving a foreign DID is refused for now (rate limit).
+    /// Resolving a foreign DID is refused for now (the client's or the instance's fetch budget).
     #[error("rateLimited")]
     RateLimited,
+    /// The foreign host could not be reached or failed (`timeout`: it did not answer in time).
+    #[error("notFound: {cause}")]
+    Unreachable { timeout: bool, cause: String },
+    /// The foreign host answered with no usable DID document.
+    #[error("invalidDidDocument: {0}")]
+    InvalidDocument(String),
     #[error("internalError: {0}")]
     Internal(String),
 }
@@ -38,12 +58,44 @@ impl ResolveError {
     pub fn code(&self) -> &'static str {
         match self {
             ResolveError::InvalidDid => "invalidDid",
-            ResolveError::NotFound => "notFound",
+            ResolveError::NotFound | ResolveError::Unreachable { .. } => "notFound",
             ResolveError::MethodNotSupported => "methodNotSupported",
             ResolveError::RateLimited => "rateLimited",
+            ResolveError::InvalidDocument(_) => "invalidDidDocument",
             ResolveError::Internal(_) => "internalError",
         }
     }
+
+    /// A failed fetch of a foreign did:web document, as a resolution error (see the type).
+    pub fn from_fetch(e: FetchError) -> Self {
+        match e {
+            FetchError::Status(404 | 410) | FetchError::Forbidden(_) => ResolveError::NotFound,
+            FetchError::Timeout => ResolveError::Unreachable {
+                timeout: true,
+                cause: e.to_string(),
+            },
+            FetchError::Transport(_) | FetchError::Status(_) => ResolveError::Unreachable {
+                timeout: false,
+                cause: e.to_string(),
+            },
+            FetchError::TooLarge(_) | FetchError::NotJson | FetchError::TooComplex => {
+                ResolveError::InvalidDocument(e.to_string())
+            }
+        }
+    }
+}
+
+/// The instance-wide budget of foreign did:web fetches (on top of the per-client limit at the
+/// edge): at most this many per second, in bursts of [`FOREIGN_FETCH_BURST`], whoever asks.
+pub const FOREIGN_FETCHES_PER_SEC: u32 = 20;
+pub const FOREIGN_FETCH_BURST: u32 = 40;
+
+/// A fresh instance-wide budget of foreign fetches.
+pub fn foreign_fetch_budget() -> governor::DefaultDirectRateLimiter {
+    let n = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::direct(
+        governor::Quota::per_second(n(FOREIGN_FETCHES_PER_SEC)).allow_burst(n(FOREIGN_FETCH_BURST)),
+    )
 }
 
 /// A resolved document with its metadata (`None` where the method has none, e.g. did:key).
@@ -64,6 +116,8 @@ pub struct Resolver {
     pub instance_did: String,
     /// The public base URL, without a trailing slash.
     pub base: String,
+    /// The instance-wide budget of foreign fetches ([`foreign_fetch_budget`]).
+    pub foreign_budget: governor::DefaultDirectRateLimiter,
 }
 
 impl Resolver {
@@ -138,6 +192,22 @@ impl Resolver {
         }
     }
 
+    /// Resolves any DID for anyone who asks (the public resolver endpoint): a foreign did:web
+    /// fetch needs the client's budget (`may_fetch`) and then the instance's, so one client's
+    /// refused requests do not spend what others may use. (Partner verification calls
+    /// [`Resolver::resolve`] and is not held back by strangers' requests.)
+    pub async fn resolve_public(
+        &self,
+        did: &str,
+        now: i64,
+        may_fetch: impl FnOnce() -> bool,
+    ) -> Result<Resolved, ResolveError> {
+        self.resolve(did, now, || {
+            may_fetch() && self.foreign_budget.check().is_ok()
+        })
+        .await
+    }
+
     /// Resolves any DID. `may_fetch` is asked before a foreign did:web is fetched (rate limiting).
     pub async fn resolve(
         &self,
@@ -170,12 +240,13 @@ impl Resolver {
                 if self.did_docs.cached(&url).await.is_none() && !may_fetch() {
                     return Err(ResolveError::RateLimited);
                 }
-                let entry = self.did_docs.get(&url).await.map_err(|e| match e {
-                    FetchError::Status(404 | 410) => ResolveError::NotFound,
-                    other => ResolveError::Internal(other.to_string()),
-                })?;
+                let entry = self
+                    .did_docs
+                    .get(&url)
+                    .await
+                    .map_err(ResolveError::from_fetch)?;
                 if entry.doc.get("id").and_then(Value::as_str) != Some(did) {
-                    return Err(ResolveError::Internal(
+                    return Err(ResolveError::InvalidDocument(
                         "the document's id is not the DID asked for".into(),
                     ));
                 }

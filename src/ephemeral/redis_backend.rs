@@ -67,9 +67,19 @@ impl RedisEphemeral {
         format!("{}{CHANNEL}", self.prefix)
     }
 
-    /// Listens for invalidations from every instance until `shutdown` resolves, reconnecting on errors.
-    pub async fn listen<F, Fut>(self, on_message: F, shutdown: impl Future<Output = ()>)
-    where
+    /// Listens for invalidations from every instance until `shutdown` resolves, reconnecting on
+    /// errors.
+    ///
+    /// Messages published while the subscription is down are lost, so `resync` (forget every
+    /// cached entry the bus would invalidate) is called whenever the subscription is (re)made,
+    /// when it ends, and on every failed attempt while it is down: nothing cached across an
+    /// outage is trusted, and while disconnected an entry lives at most [`RETRY_PERIOD`].
+    pub async fn listen<F, Fut>(
+        self,
+        on_message: F,
+        resync: impl Fn() + Send + Sync,
+        shutdown: impl Future<Output = ()>,
+    ) where
         F: Fn(Invalidation) -> Fut + Send + Sync,
         Fut: Future<Output = ()> + Send,
     {
@@ -77,8 +87,10 @@ impl RedisEphemeral {
         let run = async {
             loop {
                 match self.client.get_async_pubsub().await {
-                    Ok(mut pubsub) => {
-                        if pubsub.subscribe(self.channel()).await.is_ok() {
+                    Ok(mut pubsub) => match pubsub.subscribe(self.channel()).await {
+                        Ok(()) => {
+                            // Subscribed: what was missed before now is forgotten.
+                            resync();
                             let mut stream = pubsub.on_message();
                             while let Some(msg) = stream.next().await {
                                 if let Ok(payload) = msg.get_payload::<String>()
@@ -87,12 +99,14 @@ impl RedisEphemeral {
                                     on_message(inv).await;
                                 }
                             }
+                            tracing::warn!("redis invalidation subscription ended; reconnecting");
                         }
-                        tracing::warn!("redis invalidation subscription ended; reconnecting");
-                    }
+                        Err(e) => tracing::warn!(error = %e, "redis subscribe failed; retrying"),
+                    },
                     Err(e) => tracing::warn!(error = %e, "redis subscribe failed; retrying"),
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                resync();
+                tokio::time::sleep(RETRY_PERIOD).await;
             }
         };
         tokio::select! {
@@ -101,6 +115,9 @@ impl RedisEphemeral {
         }
     }
 }
+
+/// How often a lost subscription is retried (and the caches emptied meanwhile).
+pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl ReplayCache for RedisEphemeral {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -127,22 +127,33 @@ fn metadata_json(meta: Option<DocMeta>) -> Value {
 }
 
 /// `GET /1.0/identifiers/{did}` (DIF Universal Resolver HTTP binding). The path is
-/// percent-decoded exactly once (the binding encodes the DID, so `%3A` arrives as `%253A`).
+/// percent-decoded once (the binding encodes the DID, so `%3A` arrives as `%253A`), unless it
+/// already is a DID as printed (`did:web:localhost%3A8443`): see [`crate::did::did_from_path`].
 /// `Accept: application/did+json` or `application/did+ld+json` gets the bare document; anything
-/// else the full resolution result.
+/// else the full resolution result. Errors and their statuses: [`ResolveError`].
 pub async fn identifiers_get(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(did): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
     let now = state.idp.clock.now();
     let limiter = state.foreign_resolution_limit.clone();
-    let result = state
-        .idp
-        .resolver
-        .resolve(&did, now, || limiter.check_key(&peer.ip()).is_ok())
-        .await;
+    // The raw segment (axum's path extractors decode it, which would change a printed DID).
+    let did = uri
+        .path()
+        .strip_prefix("/1.0/identifiers/")
+        .and_then(crate::did::did_from_path);
+    let result = match &did {
+        Some(did) => {
+            state
+                .idp
+                .resolver
+                .resolve_public(did, now, || limiter.check_key(&peer.ip()).is_ok())
+                .await
+        }
+        None => Err(ResolveError::InvalidDid),
+    };
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -164,8 +175,21 @@ pub async fn identifiers_get(
                 ResolveError::NotFound => StatusCode::NOT_FOUND,
                 ResolveError::MethodNotSupported => StatusCode::NOT_IMPLEMENTED,
                 ResolveError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                // A remote failure is not ours: a gateway status, the cause in the log.
+                ResolveError::Unreachable { timeout, ref cause } => {
+                    tracing::info!(error = %cause, "a foreign DID could not be resolved");
+                    if timeout {
+                        StatusCode::GATEWAY_TIMEOUT
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    }
+                }
+                ResolveError::InvalidDocument(ref m) => {
+                    tracing::info!(error = %m, "a foreign DID's document is unusable");
+                    StatusCode::BAD_GATEWAY
+                }
                 ResolveError::Internal(ref m) => {
-                    tracing::debug!(error = %m, "DID resolution failed");
+                    tracing::error!(error = %m, "DID resolution failed");
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             };

@@ -166,6 +166,7 @@ pub struct KeyService {
     cache: Cache<String, Arc<OrgKeys>>,
     activation_delay: i64,
     max_token_lifetime: i64,
+    loads: std::sync::atomic::AtomicU64,
 }
 
 /// How long a loaded key set is trusted before it is re-read: a key rotated by another instance
@@ -191,6 +192,7 @@ impl KeyService {
                 .build(),
             activation_delay,
             max_token_lifetime,
+            loads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -230,17 +232,32 @@ impl KeyService {
         Ok(records)
     }
 
-    /// The keys of `org`, loaded and decrypted on first use and cached.
+    /// The keys of `org`, loaded and decrypted on first use and cached. Single-flight: callers
+    /// missing at once share one load (one read, one decryption of each key).
     pub async fn org_keys(&self, org: &OrgRecord, now: i64) -> Result<Arc<OrgKeys>, KeyError> {
         if let Some(k) = self.cache.get(org.id.as_str()).await {
             return Ok(k);
         }
-        let loaded = Arc::new(self.load(org, now).await?);
-        self.cache.insert(org.id.to_string(), loaded.clone()).await;
-        Ok(loaded)
+        self.cache
+            .try_get_with(org.id.to_string(), async {
+                self.load(org, now).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<KeyError>| match Arc::try_unwrap(e) {
+                Ok(e) => e,
+                // Shared with another waiter: the storage error's text is what is left to give.
+                Err(shared) => KeyError::Storage(StorageError::Other(shared.to_string())),
+            })
+    }
+
+    /// How many times key sets were loaded (read and decrypted) since start.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn load(&self, org: &OrgRecord, now: i64) -> Result<OrgKeys, KeyError> {
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let records = self.store.list(&org.id, now).await?;
         let dek = self
             .master
@@ -276,6 +293,11 @@ impl KeyService {
     /// Forget the cached keys of an organization (after a rotation here or elsewhere).
     pub async fn invalidate(&self, org_id: &str) {
         self.cache.invalidate(org_id).await;
+    }
+
+    /// Forget every cached key set (the invalidation bus reconnected).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
     }
 
     /// Rotates every alg of `org`: new keys are published now and sign after the activation delay;
@@ -334,6 +356,61 @@ impl crate::jose::JwsSigner for LoadedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Concurrent misses share one load: the key rows are read and decrypted once, not once
+    /// per caller.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_load_the_keys_once() {
+        use crate::storage::Stores;
+        use crate::storage::testing::temp_db;
+        const T: i64 = 1_767_225_600;
+        let t = temp_db().await;
+        let stores = Stores::new(t.db.clone());
+        let keys = Arc::new(KeyService::new(
+            stores.keys.clone(),
+            Arc::new(MasterKey::generate()),
+            0,
+            900,
+        ));
+        let id = crate::model::OrgId::generate(T * 1000);
+        let (dek_wrapped, dek) = keys.master().new_data_key(&id);
+        let first = KeyService::generate_records(&id, Arc::new(dek), T, T)
+            .await
+            .unwrap();
+        let org = OrgRecord {
+            id: id.clone(),
+            slug: "acme".into(),
+            name: "acme".into(),
+            issuer: "https://idp.example/orgs/acme".into(),
+            did: "did:web:idp.example:orgs:acme".into(),
+            dek_wrapped,
+            dek_mk_version: keys.master().version(),
+            created_at: T,
+            updated_at: T,
+        };
+        let ev = Event {
+            org_id: Some(id.clone()),
+            kind: "org.created",
+            subject: id.to_string(),
+            data: serde_json::json!({}),
+            at: T,
+        };
+        stores.orgs.create(&org, &first, &ev).await.unwrap();
+
+        let org = Arc::new(org);
+        let all = futures_util::future::join_all((0..32).map(|_| {
+            let (keys, org) = (keys.clone(), org.clone());
+            tokio::spawn(async move { keys.org_keys(&org, T).await.map(|k| k.keys.len()) })
+        }))
+        .await;
+        for r in all {
+            assert_eq!(r.unwrap().unwrap(), 3);
+        }
+        assert_eq!(keys.loads(), 1, "every concurrent miss loaded the keys");
+        keys.invalidate_all();
+        keys.org_keys(&org, T).await.unwrap();
+        assert_eq!(keys.loads(), 2);
+    }
 
     #[test]
     fn lifecycle_states() {

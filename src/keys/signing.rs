@@ -186,12 +186,30 @@ impl LazySigner {
     }
 
     pub fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError> {
-        self.parsed
-            .get_or_init(|| Signer::from_pkcs8(self.alg, &self.pkcs8).ok())
-            .as_ref()
-            .ok_or(SigningError::BadPrivateKey)?
-            .sign(signing_input)
+        let sign = || {
+            self.parsed
+                .get_or_init(|| Signer::from_pkcs8(self.alg, &self.pkcs8).ok())
+                .as_ref()
+                .ok_or(SigningError::BadPrivateKey)?
+                .sign(signing_input)
+        };
+        // An RSA-3072 signature (and the first parse) takes about a millisecond: on a runtime
+        // worker that would stall every other request it serves, so the worker's other tasks
+        // are handed to another thread meanwhile. ES256 and EdDSA (tens of microseconds) stay
+        // inline: the hand-over would cost more than they do.
+        if self.alg == Alg::RS256 && on_multi_thread_runtime() {
+            tokio::task::block_in_place(sign)
+        } else {
+            sign()
+        }
     }
+}
+
+/// `block_in_place` is only allowed on the multi-threaded runtime (it panics on the
+/// current-thread one, which tests and tools may use).
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 #[cfg(test)]
@@ -225,6 +243,47 @@ mod tests {
             LazySigner::new(Alg::ES256, b"garbage".to_vec())
                 .sign(b"x")
                 .is_err()
+        );
+    }
+
+    /// RS256 signing does not hold a runtime worker: with one worker, a task signing RSA back
+    /// to back (as a burst of token requests might, between awaits) leaves another task on the
+    /// same runtime free to run. Before, the ticker below stalled for the whole burst.
+    #[test]
+    fn rs256_signing_leaves_the_runtime_free() {
+        let g = generate(Alg::RS256).unwrap();
+        let lazy = std::sync::Arc::new(LazySigner::new(Alg::RS256, g.pkcs8));
+        lazy.sign(b"warm").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let max_gap = rt.block_on(async move {
+            let ticker = tokio::spawn(async {
+                let mut max = std::time::Duration::ZERO;
+                let mut last = std::time::Instant::now();
+                for _ in 0..60 {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    max = max.max(last.elapsed());
+                    last = std::time::Instant::now();
+                }
+                max
+            });
+            tokio::task::yield_now().await;
+            let signer = tokio::spawn(async move {
+                let start = std::time::Instant::now();
+                // No await in here: only block_in_place lets the ticker run meanwhile.
+                while start.elapsed() < std::time::Duration::from_millis(400) {
+                    lazy.sign(b"payload").unwrap();
+                }
+            });
+            signer.await.unwrap();
+            ticker.await.unwrap()
+        });
+        assert!(
+            max_gap < std::time::Duration::from_millis(250),
+            "the runtime stalled for {max_gap:?} while RSA signed"
         );
     }
 

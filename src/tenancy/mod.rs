@@ -12,6 +12,7 @@ use moka::future::Cache;
 use crate::ephemeral::{DynBus, Invalidation};
 use crate::jose::KeySet;
 pub use crate::model::{AgentStatus, AuthMethod};
+use crate::remote::value_size;
 use crate::storage::{AgentRecord, AgentStore, OrgRecord, OrgStore, StorageError};
 
 /// An agent as the domain uses it: its stored record (with typed fields, read through `Deref`).
@@ -41,6 +42,50 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// An estimate of the bytes this agent holds (its record and parsed keys), for cache budgets.
+    pub fn weight(&self) -> usize {
+        let r = &self.record;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        let bytes = |b: &Option<Vec<u8>>| b.as_ref().map_or(0, Vec::capacity);
+        // The inline JWK Set twice: as JSON, and as the key set parsed from it.
+        let jwks = r.jwks.as_ref().map_or(0, |j| 2 * value_size(j));
+        std::mem::size_of::<Agent>()
+            + r.name.capacity()
+            + opt(&r.description)
+            + r.did.capacity()
+            + r.scopes.iter().map(|s| 24 + s.capacity()).sum::<usize>()
+            + bytes(&r.secret_digest)
+            + bytes(&r.prev_secret_digest)
+            + jwks
+            + opt(&r.jwks_uri)
+            + 64
+    }
+}
+
+/// What a cached lookup weighs: the key's bytes, the value's (none for an absent entry) and a
+/// fixed share for the entry itself. Absent entries are keyed by attacker input (unknown slugs,
+/// `client_id`s, issuers), so they count too.
+pub fn entry_weight(key_bytes: usize, value_bytes: usize) -> u32 {
+    u32::try_from(key_bytes + value_bytes + CACHE_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+}
+
+/// Fixed cost counted for every cache entry (moka's bookkeeping, the `Option<Arc<_>>`).
+pub const CACHE_ENTRY_OVERHEAD: usize = 128;
+/// What the cached agents may weigh in total (estimated bytes), by default.
+pub const AGENT_CACHE_BUDGET: u64 = 64 * 1024 * 1024;
+/// What the cached organizations may weigh in total, by default.
+pub const ORG_CACHE_BUDGET: u64 = 8 * 1024 * 1024;
+
+fn org_weight(o: &OrgRecord) -> usize {
+    std::mem::size_of::<OrgRecord>()
+        + o.slug.capacity()
+        + o.name.capacity()
+        + o.issuer.capacity()
+        + o.did.capacity()
+        + o.dek_wrapped.capacity()
+}
+
 impl std::ops::Deref for Agent {
     type Target = AgentRecord;
     fn deref(&self) -> &AgentRecord {
@@ -49,7 +94,9 @@ impl std::ops::Deref for Agent {
 }
 
 /// Read-through caches of organizations (by slug) and agents (by org and id), shared by every
-/// request. Absent entries are cached too, so unknown slugs do not each cost a query.
+/// request. Absent entries are cached too, so unknown slugs do not each cost a query; both
+/// caches are bounded by the estimated bytes of their entries ([`AGENT_CACHE_BUDGET`],
+/// [`ORG_CACHE_BUDGET`]), absent ones included, not by a number of entries.
 ///
 /// Every change made here invalidates these caches at once. Entries live [`CACHE_TTL_LOCAL`]
 /// when other instances could change the same database without telling us (PostgreSQL without
@@ -85,19 +132,60 @@ impl Directory {
         bus: DynBus,
         ttl: Duration,
     ) -> Self {
+        Self::with_budgets(
+            org_store,
+            agent_store,
+            bus,
+            ttl,
+            ORG_CACHE_BUDGET,
+            AGENT_CACHE_BUDGET,
+        )
+    }
+
+    /// A directory whose caches weigh at most `org_bytes` and `agent_bytes` (estimated).
+    pub fn with_budgets(
+        org_store: Arc<dyn OrgStore>,
+        agent_store: Arc<dyn AgentStore>,
+        bus: DynBus,
+        ttl: Duration,
+        org_bytes: u64,
+        agent_bytes: u64,
+    ) -> Self {
         Self {
             org_store,
             agent_store,
             bus,
             orgs: Cache::builder()
-                .max_capacity(50_000)
+                .max_capacity(org_bytes)
+                .weigher(|slug: &String, o: &Option<Arc<OrgRecord>>| {
+                    entry_weight(slug.len(), o.as_deref().map_or(0, org_weight))
+                })
                 .time_to_live(ttl)
                 .build(),
             agents: Cache::builder()
-                .max_capacity(1_000_000)
+                .max_capacity(agent_bytes)
+                .weigher(|(org, id): &(String, String), a: &Option<Arc<Agent>>| {
+                    entry_weight(
+                        org.len() + id.len() + 48,
+                        a.as_deref().map_or(0, Agent::weight),
+                    )
+                })
                 .time_to_live(ttl)
                 .build(),
         }
+    }
+
+    /// The estimated bytes the cached organizations and agents hold now.
+    pub async fn weighted_size(&self) -> (u64, u64) {
+        self.orgs.run_pending_tasks().await;
+        self.agents.run_pending_tasks().await;
+        (self.orgs.weighted_size(), self.agents.weighted_size())
+    }
+
+    /// Forget everything (the invalidation bus reconnected: what was missed is unknown).
+    pub fn invalidate_all(&self) {
+        self.orgs.invalidate_all();
+        self.agents.invalidate_all();
     }
 
     /// The organizations' storage (writes go through it, then [`Directory::invalidate`]).
@@ -171,5 +259,46 @@ impl Directory {
             }
             Invalidation::Partner { .. } | Invalidation::Keys { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ephemeral::LocalBus;
+    use crate::storage::Stores;
+    use crate::storage::testing::temp_db;
+
+    /// Unknown `client_id`s are attacker input: their cached absences stay within the budget by
+    /// weight, however many there are (before, up to 1,000,000 entries were kept).
+    #[tokio::test]
+    async fn absent_lookups_are_bounded_by_weight() {
+        let t = temp_db().await;
+        let stores = Stores::new(t.db.clone());
+        let budget = 256 * 1024;
+        let dir = Directory::with_budgets(
+            stores.orgs.clone(),
+            stores.agents.clone(),
+            Arc::new(LocalBus),
+            Duration::from_secs(60),
+            budget,
+            budget,
+        );
+        let n = 5_000;
+        for i in 0..n {
+            let id = uuid::Uuid::new_v4().to_string();
+            assert!(dir.agent("some-org", &id).await.unwrap().is_none());
+            assert!(dir.org(&format!("org-{i}")).await.unwrap().is_none());
+        }
+        let (orgs, agents) = dir.weighted_size().await;
+        assert!(orgs <= budget && agents <= budget, "{orgs} {agents}");
+        // The weight is real: each absent agent counts its key and the fixed share.
+        let one = u64::from(entry_weight(8 + 36 + 48, 0));
+        assert!(
+            dir.agents.entry_count() <= budget / one,
+            "{} entries",
+            dir.agents.entry_count()
+        );
+        assert!(dir.agents.entry_count() < n / 2);
     }
 }

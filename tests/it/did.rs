@@ -289,6 +289,24 @@ async fn identifiers_follow_the_did_web_scheme(backend: Backend) {
 
 on_all_backends!(identifiers_follow_the_did_web_scheme);
 
+/// A DID pasted into the resolver's URL exactly as printed (`%3A` not encoded again) resolves,
+/// like the binding's encoded forms (`%253A`, or every character encoded).
+async fn printed_dids_resolve_as_pasted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let agent = app.create_agent(&org, &[]).await;
+    let instance = format!("did:web:localhost%3A{}", app.addr.port());
+    for did in [&instance, &org.did, &agent.did] {
+        assert!(did.contains("%3A"), "{did}");
+        for path in [did.clone(), did.replace('%', "%25"), encode_did(did)] {
+            let r = fetch(&app, &app.url(&format!("/1.0/identifiers/{path}")), None).await;
+            assert_eq!(expect_resolved(&r, did)["id"], did.as_str(), "{path}");
+        }
+    }
+}
+
+on_all_backends!(printed_dids_resolve_as_pasted);
+
 // ---------------------------------------------------------------------------------------------
 // Documents
 
@@ -1271,13 +1289,14 @@ async fn foreign_did_web_is_fetched_over_https_within_limits(backend: Backend) {
     )
     .await;
 
-    // Garbage and a document for another DID fail cleanly.
+    // Garbage and a document for another DID fail cleanly: the host answered with no usable
+    // DID document, a gateway error (not a 500: nothing failed here).
     for path in [":garbage", ":wrong-id"] {
         expect_resolution_error(
             &app,
             &host.did(path),
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internalError",
+            StatusCode::BAD_GATEWAY,
+            "invalidDidDocument",
         )
         .await;
     }
@@ -1287,8 +1306,8 @@ async fn foreign_did_web_is_fetched_over_https_within_limits(backend: Backend) {
     expect_resolution_error(
         &app,
         &host.did(":huge"),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internalError",
+        StatusCode::BAD_GATEWAY,
+        "invalidDidDocument",
     )
     .await;
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
@@ -1303,8 +1322,8 @@ async fn foreign_did_web_is_fetched_over_https_within_limits(backend: Backend) {
     expect_resolution_error(
         &app,
         &host.did(":slow"),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internalError",
+        StatusCode::GATEWAY_TIMEOUT,
+        "notFound",
     )
     .await;
     let took = t.elapsed();
@@ -1321,8 +1340,8 @@ async fn foreign_did_web_is_fetched_over_https_within_limits(backend: Backend) {
     expect_resolution_error(
         &app,
         &plain.did(":good"),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internalError",
+        StatusCode::BAD_GATEWAY,
+        "notFound",
     )
     .await;
     assert_eq!(plain.state.good_hits.load(Ordering::SeqCst), 0);
@@ -1333,13 +1352,17 @@ async fn foreign_did_web_is_fetched_over_https_within_limits(backend: Backend) {
         s.allow_insecure_loopback = false;
     })
     .await;
+    // The SSRF guard's refusal is notFound (404), whatever the reason, as for a private literal.
     expect_resolution_error(
         &guarded,
         &host.did(":good"),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internalError",
+        StatusCode::NOT_FOUND,
+        "notFound",
     )
     .await;
+    for did in ["did:web:10.0.0.1", "did:web:169.254.169.254:latest"] {
+        expect_resolution_error(&guarded, did, StatusCode::NOT_FOUND, "notFound").await;
+    }
     assert_eq!(host.state.good_hits.load(Ordering::SeqCst), 1);
 
     // Without the CA file the self-signed certificate is not trusted.
@@ -1347,8 +1370,8 @@ async fn foreign_did_web_is_fetched_over_https_within_limits(backend: Backend) {
     expect_resolution_error(
         &untrusting,
         &host.did(":good"),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internalError",
+        StatusCode::BAD_GATEWAY,
+        "notFound",
     )
     .await;
 }

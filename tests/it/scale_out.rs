@@ -95,3 +95,57 @@ async fn two_instances_share_state_and_invalidate_each_other() {
     .await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
 }
+
+/// After the invalidation subscription is lost (Redis restarted, a network blip), what was
+/// published meanwhile never arrives; the instance must not trust its caches across the gap.
+/// Here every pub/sub connection is killed, an agent is suspended through the first instance
+/// at once (its message reaches nobody), and the second instance must refuse the agent within
+/// seconds, not serve it from its warm cache for the 60 s lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscription_does_not_keep_stale_agents() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let Backend::Postgres {
+        redis_url: Some(redis_url),
+        ..
+    } = &backend
+    else {
+        return;
+    };
+    let (settings, cleanup) = test_settings(&backend).await;
+    let one = spawn_with_settings(settings.clone(), Some(cleanup)).await;
+    let mut s2 = settings.clone();
+    s2.public_url = Some(one.base.clone());
+    let two = spawn_with_settings(s2, None).await;
+    let org = one.create_org().await;
+    let agent = one.create_agent(&org, &["read"]).await;
+    let org2 = via(&two, &org);
+    // The second instance's caches are warm.
+    two.token(&org2, &agent, &[]).await;
+
+    // Every subscriber on this Redis loses its subscription (other tests' instances too: they
+    // resubscribe and resynchronise like this one).
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "no subscriber was connected");
+    let (st, _) = one
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/agents/{}/suspend", org.slug, agent.id),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    eventually(Duration::from_secs(10), async || {
+        two.token_response(&org2, &agent, &[]).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+}
