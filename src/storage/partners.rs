@@ -338,6 +338,7 @@ pub(crate) mod tests {
             .update(&u, &event(None, "partner.disabled", &p.id, 3))
             .await
             .unwrap();
+        u.version += 1;
         assert_eq!(
             partners
                 .by_issuer(&org.id, "https://p.example")
