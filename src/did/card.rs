@@ -29,7 +29,7 @@ pub struct CardMeta {
     /// The agent's own version string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// The agent's A2A service endpoint.
+    /// The agent's A2A service endpoint (the card's `url`; the card has none until it is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,7 +71,11 @@ pub struct Skill {
 }
 
 fn short(field: &'static str, s: &str, max: usize) -> Result<(), AdminError> {
-    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+    if s.is_empty()
+        || s.chars().count() > max
+        || s.chars()
+            .any(|c| c.is_control() || crate::tenancy::orgs::is_bidi_control(c))
+    {
         return Err(AdminError::field(
             field,
             format!("must be 1 to {max} printable characters"),
@@ -104,6 +108,10 @@ impl CardMeta {
         for s in &self.skills {
             short("skills", &s.id, 128)?;
             short("skills", &s.name, 200)?;
+            agents::validate_text("skills", &s.description, 2000)?;
+            for t in s.tags.iter().chain(&s.examples) {
+                agents::validate_text("skills", t, 2000)?;
+            }
             if s.description.chars().count() > 2000 || s.tags.len() > 50 || s.examples.len() > 50 {
                 return Err(AdminError::field(
                     "skills",
@@ -148,7 +156,6 @@ pub fn card(org: &OrgRecord, agent: &Agent, meta: &CardMeta) -> Value {
         "protocolVersion": A2A_PROTOCOL_VERSION,
         "name": r.name,
         "description": r.description.clone().unwrap_or_default(),
-        "url": meta.url.clone().unwrap_or_else(|| card_url.clone()),
         "version": meta.version.clone().unwrap_or_else(|| "1.0.0".into()),
         "provider": {"organization": org.name, "url": org.issuer},
         "capabilities": meta.capabilities,
@@ -171,6 +178,12 @@ pub fn card(org: &OrgRecord, agent: &Agent, meta: &CardMeta) -> Value {
         "created_at": rfc3339(r.created_at),
         "locators": [{"type": "agent-card", "url": card_url}],
     });
+    // A2A `url` is the agent's own service endpoint, where clients talk to it; agentidp knows
+    // it only when the operator sets it. The card's own URL is no endpoint (it answers GET with
+    // this document), so without one the card has no `url` rather than a wrong one.
+    if let Some(u) = &meta.url {
+        card["url"] = json!(u);
+    }
     if let Some(d) = &meta.documentation_url {
         card["documentationUrl"] = json!(d);
     }

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use super::{DEFAULT_MAX_ASSERTION_LIFETIME, Partner, PartnerDirectory};
-use crate::admin_error::AdminError;
+use crate::admin_error::{AdminError, IfMatch};
 use crate::did::resolver::Resolver;
 use crate::fetch::Fetcher;
 use crate::model::Clock;
@@ -22,12 +22,15 @@ use crate::tenancy::{agents, orgs};
 
 /// Registration / update input. On update only the given fields change (`issuer` never does).
 /// At most one of `jwks_uri`, `jwks` and `did`; with none, the `jwks_uri` is discovered.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerInput {
     /// The partner's issuer URL (required on registration; never changes).
     pub issuer: Option<String>,
-    pub name: Option<String>,
+    /// 1 to 200 printable characters; `null` removes it (RFC 7396).
+    #[serde(default, deserialize_with = "agents::present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
     pub jwks_uri: Option<String>,
     /// A JWK Set of public keys.
     #[schema(value_type = Option<Object>)]
@@ -115,9 +118,13 @@ impl Partners {
     }
 
     async fn apply(&self, rec: &mut PartnerRecord, input: PartnerInput) -> Result<(), AdminError> {
-        if let Some(n) = input.name {
-            orgs::validate_name("name", &n)?;
-            rec.name = Some(n.trim().to_owned());
+        match input.name {
+            None => {}
+            Some(None) => rec.name = None,
+            Some(Some(n)) => {
+                orgs::validate_name("name", &n)?;
+                rec.name = Some(n.trim().to_owned());
+            }
         }
         if let Some(s) = input.allowed_scopes {
             validate_list("allowed_scopes", &s)?;
@@ -262,6 +269,7 @@ impl Partners {
             enabled: true,
             created_at: now,
             updated_at: now,
+            version: 1,
         };
         let mut input = input;
         input.issuer = None;
@@ -334,38 +342,53 @@ impl Partners {
         org_slug: &str,
         id: &str,
         input: PartnerInput,
+        if_match: Option<&IfMatch>,
     ) -> Result<Partner, AdminError> {
-        let (org, p) = self.load(principal, org_slug, id, Action::Write).await?;
-        if input.issuer.as_ref().is_some_and(|i| *i != p.record.issuer) {
-            return Err(AdminError::field(
-                "issuer",
-                "cannot change; register a new partner",
-            ));
-        }
-        let mut rec = p.record.clone();
-        let mut input = input;
-        input.issuer = None;
-        self.apply(&mut rec, input).await?;
-        let now = self.clock.now();
-        rec.updated_at = now;
-        let ev = Event {
-            org_id: Some(org.id.clone()),
-            kind: if rec.enabled != p.record.enabled {
-                if rec.enabled {
-                    "partner.enabled"
+        // Optimistic concurrency: the write goes over the version read, and a concurrent write
+        // makes it redo the change on a fresh read (a PATCH racing a disable keeps both).
+        for _ in 0..8 {
+            let (org, p) = self.load(principal, org_slug, id, Action::Write).await?;
+            if let Some(m) = if_match {
+                m.check(p.record.version)?;
+            }
+            if input.issuer.as_ref().is_some_and(|i| *i != p.record.issuer) {
+                return Err(AdminError::field(
+                    "issuer",
+                    "cannot change; register a new partner",
+                ));
+            }
+            let mut rec = p.record.clone();
+            let mut input = input.clone();
+            input.issuer = None;
+            self.apply(&mut rec, input).await?;
+            let now = self.clock.now();
+            rec.updated_at = now;
+            let ev = Event {
+                org_id: Some(org.id.clone()),
+                kind: if rec.enabled != p.record.enabled {
+                    if rec.enabled {
+                        "partner.enabled"
+                    } else {
+                        "partner.disabled"
+                    }
                 } else {
-                    "partner.disabled"
-                }
-            } else {
-                "partner.updated"
-            },
-            subject: rec.id.to_string(),
-            data: json!({"issuer": rec.issuer}),
-            at: now,
-        };
-        self.partners.store().update(&rec, &ev).await?;
-        self.partners.invalidate(&org.id, &rec.issuer).await;
-        Ok(Partner::from_record(rec))
+                    "partner.updated"
+                },
+                subject: rec.id.to_string(),
+                data: json!({"issuer": rec.issuer}),
+                at: now,
+            };
+            match self.partners.store().update(&rec, &ev).await {
+                Err(StorageError::Stale) => continue,
+                r => r?,
+            }
+            rec.version += 1;
+            self.partners.invalidate(&org.id, &rec.issuer).await;
+            return Ok(Partner::from_record(rec));
+        }
+        Err(AdminError::Conflict(
+            "the partner is being changed by many concurrent requests; retry".into(),
+        ))
     }
 
     pub async fn delete(

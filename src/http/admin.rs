@@ -5,15 +5,18 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorResponse};
 use super::extract::{Admin, ApiJson, ApiQuery};
-use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound};
+use super::openapi::{
+    Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound, Precondition,
+};
 use super::state::AppState;
+use crate::admin_error::IfMatch;
 use crate::tenancy::agents::{self, AgentInput, AgentResponse};
 use crate::tenancy::orgs::{KeysResponse, OrgResponse};
 use crate::tenancy::{AgentStatus, orgs};
@@ -36,6 +39,17 @@ pub struct ObjectPath {
     pub org: String,
     /// The object's id (a UUID).
     pub id: String,
+}
+
+/// The `If-Match` precondition of an update (documentation only: read by [`if_match`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchHeader {
+    /// Update only if the object is still at this `ETag` (a list of tags or `*`; RFC 9110
+    /// §13.1.1); otherwise 412 and nothing changes. Without it the update applies to the
+    /// current version.
+    #[serde(rename = "If-Match")]
+    pub if_match: Option<String>,
 }
 
 /// `POST /api/v1/orgs` body.
@@ -61,9 +75,10 @@ pub struct OrgPatch {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
-    /// Page size, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
+    /// Page size, 1 to 500 (default 50). Read as text so that a value that is not a number is
+    /// the same `invalid_field` error as one out of range.
+    #[param(minimum = 1, maximum = 500, value_type = Option<i64>)]
+    pub limit: Option<String>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
 }
@@ -79,13 +94,13 @@ pub struct ListResponse<T> {
 
 impl Page {
     pub fn limit(&self) -> Result<i64, ApiError> {
-        match self.limit {
+        match self.limit.as_deref().map(|l| l.trim().parse::<i64>()) {
             None => Ok(50),
-            Some(l) if (1..=500).contains(&l) => Ok(l),
-            Some(_) => Err(ApiError::from(crate::admin_error::AdminError::field(
+            Some(Ok(l)) if (1..=500).contains(&l) => Ok(l),
+            Some(_) => Err(ApiError::invalid_field(
                 "limit",
-                "must be between 1 and 500",
-            ))),
+                "must be an integer between 1 and 500",
+            )),
         }
     }
 }
@@ -107,6 +122,35 @@ pub fn page<T, V>(
 
 fn created(v: impl Serialize) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
+}
+
+/// The `If-Match` precondition of a request (RFC 9110 §13.1.1), if it has one; several field
+/// lines form one list (§5.3).
+pub fn if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, ApiError> {
+    let mut lines = headers.get_all(header::IF_MATCH).iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
+    }
+    let bad = || {
+        ApiError::bad_request(
+            "If-Match must be * or a list of entity tags (RFC 9110 §13.1.1), such as \"3\"",
+        )
+    };
+    let mut joined = Vec::new();
+    for l in lines {
+        joined.push(l.to_str().map_err(|_| bad())?.to_owned());
+    }
+    IfMatch::parse(&joined.join(",")).map(Some).ok_or_else(bad)
+}
+
+/// A JSON answer carrying the object's `ETag` (its version, RFC 9110 §8.8.3), to send back in
+/// `If-Match` for an update that must not overwrite a change made in between.
+pub fn with_etag(status: StatusCode, v: impl Serialize, version: i64) -> Response {
+    let mut resp = (status, Json(v)).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&IfMatch::etag(version)) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    resp
 }
 
 /// Creates an organization with its signing keys (platform admins only).
@@ -273,7 +317,7 @@ pub async fn keys_rotate_post(
     params(OrgPath),
     request_body = AgentInput,
     responses(
-        (status = 201, description = "The agent, with its secret when secret-based", body = AgentResponse),
+        (status = 201, description = "The agent, with its secret when secret-based", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound, JsonBody, Invalid,
     ),
 )]
@@ -284,7 +328,11 @@ pub async fn agents_post(
     ApiJson(body): ApiJson<AgentInput>,
 ) -> ApiResult {
     let (agent, secret) = s.idp.agents.create(&p, &org, body).await?;
-    Ok(created(agents::view(&agent, Some(&org), secret.as_ref())))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        agents::view(&agent, Some(&org), secret.as_ref()),
+        agent.version,
+    ))
 }
 
 #[utoipa::path(
@@ -325,7 +373,7 @@ pub async fn agents_get(
     tag = "agents",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The agent", body = AgentResponse),
+        (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound,
     ),
 )]
@@ -335,7 +383,7 @@ pub async fn agent_get(
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
     let agent = s.idp.agents.get(&p, &org, &id).await?;
-    Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
+    Ok(agent_answer(&agent, &org))
 }
 
 /// Changes the given fields only.
@@ -343,21 +391,27 @@ pub async fn agent_get(
     patch,
     path = "/api/v1/orgs/{org}/agents/{id}",
     tag = "agents",
-    params(ObjectPath),
+    params(ObjectPath, IfMatchHeader),
     request_body = AgentInput,
     responses(
-        (status = 200, description = "The agent", body = AgentResponse),
-        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+        (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict, Precondition,
     ),
 )]
 pub async fn agent_patch(
     State(s): State<AppState>,
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<AgentInput>,
 ) -> ApiResult {
-    let agent = s.idp.agents.update(&p, &org, &id, body).await?;
-    Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
+    let pre = if_match(&headers)?;
+    let agent = s
+        .idp
+        .agents
+        .update(&p, &org, &id, body, pre.as_ref())
+        .await?;
+    Ok(agent_answer(&agent, &org))
 }
 
 /// Deletes the agent (a tombstone: its id and DID are never reused).
@@ -388,7 +442,16 @@ async fn set_status(
     st: AgentStatus,
 ) -> ApiResult {
     let agent = s.idp.agents.set_status(&p, &org, &id, st).await?;
-    Ok(Json(agents::view(&agent, Some(&org), None)).into_response())
+    Ok(agent_answer(&agent, &org))
+}
+
+/// 200 with the agent (never its secret) and its `ETag`.
+fn agent_answer(agent: &crate::tenancy::Agent, org: &str) -> Response {
+    with_etag(
+        StatusCode::OK,
+        agents::view(agent, Some(org), None),
+        agent.version,
+    )
 }
 
 /// Suspends the agent: it gets no tokens and the tokens it has are inactive.
@@ -398,7 +461,7 @@ async fn set_status(
     tag = "agents",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The agent", body = AgentResponse),
+        (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound, Conflict,
     ),
 )]
@@ -417,7 +480,7 @@ pub async fn agent_suspend_post(
     tag = "agents",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The agent", body = AgentResponse),
+        (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound, Conflict,
     ),
 )]
@@ -436,7 +499,7 @@ pub async fn agent_reactivate_post(
     tag = "agents",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The agent", body = AgentResponse),
+        (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound, Conflict,
     ),
 )]
@@ -465,7 +528,7 @@ pub struct RotateSecret {
     params(ObjectPath),
     request_body(content = Option<RotateSecret>, description = "Optional: an empty body rotates without a grace period (the Content-Type is not checked)", content_type = "application/json"),
     responses(
-        (status = 200, description = "The agent with its new `client_secret`", body = AgentResponse),
+        (status = 200, description = "The agent with its new `client_secret`", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         (status = 400, description = "Malformed JSON or an unknown or mistyped field", body = ErrorResponse),
         (status = 413, description = "A body over 64 KiB", body = ErrorResponse),
         Authenticated, Forbidden, NotFound, Invalid, Conflict,
@@ -487,12 +550,17 @@ pub async fn agent_rotate_secret_post(
     let grace = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
+        ApiError::require_object(&body, true)?;
         let de = &mut serde_json::Deserializer::from_slice(&body);
         // `null` reads as no body, as the document's `RotateSecret | null` says.
-        let b: Option<RotateSecret> = serde_path_to_error::deserialize(de)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let b: Option<RotateSecret> =
+            serde_path_to_error::deserialize(de).map_err(ApiError::from_json)?;
         b.and_then(|b| b.grace_period_secs)
     };
     let (agent, secret) = s.idp.agents.rotate_secret(&p, &org, &id, grace).await?;
-    Ok(Json(agents::view(&agent, Some(&org), Some(&secret))).into_response())
+    Ok(with_etag(
+        StatusCode::OK,
+        agents::view(&agent, Some(&org), Some(&secret)),
+        agent.version,
+    ))
 }

@@ -4,7 +4,7 @@
 //!   `invalid_client` when the client used the Authorization header (and 401 without it too, as
 //!   most servers do), 500 for `server_error`.
 //! - Bearer-protected resources (`/agent-info`): RFC 6750 §3 `WWW-Authenticate: Bearer` challenges.
-//! - Admin API: [`ErrorResponse`] with 400/401/403/404/409/413/415/422/500.
+//! - Admin API: [`ErrorResponse`] with 400/401/403/404/409/412/413/415/422/500.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -171,15 +171,16 @@ impl IntoResponse for BearerError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorResponse {
     /// `invalid_request` (400, 413, 415), `unauthorized` (401), `forbidden` (403), `not_found`
-    /// (404), `conflict` (409), `invalid_field` (422), `rate_limited` (429) or `server_error`
-    /// (500).
+    /// (404), `conflict` (409), `precondition_failed` (412), `invalid_field` (422), `rate_limited`
+    /// (429) or `server_error` (500).
     #[schema(value_type = String, example = "invalid_field")]
     pub error: &'static str,
     pub error_description: String,
-    /// With `invalid_field`: the request field (or query parameter) that failed validation.
+    /// With `invalid_field`: the request field (or query parameter) that failed validation, as
+    /// a path into the body for nested fields (`skills[0].id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, nullable = false)]
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
 }
 
 /// An admin API error.
@@ -188,7 +189,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub description: String,
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -213,6 +214,84 @@ impl ApiError {
     pub fn bad_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
+    /// 422 `invalid_field` naming `field`.
+    pub fn invalid_field(field: impl Into<String>, d: impl Into<String>) -> Self {
+        let field = field.into();
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_field",
+            description: format!("{field}: {}", d.into()),
+            field: Some(field),
+        }
+    }
+
+    /// Every admin body is a JSON object: refuses anything else before it is read as one (serde
+    /// would read a struct from an array, field by position). `null` is allowed when `nullable`.
+    pub fn require_object(body: &[u8], nullable: bool) -> Result<(), Self> {
+        let start = body.iter().position(|b| !b.is_ascii_whitespace());
+        if start.is_some_and(|i| body[i] == b'{') {
+            return Ok(());
+        }
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Err(e) => Err(Self::bad_request(format!(
+                "the body is not valid JSON: {e}"
+            ))),
+            Ok(serde_json::Value::Null) if nullable => Ok(()),
+            Ok(_) => Err(Self::bad_request(
+                "the body is not the JSON object this call takes",
+            )),
+        }
+    }
+
+    /// The one rule for a JSON body that does not deserialize (every admin body): a body that is
+    /// not JSON, not an object, or has a member the call does not take is 400 `invalid_request`
+    /// (naming that member in `field`); a known field that is missing or of the wrong type is 422
+    /// `invalid_field` naming it, as a field that fails validation is.
+    pub fn from_json(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        use serde_json::error::Category;
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Io | Category::Syntax | Category::Eof => {
+                Self::bad_request(format!("the body is not valid JSON: {inner}"))
+            }
+            Category::Data => {
+                let msg = inner.to_string();
+                // serde names a missing field only in its message ("missing field `name`"),
+                // at the path of the object that lacks it; an unknown or mistyped field is at
+                // its own path.
+                let missing = msg
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .map(|(name, _)| name.to_owned());
+                let unknown = msg
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .map(|(name, _)| name.to_owned());
+                let top = path == "." || path.is_empty() || path == "?";
+                let field = match (missing, top) {
+                    (Some(n), true) => Some(n),
+                    (Some(n), false) => Some(format!("{path}.{n}")),
+                    (None, false) => Some(path),
+                    (None, true) => unknown,
+                };
+                match field {
+                    // A member the call does not take: the body is not one for this call (a
+                    // typo must not be silently ignored), 400, but naming the member.
+                    Some(f) if msg.starts_with("unknown field `") => Self {
+                        field: Some(f),
+                        ..Self::bad_request(format!(
+                            "the body is not the JSON object this call takes: {msg}"
+                        ))
+                    },
+                    Some(f) => Self::invalid_field(f, msg),
+                    None => Self::bad_request(format!(
+                        "the body is not the JSON object this call takes: {msg}"
+                    )),
+                }
+            }
+        }
+    }
 }
 
 impl From<AdminError> for ApiError {
@@ -222,7 +301,7 @@ impl From<AdminError> for ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_field",
                 description: format!("{field}: {message}"),
-                field: Some(field),
+                field: Some(field.to_owned()),
             },
             AdminError::NotFound => ApiError::not_found(),
             AdminError::Forbidden => {
@@ -239,6 +318,11 @@ impl From<AdminError> for ApiError {
                 )
             }
             AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            AdminError::PreconditionFailed => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "the object changed: If-Match does not match its current ETag",
+            ),
             AdminError::Internal(m) => {
                 tracing::error!(error = %m, "admin request failed");
                 ApiError::new(

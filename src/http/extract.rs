@@ -115,18 +115,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 r"NUL characters (\u0000) are not accepted",
             ));
         }
+        ApiError::require_object(&body, false)?;
         let de = &mut serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(de)
             .map(ApiJson)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path == "." || path.is_empty() {
-                    ApiError::bad_request(format!("malformed JSON: {inner}"))
-                } else {
-                    ApiError::bad_request(format!("{path}: {inner}"))
-                }
-            })
+            .map_err(ApiError::from_json)
     }
 }
 

@@ -7,11 +7,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::{ApiResult, ListResponse, ObjectPath, OrgPath, Page};
+use super::admin::{
+    ApiResult, IfMatchHeader, ListResponse, ObjectPath, OrgPath, Page, if_match, with_etag,
+};
 use super::error::{ApiError, BearerError, internal_error};
 use super::extract::{Admin, ApiJson, ApiQuery, bearer_from_header};
 use super::oauth::org_or_404;
-use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound};
+use super::openapi::{
+    Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound, Precondition,
+};
 use super::state::AppState;
 use crate::federation::partners::{self, PartnerInput, PartnerResponse};
 use crate::federation::verify;
@@ -85,7 +89,7 @@ pub async fn verify_post(
     params(OrgPath),
     request_body = PartnerInput,
     responses(
-        (status = 201, description = "The partner", body = PartnerResponse),
+        (status = 201, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
     ),
 )]
@@ -96,7 +100,11 @@ pub async fn partners_post(
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
     let partner = s.idp.partner_admin.create(&p, &org, body).await?;
-    Ok((StatusCode::CREATED, Json(partners::view(&partner))).into_response())
+    Ok(with_etag(
+        StatusCode::CREATED,
+        partners::view(&partner),
+        partner.record.version,
+    ))
 }
 
 #[utoipa::path(
@@ -136,7 +144,7 @@ pub async fn partners_get(
     tag = "partners",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The partner", body = PartnerResponse),
+        (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound,
     ),
 )]
@@ -145,10 +153,9 @@ pub async fn partner_get(
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
 ) -> ApiResult {
-    Ok(Json(partners::view(
+    Ok(partner_answer(
         &s.idp.partner_admin.get(&p, &org, &id).await?,
     ))
-    .into_response())
 }
 
 /// Changes the given fields only (`issuer` never changes).
@@ -156,23 +163,36 @@ pub async fn partner_get(
     patch,
     path = "/api/v1/orgs/{org}/partners/{id}",
     tag = "partners",
-    params(ObjectPath),
+    params(ObjectPath, IfMatchHeader),
     request_body = PartnerInput,
     responses(
-        (status = 200, description = "The partner", body = PartnerResponse),
-        Authenticated, Forbidden, NotFound, JsonBody, Invalid,
+        (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict, Precondition,
     ),
 )]
 pub async fn partner_patch(
     State(s): State<AppState>,
     Admin(p): Admin,
     Path(ObjectPath { org, id }): Path<ObjectPath>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<PartnerInput>,
 ) -> ApiResult {
-    Ok(Json(partners::view(
-        &s.idp.partner_admin.update(&p, &org, &id, body).await?,
-    ))
-    .into_response())
+    let pre = if_match(&headers)?;
+    let partner = s
+        .idp
+        .partner_admin
+        .update(&p, &org, &id, body, pre.as_ref())
+        .await?;
+    Ok(partner_answer(&partner))
+}
+
+/// 200 with the partner and its `ETag`.
+fn partner_answer(partner: &crate::federation::Partner) -> Response {
+    with_etag(
+        StatusCode::OK,
+        partners::view(partner),
+        partner.record.version,
+    )
 }
 
 #[utoipa::path(
@@ -205,10 +225,12 @@ async fn set_enabled(
         enabled: Some(enabled),
         ..Default::default()
     };
-    Ok(Json(partners::view(
-        &s.idp.partner_admin.update(&p, &org, &id, input).await?,
+    Ok(partner_answer(
+        &s.idp
+            .partner_admin
+            .update(&p, &org, &id, input, None)
+            .await?,
     ))
-    .into_response())
 }
 
 /// Disables the partner: its assertions are refused until it is enabled.
@@ -218,7 +240,7 @@ async fn set_enabled(
     tag = "partners",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The partner", body = PartnerResponse),
+        (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound,
     ),
 )]
@@ -237,7 +259,7 @@ pub async fn partner_disable_post(
     tag = "partners",
     params(ObjectPath),
     responses(
-        (status = 200, description = "The partner", body = PartnerResponse),
+        (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
         Authenticated, Forbidden, NotFound,
     ),
 )]

@@ -174,14 +174,16 @@ impl IntoResponses for NotFound {
     }
 }
 
-/// 400 and 415: calls with a JSON body.
+/// 400 and 415: calls with a JSON body. The one rule of every body: 400 `invalid_request` when
+/// it is not a JSON object this call takes (not JSON, an array, an unknown member), 422
+/// `invalid_field` (see [`Invalid`]) about one of its fields.
 pub struct JsonBody;
 impl IntoResponses for JsonBody {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
         errors(&[
             (
                 400,
-                "Malformed JSON, an unknown or mistyped field, NUL characters, or a body over 64 KiB",
+                "The body is not valid JSON or not a JSON object, holds NUL characters or a member the call does not take (`invalid_request`; `field` names such a member), or is over 64 KiB",
             ),
             (415, "The Content-Type is not application/json"),
         ])
@@ -202,7 +204,18 @@ impl IntoResponses for Invalid {
     fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
         errors(&[(
             422,
-            "A field failed validation (`invalid_field`; `field` names it)",
+            "A field is missing, of the wrong type or fails validation (`invalid_field`; `field` names it, as a path for nested fields: `skills[0].id`); the same for a query parameter",
+        )])
+    }
+}
+
+/// 412: an `If-Match` precondition failed.
+pub struct Precondition;
+impl IntoResponses for Precondition {
+    fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
+        errors(&[(
+            412,
+            "`If-Match` names another version (`precondition_failed`): the object changed since it was read; nothing was changed",
         )])
     }
 }

@@ -33,6 +33,13 @@ pub enum TokenStateError {
     Revoked,
     #[error("the agent is not active")]
     AgentInactive,
+    /// The agent was suspended, revoked or had its secret rotated (without a grace period) after
+    /// the token was issued: such tokens stay dead, also after a reactivation (README, "Agent
+    /// lifecycle").
+    #[error("the token was issued before the agent was last suspended or its secret rotated")]
+    IssuedBeforeCutoff,
+    #[error("the partner that vouched for this identity is disabled or no longer registered")]
+    PartnerInactive,
     #[error("storage unavailable")]
     Unavailable,
 }
@@ -96,7 +103,7 @@ impl OAuth {
                     .await
                     .map_err(|_| TokenStateError::Unavailable)?
                     .filter(|p| p.enabled)
-                    .ok_or(TokenStateError::AgentInactive)?;
+                    .ok_or(TokenStateError::PartnerInactive)?;
                 Holder::Federated(partner)
             }
             None => {
@@ -112,7 +119,7 @@ impl OAuth {
                 let issued_ms = crate::model::uuid_v7_millis(&claims.jti)
                     .unwrap_or(claims.iat.saturating_mul(1000));
                 if issued_ms <= agent.record.tokens_valid_after_ms {
-                    return Err(TokenStateError::AgentInactive);
+                    return Err(TokenStateError::IssuedBeforeCutoff);
                 }
                 Holder::Agent(agent)
             }

@@ -36,6 +36,9 @@ pub struct AgentRecord {
     pub tokens_valid_after_ms: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Incremented by every write; [`AgentStore::update`] writes only over the version it was
+    /// read at (optimistic concurrency). The admin API's `ETag`.
+    pub version: i64,
 }
 
 impl AgentRecord {
@@ -71,6 +74,7 @@ impl AgentRecord {
             tokens_valid_after_ms: 0,
             created_at: now,
             updated_at: now,
+            version: 1,
         }
     }
 }
@@ -88,7 +92,10 @@ pub trait AgentStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> StorageResult<Vec<AgentRecord>>;
-    /// Writes every mutable column. `NotFound` if the agent is gone or revoked.
+    /// Writes every mutable column if the stored row is still at `agent.version` (and increments
+    /// it). `Stale` if another write came first (read again and redo the change: a blind write
+    /// would undo it, e.g. a suspension or a secret rotation); `NotFound` if the agent is gone or
+    /// revoked.
     async fn update(&self, agent: &AgentRecord, event: &Event) -> StorageResult<()>;
     /// Tombstones the agent (revoked, its tokens invalid from `at`).
     async fn delete(&self, org_id: &str, id: &str, at: i64, event: &Event) -> StorageResult<()>;
@@ -128,6 +135,7 @@ struct AgentRow {
     tokens_valid_after_ms: i64,
     created_at: i64,
     updated_at: i64,
+    version: i64,
 }
 
 impl TryFrom<AgentRow> for AgentRecord {
@@ -161,6 +169,7 @@ impl TryFrom<AgentRow> for AgentRecord {
             tokens_valid_after_ms: r.tokens_valid_after_ms,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            version: r.version,
         })
     }
 }
@@ -171,7 +180,7 @@ macro_rules! columns {
         "org_id, id, name, description, did, scopes, status, auth_method, secret_digest, \
          secret_digest_version, prev_secret_digest, prev_secret_version, prev_secret_expires_at, \
          jwks, jwks_uri, access_token_alg, id_token_alg, access_token_ttl, tokens_valid_after_ms, \
-         created_at, updated_at"
+         created_at, updated_at, version"
     };
 }
 
@@ -184,7 +193,7 @@ impl AgentStore for Db {
                 "INSERT INTO agents (",
                 columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21)"
+                     $15, $16, $17, $18, $19, $20, $21, $22)"
             ))
             .bind(a.org_id.as_str())
             .bind(a.id.as_str())
@@ -207,6 +216,7 @@ impl AgentStore for Db {
             .bind(a.tokens_valid_after_ms)
             .bind(a.created_at)
             .bind(a.updated_at)
+            .bind(a.version)
             .execute(&mut *tx)
             .await
             .map_err(conflict("agent id"))?;
@@ -263,8 +273,9 @@ impl AgentStore for Db {
                  prev_secret_digest = $10, prev_secret_version = $11, \
                  prev_secret_expires_at = $12, jwks = $13, jwks_uri = $14, \
                  access_token_alg = $15, id_token_alg = $16, access_token_ttl = $17, \
-                 tokens_valid_after_ms = $18, updated_at = $19 \
-                 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'revoked'",
+                 tokens_valid_after_ms = $18, updated_at = $19, version = version + 1 \
+                 WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'revoked' \
+                 AND version = $20",
             )
             .bind(a.org_id.as_str())
             .bind(a.id.as_str())
@@ -285,12 +296,26 @@ impl AgentStore for Db {
             .bind(a.access_token_ttl)
             .bind(a.tokens_valid_after_ms)
             .bind(a.updated_at)
+            .bind(a.version)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
             .rows_affected();
             if n == 0 {
-                return Err(StorageError::NotFound);
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM agents WHERE org_id = $1 AND id = $2 \
+                     AND deleted_at IS NULL AND status <> 'revoked'",
+                )
+                .bind(a.org_id.as_str())
+                .bind(a.id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                return Err(if live == 0 {
+                    StorageError::NotFound
+                } else {
+                    StorageError::Stale
+                });
             }
             outbox::append(&mut tx, event).await?;
             tx.commit().await.map_err(db_err)
@@ -302,7 +327,7 @@ impl AgentStore for Db {
             let mut tx = pool.begin().await.map_err(db_err)?;
             let n = sqlx::query(
                 "UPDATE agents SET deleted_at = $1, updated_at = $1, status = 'revoked', \
-                 tokens_valid_after_ms = $2 WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL",
+                 tokens_valid_after_ms = $2, version = version + 1 WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL",
             )
             .bind(at)
             .bind(at.saturating_mul(1000))
@@ -369,13 +394,16 @@ impl AgentStore for Db {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            sqlx::query("UPDATE agents SET updated_at = $1 WHERE org_id = $2 AND id = $3")
-                .bind(at)
-                .bind(org_id)
-                .bind(agent_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            sqlx::query(
+                "UPDATE agents SET updated_at = $1, version = version + 1 \
+                 WHERE org_id = $2 AND id = $3",
+            )
+            .bind(at)
+            .bind(org_id)
+            .bind(agent_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
             outbox::append(&mut tx, event).await?;
             tx.commit().await.map_err(db_err)
         })
@@ -411,6 +439,7 @@ mod tests {
             tokens_valid_after_ms: 0,
             created_at: 1,
             updated_at: 1,
+            version: 1,
         }
     }
 

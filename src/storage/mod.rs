@@ -50,6 +50,10 @@ pub enum StorageError {
     /// database's own text, so it may reach a client.
     #[error("{what} already exists")]
     Conflict { what: &'static str },
+    /// An optimistic-concurrency write found the row at another version than the one it read:
+    /// someone changed it in between. Read it again and redo the change.
+    #[error("the row changed since it was read")]
+    Stale,
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]

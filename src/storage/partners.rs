@@ -30,6 +30,9 @@ pub struct PartnerRecord {
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Incremented by every write; [`PartnerStore::update`] writes only over the version it was
+    /// read at (optimistic concurrency). The admin API's `ETag`.
+    pub version: i64,
 }
 
 #[async_trait]
@@ -45,7 +48,9 @@ pub trait PartnerStore: Send + Sync + 'static {
         after: Option<&str>,
         limit: i64,
     ) -> StorageResult<Vec<PartnerRecord>>;
-    /// Writes every mutable column (not the issuer). `NotFound` if it is gone.
+    /// Writes every mutable column (not the issuer) if the stored row is still at `p.version`
+    /// (and increments it). `Stale` if another write came first (read again and redo the
+    /// change); `NotFound` if it is gone.
     async fn update(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()>;
     async fn delete(&self, org_id: &str, id: &str, event: &Event) -> StorageResult<()>;
 }
@@ -66,6 +71,7 @@ struct PartnerRow {
     enabled: i64,
     created_at: i64,
     updated_at: i64,
+    version: i64,
 }
 
 impl TryFrom<PartnerRow> for PartnerRecord {
@@ -98,6 +104,7 @@ impl TryFrom<PartnerRow> for PartnerRecord {
             max_assertion_lifetime: r.max_assertion_lifetime,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            version: r.version,
         })
     }
 }
@@ -106,7 +113,7 @@ impl TryFrom<PartnerRow> for PartnerRecord {
 macro_rules! columns {
     () => {
         "org_id, id, issuer, name, jwks_uri, jwks, did, allowed_scopes, allowed_audiences, \
-         max_assertion_lifetime, claim_mapping, enabled, created_at, updated_at"
+         max_assertion_lifetime, claim_mapping, enabled, created_at, updated_at, version"
     };
 }
 
@@ -122,7 +129,7 @@ impl PartnerStore for Db {
             sqlx::query(concat!(
                 "INSERT INTO partners (",
                 columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             ))
             .bind(p.org_id.as_str())
             .bind(p.id.as_str())
@@ -138,6 +145,7 @@ impl PartnerStore for Db {
             .bind(i64::from(p.enabled))
             .bind(p.created_at)
             .bind(p.updated_at)
+            .bind(p.version)
             .execute(&mut *tx)
             .await
             .map_err(conflict("partner issuer"))?;
@@ -206,8 +214,8 @@ impl PartnerStore for Db {
             let n = sqlx::query(
                 "UPDATE partners SET name = $3, jwks_uri = $4, jwks = $5, did = $6, \
                  allowed_scopes = $7, allowed_audiences = $8, max_assertion_lifetime = $9, \
-                 claim_mapping = $10, enabled = $11, updated_at = $12 \
-                 WHERE org_id = $1 AND id = $2",
+                 claim_mapping = $10, enabled = $11, updated_at = $12, version = version + 1 \
+                 WHERE org_id = $1 AND id = $2 AND version = $13",
             )
             .bind(p.org_id.as_str())
             .bind(p.id.as_str())
@@ -221,12 +229,25 @@ impl PartnerStore for Db {
             .bind(mapping_json(&p.claim_mapping))
             .bind(i64::from(p.enabled))
             .bind(p.updated_at)
+            .bind(p.version)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
             .rows_affected();
             if n == 0 {
-                return Err(StorageError::NotFound);
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM partners WHERE org_id = $1 AND id = $2",
+                )
+                .bind(p.org_id.as_str())
+                .bind(p.id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                return Err(if live == 0 {
+                    StorageError::NotFound
+                } else {
+                    StorageError::Stale
+                });
             }
             outbox::append(&mut tx, event).await?;
             tx.commit().await.map_err(db_err)
@@ -274,6 +295,7 @@ pub(crate) mod tests {
             enabled: true,
             created_at: 1,
             updated_at: 1,
+            version: 1,
         }
     }
 
@@ -316,6 +338,7 @@ pub(crate) mod tests {
             .update(&u, &event(None, "partner.disabled", &p.id, 3))
             .await
             .unwrap();
+        u.version += 1;
         assert_eq!(
             partners
                 .by_issuer(&org.id, "https://p.example")

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::access::Action;
 use super::access::Principal;
 use super::{Agent, AgentStatus, AuthMethod, Directory, orgs};
-use crate::admin_error::AdminError;
+use crate::admin_error::{AdminError, IfMatch};
 use crate::ephemeral::Invalidation;
 use crate::fetch::FetchPolicy;
 use crate::jose::JwkError;
@@ -18,18 +18,23 @@ use crate::keys::SecretDigester;
 use crate::keys::envelope::random_token;
 use crate::model::{AgentId, Alg, Clock, Secret, is_uuid, rfc3339};
 use crate::remote::RemoteJson;
-use crate::storage::{AgentRecord, Event, OrgRecord};
+use crate::storage::{AgentRecord, Event, OrgRecord, StorageError};
+
+/// How often a change is redone on a fresh read when a concurrent write came first.
+const ATTEMPTS: usize = 8;
 
 /// Registration and update input (RFC 7591 client-metadata names where one exists).
 /// On update every field is optional and only the given ones change.
 /// On registration `name` and `scopes` are required.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {
     /// 1 to 200 printable characters.
     pub name: Option<String>,
-    /// At most 2000 characters.
-    pub description: Option<String>,
+    /// At most 2000 characters; `null` removes it (RFC 7396: absent leaves it unchanged).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
     /// At most 100 RFC 6749 §3.3 scope tokens (may be empty).
     pub scopes: Option<Vec<String>>,
     /// `client_secret_basic` (the default), `client_secret_post` or `private_key_jwt` (the
@@ -45,8 +50,42 @@ pub struct AgentInput {
     pub access_token_signed_response_alg: Option<String>,
     #[schema(value_type = Option<Alg>)]
     pub id_token_signed_response_alg: Option<String>,
-    /// Between 1 and the instance's default access-token lifetime.
-    pub access_token_ttl_secs: Option<i64>,
+    /// Between 1 and the instance's default access-token lifetime; `null` returns to the
+    /// instance default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub access_token_ttl_secs: Option<Option<i64>>,
+}
+
+/// RFC 7396 JSON Merge Patch for one member: absent is `None` (unchanged, via `#[serde(default)]`),
+/// `null` is `Some(None)` (remove), a value is `Some(Some(v))`.
+pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Free text shown to people (a description): at most `max` characters; no control characters
+/// but line breaks and tabs, and no bidirectional-override characters (see
+/// [`orgs::is_bidi_control`]: they make text display other than it reads).
+pub fn validate_text(field: &'static str, s: &str, max: usize) -> Result<(), AdminError> {
+    if s.chars().count() > max {
+        return Err(AdminError::field(
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    if s.chars()
+        .any(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || orgs::is_bidi_control(c))
+    {
+        return Err(AdminError::field(
+            field,
+            "must not contain control or bidirectional-control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -112,15 +151,13 @@ impl Agents {
             orgs::validate_name("name", &name)?;
             rec.name = name.trim().to_owned();
         }
-        if let Some(d) = input.description {
-            if d.chars().count() > 2000 {
-                return Err(AdminError::field("description", "at most 2000 characters"));
+        match input.description {
+            None => {}
+            Some(None) => rec.description = None,
+            Some(Some(d)) => {
+                validate_text("description", &d, 2000)?;
+                rec.description = Some(d);
             }
-            // PostgreSQL text cannot hold NUL (a 500 there, stored on SQLite).
-            if d.contains('\0') {
-                return Err(AdminError::field("description", "must not contain NUL"));
-            }
-            rec.description = Some(d);
         }
         if let Some(mut scopes) = input.scopes {
             validate_scopes(&scopes)?;
@@ -135,7 +172,10 @@ impl Agents {
         if let Some(alg) = input.id_token_signed_response_alg {
             rec.id_token_alg = parse_alg("id_token_signed_response_alg", &alg)?;
         }
-        if let Some(ttl) = input.access_token_ttl_secs {
+        if let Some(None) = input.access_token_ttl_secs {
+            rec.access_token_ttl = None;
+        }
+        if let Some(Some(ttl)) = input.access_token_ttl_secs {
             if !(1..=self.max_token_ttl).contains(&ttl) {
                 return Err(AdminError::field(
                     "access_token_ttl_secs",
@@ -275,30 +315,61 @@ impl Agents {
         Ok(rows.into_iter().map(Agent::from_record).collect())
     }
 
-    async fn save(&self, rec: &AgentRecord, ev: Event) -> Result<Agent, AdminError> {
-        self.directory.agent_store().update(rec, &ev).await?;
-        self.directory
-            .invalidate(Invalidation::Agent {
-                org_id: rec.org_id.to_string(),
-                agent_id: rec.id.to_string(),
-            })
-            .await;
-        if let Some(uri) = &rec.jwks_uri {
-            self.agent_jwks.forget(uri).await;
+    /// Reads the agent, lets `change` compute its new state from it and writes that over the
+    /// version read. When a concurrent write came first the change is redone on a fresh read
+    /// (optimistic concurrency), so no change undoes another: a PATCH racing a suspension or a
+    /// secret rotation keeps both. `if_match` (RFC 9110 §13.1.1) is checked against every read.
+    /// `change` answering `None`: nothing to write.
+    async fn modify(
+        &self,
+        principal: &Principal,
+        org_slug: &str,
+        id: &str,
+        if_match: Option<&IfMatch>,
+        mut change: impl FnMut(&Agent) -> Result<Option<(AgentRecord, Event)>, AdminError>,
+    ) -> Result<Agent, AdminError> {
+        for _ in 0..ATTEMPTS {
+            let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+            if let Some(m) = if_match {
+                m.check(agent.version)?;
+            }
+            let Some((mut rec, ev)) = change(&agent)? else {
+                return Ok(agent);
+            };
+            match self.directory.agent_store().update(&rec, &ev).await {
+                Err(StorageError::Stale) => continue,
+                r => r?,
+            }
+            rec.version += 1;
+            self.directory
+                .invalidate(Invalidation::Agent {
+                    org_id: rec.org_id.to_string(),
+                    agent_id: rec.id.to_string(),
+                })
+                .await;
+            for uri in [&agent.record.jwks_uri, &rec.jwks_uri]
+                .into_iter()
+                .flatten()
+            {
+                self.agent_jwks.forget(uri).await;
+            }
+            return Ok(Agent::from_record(rec));
         }
-        Ok(Agent::from_record(rec.clone()))
+        Err(AdminError::Conflict(
+            "the agent is being changed by many concurrent requests; retry".into(),
+        ))
     }
 
+    /// Applies the given fields (RFC 7396 merge-patch semantics, see [`AgentInput`]); with
+    /// `if_match` only over the version it names.
     pub async fn update(
         &self,
         principal: &Principal,
         org_slug: &str,
         id: &str,
         input: AgentInput,
+        if_match: Option<&IfMatch>,
     ) -> Result<Agent, AdminError> {
-        let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
-        ensure_not_revoked(&agent)?;
-        let mut rec = agent.record.clone();
         let fields: Vec<&str> = [
             ("name", input.name.is_some()),
             ("description", input.description.is_some()),
@@ -325,17 +396,20 @@ impl Agents {
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
         .collect();
-        self.apply_input(&mut rec, input)?;
-        let now = self.clock.now();
-        rec.updated_at = now;
-        self.save(
-            &rec,
-            event(&rec, "agent.updated", json!({ "fields": fields }), now),
-        )
+        self.modify(principal, org_slug, id, if_match, |agent| {
+            ensure_not_revoked(agent)?;
+            let mut rec = agent.record.clone();
+            self.apply_input(&mut rec, input.clone())?;
+            let now = self.clock.now();
+            rec.updated_at = now;
+            let ev = event(&rec, "agent.updated", json!({ "fields": fields }), now);
+            Ok(Some((rec, ev)))
+        })
         .await
     }
 
-    /// Suspend, reactivate or revoke. Suspending and revoking end every token issued before now.
+    /// Suspend, reactivate or revoke. Suspending and revoking end every token issued before now
+    /// (reactivation does not bring them back: see the README).
     pub async fn set_status(
         &self,
         principal: &Principal,
@@ -343,25 +417,27 @@ impl Agents {
         id: &str,
         status: AgentStatus,
     ) -> Result<Agent, AdminError> {
-        let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
-        if agent.status == status {
-            return Ok(agent);
-        }
-        ensure_not_revoked(&agent)?;
-        let mut rec = agent.record.clone();
-        let now_ms = self.clock.now_ms();
-        rec.status = status;
-        if status != AgentStatus::Active {
-            rec.tokens_valid_after_ms = now_ms;
-        }
-        rec.updated_at = now_ms / 1000;
-        let kind = match status {
-            AgentStatus::Active => "agent.reactivated",
-            AgentStatus::Suspended => "agent.suspended",
-            AgentStatus::Revoked => "agent.revoked",
-        };
-        self.save(&rec, event(&rec, kind, json!({}), rec.updated_at))
-            .await
+        self.modify(principal, org_slug, id, None, |agent| {
+            if agent.status == status {
+                return Ok(None);
+            }
+            ensure_not_revoked(agent)?;
+            let mut rec = agent.record.clone();
+            let now_ms = self.clock.now_ms();
+            rec.status = status;
+            if status != AgentStatus::Active {
+                rec.tokens_valid_after_ms = now_ms;
+            }
+            rec.updated_at = now_ms / 1000;
+            let kind = match status {
+                AgentStatus::Active => "agent.reactivated",
+                AgentStatus::Suspended => "agent.suspended",
+                AgentStatus::Revoked => "agent.revoked",
+            };
+            let ev = event(&rec, kind, json!({}), rec.updated_at);
+            Ok(Some((rec, ev)))
+        })
+        .await
     }
 
     pub async fn delete(
@@ -399,13 +475,6 @@ impl Agents {
         id: &str,
         grace_period_secs: Option<i64>,
     ) -> Result<(Agent, Secret), AdminError> {
-        let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
-        ensure_not_revoked(&agent)?;
-        if !agent.auth_method.uses_secret() {
-            return Err(AdminError::Conflict(
-                "the agent authenticates with private_key_jwt and has no secret".into(),
-            ));
-        }
         let grace = grace_period_secs.unwrap_or(0);
         if !(0..=7 * 86_400).contains(&grace) {
             return Err(AdminError::field(
@@ -413,34 +482,44 @@ impl Agents {
                 "must be between 0 and 604800",
             ));
         }
-        let now_ms = self.clock.now_ms();
-        let now = now_ms / 1000;
-        let mut rec = agent.record.clone();
-        if grace > 0 {
-            rec.prev_secret_digest = rec.secret_digest.take();
-            rec.prev_secret_version = rec.secret_digest_version.take();
-            rec.prev_secret_expires_at = Some(now + grace);
-        } else {
-            rec.prev_secret_digest = None;
-            rec.prev_secret_version = None;
-            rec.prev_secret_expires_at = None;
-            rec.tokens_valid_after_ms = now_ms;
-        }
-        let secret = random_token();
-        rec.secret_digest = Some(self.digester.digest(secret.expose()));
-        rec.secret_digest_version = Some(self.digester.version());
-        rec.updated_at = now;
+        let mut issued = None;
         let agent = self
-            .save(
-                &rec,
-                event(
+            .modify(principal, org_slug, id, None, |agent| {
+                ensure_not_revoked(agent)?;
+                if !agent.auth_method.uses_secret() {
+                    return Err(AdminError::Conflict(
+                        "the agent authenticates with private_key_jwt and has no secret".into(),
+                    ));
+                }
+                let now_ms = self.clock.now_ms();
+                let now = now_ms / 1000;
+                let mut rec = agent.record.clone();
+                if grace > 0 {
+                    rec.prev_secret_digest = rec.secret_digest.take();
+                    rec.prev_secret_version = rec.secret_digest_version.take();
+                    rec.prev_secret_expires_at = Some(now + grace);
+                } else {
+                    rec.prev_secret_digest = None;
+                    rec.prev_secret_version = None;
+                    rec.prev_secret_expires_at = None;
+                    rec.tokens_valid_after_ms = now_ms;
+                }
+                let secret = random_token();
+                rec.secret_digest = Some(self.digester.digest(secret.expose()));
+                rec.secret_digest_version = Some(self.digester.version());
+                rec.updated_at = now;
+                issued = Some(secret);
+                let ev = event(
                     &rec,
                     "agent.secret_rotated",
                     json!({"grace_period_secs": grace}),
                     now,
-                ),
-            )
+                );
+                Ok(Some((rec, ev)))
+            })
             .await?;
+        // `modify` wrote, so the closure ran and issued the secret that was stored last.
+        let secret = issued.ok_or_else(|| AdminError::Internal("no secret issued".into()))?;
         Ok((agent, secret))
     }
 }

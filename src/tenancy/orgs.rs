@@ -15,12 +15,27 @@ use crate::model::Clock;
 use crate::model::{OrgId, OrgSlug, rfc3339};
 use crate::storage::{Event, OrgRecord, StorageError};
 
+/// The Unicode bidirectional controls (UAX #9 §2: embeddings and overrides U+202A–U+202E,
+/// isolates U+2066–U+2069, the marks U+200E, U+200F and U+061C). In a name shown to people they
+/// make text display other than it reads ("Trojan Source", CVE-2021-42574).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// A name shown to people: 1 to 200 characters after trimming, no control characters (Cc) and no
+/// bidirectional controls.
 pub fn validate_name(field: &'static str, name: &str) -> Result<(), AdminError> {
     let n = name.trim();
-    if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) {
+    if n.is_empty() || n.chars().count() > 200 {
         return Err(AdminError::field(
             field,
             "must be 1 to 200 printable characters",
+        ));
+    }
+    if n.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err(AdminError::field(
+            field,
+            "must not contain control or bidirectional-control characters (such as U+202E)",
         ));
     }
     Ok(())

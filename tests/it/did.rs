@@ -839,7 +839,8 @@ async fn agent_card_is_an_a2a_card_signed_by_the_org(backend: Backend) {
     let (st, card) = app.get_json(&card_url).await;
     assert_eq!(st, StatusCode::OK, "{card}");
     assert_valid(&schemas().card, &card, "a default agent card");
-    assert_eq!(card["url"], card_url);
+    // No `url` until the operator sets the agent's A2A endpoint: the card's own URL is no endpoint.
+    assert_eq!(card.get("url"), None, "{card}");
     assert_eq!(card["skills"], json!([]));
     verify_card(&card, &set, &org.issuer).unwrap();
 
@@ -1757,7 +1758,6 @@ fn agent_card_schema_rejects_broken_cards() {
         "protocolVersion",
         "name",
         "description",
-        "url",
         "version",
         "capabilities",
         "defaultInputModes",

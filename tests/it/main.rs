@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin_api;
 mod attacks;
 mod auth_hardening;
 mod core_flow;

@@ -113,6 +113,7 @@ fn agent(org_id: &OrgId) -> AgentRecord {
         tokens_valid_after_ms: i64::MIN + 1,
         created_at: 1_700_000_100,
         updated_at: 1_700_000_101,
+        version: 1,
     }
 }
 
@@ -464,6 +465,15 @@ async fn agents_round_trip_and_stay_in_their_org(backend: Backend) {
         .update(&u, &ev(Some(&o.id), "agent.updated", &a.id, 6))
         .await
         .unwrap();
+    // A second write over the version read is stale: someone else wrote first.
+    assert!(matches!(
+        store
+            .agents
+            .update(&u, &ev(Some(&o.id), "agent.updated", &a.id, 6))
+            .await,
+        Err(StorageError::Stale)
+    ));
+    u.version += 1;
     assert_eq!(
         store.agents.get(&o.id, &a.id).await.unwrap(),
         Some(u.clone())
@@ -802,6 +812,7 @@ fn partner(org_id: &OrgId, issuer: &str) -> PartnerRecord {
         enabled: true,
         created_at: 1_700_000_300,
         updated_at: 1_700_000_301,
+        version: 1,
     }
 }
 
@@ -902,6 +913,14 @@ async fn partners_round_trip_and_stay_in_their_org(backend: Backend) {
         .update(&u, &ev(Some(&o.id), "partner.disabled", &p.id, 7))
         .await
         .unwrap();
+    assert!(matches!(
+        store
+            .partners
+            .update(&u, &ev(Some(&o.id), "partner.updated", &p.id, 7))
+            .await,
+        Err(StorageError::Stale)
+    ));
+    u.version += 1;
     assert_eq!(
         store.partners.get(&o.id, &p.id).await.unwrap(),
         Some(u.clone())
