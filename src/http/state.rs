@@ -18,6 +18,11 @@ pub struct AppState {
     pub discovery: moka::future::Cache<String, axum::body::Bytes>,
     /// Per-client-address limit on resolutions that fetch a foreign DID (no open proxy).
     pub foreign_resolution_limit: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// How long a request may take before it is answered 503 (`AGENTIDP_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: std::time::Duration,
+    /// Whether the main router serves `/metrics` (not when `AGENTIDP_METRICS_BIND` gives it a
+    /// listener of its own).
+    pub metrics_on_main: bool,
 }
 
 impl AppState {

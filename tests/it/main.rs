@@ -4,12 +4,14 @@
 mod support;
 
 mod attacks;
+mod connections;
 mod core_flow;
 mod did;
 mod federation;
 mod fuzz;
 mod keys;
 mod lifecycle;
+mod metrics;
 mod openapi;
 mod private_key_jwt;
 mod scale_out;
