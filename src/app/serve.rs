@@ -12,8 +12,10 @@
 //! - with no request in flight, a connection is closed after the idle timeout (HTTP/1.1
 //!   keep-alive and HTTP/2 alike; HTTP/2 gets a GOAWAY, and keep-alive PINGs find dead peers
 //!   while a request is in flight);
-//! - at most `max_connections` are open at once: the accept loop waits for a free slot, later
-//!   clients wait in the kernel's accept queue (which costs the process no descriptor).
+//! - at most `max_connections` are open at once: at the cap, keep-alive connections idle for a
+//!   second or more are closed to make room (as nginx reuses keep-alive connections), and the
+//!   accept loop waits for a free slot; later clients wait in the kernel's accept queue (which
+//!   costs the process no descriptor).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -46,6 +48,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the server closes an idle connection gracefully (HTTP/2 GOAWAY), how long the peer gets
 /// to let go before the socket is dropped (unless a request is still in flight).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// At the connection cap, a keep-alive connection idle for at least this long is closed to make
+/// room for a waiting client.
+const MIN_IDLE_AT_CAPACITY: Duration = Duration::from_secs(1);
 
 /// The bounds on a listener's connections.
 #[derive(Debug, Clone, Copy)]
@@ -106,20 +112,42 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(nofile) = open_files_limit()
+        && limits.max_connections as u64 + 64 > nofile
+    {
+        tracing::warn!(
+            listener = name,
+            max_connections = limits.max_connections,
+            open_files_limit = nofile,
+            "AGENTIDP_MAX_CONNECTIONS is close to or above the open-file limit (ulimit -n): \
+             lower it, or raise the limit, or accept() will fail with too many open files"
+        );
+    }
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // At the cap, an idle keep-alive connection is closed to make room (as nginx reuses its
+    // keep-alive connections): otherwise pooled client connections would hold every slot until
+    // the idle timeout while new clients wait.
+    let pressure = Arc::new(Notify::new());
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => loop {
+                // Every idle watchdog waiting now; none stored for later (a stale signal would
+                // close a connection when there is room again).
+                pressure.notify_waiters();
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break None,
+                    p = slots.clone().acquire_owned() => break p.ok(),
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
             },
         };
+        let Some(permit) = permit else { break };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -143,6 +171,7 @@ pub async fn serve(
             app.clone(),
             limits,
             closing_rx.clone(),
+            pressure.clone(),
             permit,
         ));
     }
@@ -169,6 +198,13 @@ pub async fn serve(
     Ok(())
 }
 
+/// The soft limit on open files of this process, where the platform tells (Linux).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// One connection, from its TLS handshake (if any) to its close.
 #[allow(clippy::too_many_arguments)]
 async fn connection(
@@ -179,6 +215,7 @@ async fn connection(
     app: Router,
     limits: ConnectionLimits,
     closing: watch::Receiver<bool>,
+    pressure: Arc<Notify>,
     permit: OwnedSemaphorePermit,
 ) {
     let _open = OpenConnection::new(name, permit);
@@ -188,17 +225,12 @@ async fn connection(
     match tls {
         None => {
             let io = Observed::new(stream, activity.clone(), false);
-            drive(
-                name,
-                io,
-                peer,
-                app,
+            let watch = Watch {
                 limits,
                 first_deadline,
-                activity,
-                closing,
-            )
-            .await;
+                pressure,
+            };
+            drive(name, io, peer, app, watch, activity, closing).await;
         }
         Some(acceptor) => {
             let tls = match tokio::time::timeout_at(first_deadline, acceptor.accept(stream)).await {
@@ -216,17 +248,12 @@ async fn connection(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = Observed::new(tls, activity.clone(), h2);
-            drive(
-                name,
-                io,
-                peer,
-                app,
+            let watch = Watch {
                 limits,
                 first_deadline,
-                activity,
-                closing,
-            )
-            .await;
+                pressure,
+            };
+            drive(name, io, peer, app, watch, activity, closing).await;
         }
     }
 }
@@ -239,13 +266,13 @@ async fn drive<I>(
     io: Observed<I>,
     peer: SocketAddr,
     app: Router,
-    limits: ConnectionLimits,
-    first_deadline: Instant,
+    watch: Watch,
     activity: Activity,
     mut closing: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = watch.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The header-read timeout is the watchdog's (hyper's would also cut idle keep-alive
     // connections at the header-read timeout, making the idle timeout meaningless).
@@ -264,7 +291,7 @@ async fn drive<I>(
         activity: activity.clone(),
     };
     let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
-    let mut watchdog = pin!(watchdog(activity.subscribe(), limits, first_deadline));
+    let mut watchdog = pin!(watchdog(activity.subscribe(), watch));
     let mut draining = false;
     let reason = loop {
         tokio::select! {
@@ -299,13 +326,23 @@ async fn drive<I>(
     }
 }
 
+/// What a connection's watchdog goes by.
+struct Watch {
+    limits: ConnectionLimits,
+    /// When the first request's headers must be complete.
+    first_deadline: Instant,
+    /// Signalled when the listener is at its cap and a new client waits.
+    pressure: Arc<Notify>,
+}
+
 /// Resolves with the reason when the connection has been without a request in flight for too
 /// long, or has taken too long to send its request headers.
-async fn watchdog(
-    mut state: watch::Receiver<ConnState>,
-    limits: ConnectionLimits,
-    first_deadline: Instant,
-) -> &'static str {
+async fn watchdog(mut state: watch::Receiver<ConnState>, watch: Watch) -> &'static str {
+    let Watch {
+        limits,
+        first_deadline,
+        pressure,
+    } = watch;
     loop {
         let due = {
             let s = state.borrow_and_update();
@@ -326,8 +363,17 @@ async fn watchdog(
                 }
             }
             Some((deadline, reason)) => {
+                // Between requests of a keep-alive connection for a moment (a client about to
+                // reuse it would see it closed): the first to go at the cap.
+                let between = reason == "idle_timeout";
+                let idle_since = deadline - limits.idle_timeout;
                 tokio::select! {
                     () = tokio::time::sleep_until(deadline) => return reason,
+                    () = pressure.notified(), if between => {
+                        if idle_since.elapsed() >= MIN_IDLE_AT_CAPACITY {
+                            return "capacity";
+                        }
+                    }
                     r = state.changed() => if r.is_err() {
                         return "closed";
                     },

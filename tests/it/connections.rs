@@ -200,6 +200,63 @@ async fn the_connection_cap_holds_and_frees_slots() {
     assert!(t.elapsed() < header, "{:?}", t.elapsed());
 }
 
+/// At the cap, connections idle between keep-alive requests give way to new clients (pooled
+/// client connections would otherwise hold every slot until the idle timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_make_room_at_the_cap() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.max_connections = 4;
+        s.idle_timeout_secs = 600;
+        s.header_read_timeout_secs = 600;
+    })
+    .await;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("\"ok\"") {
+            let n = tokio::time::timeout(SLACK, s.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "closed before answering");
+            got.extend_from_slice(&buf[..n]);
+        }
+        kept.push(s);
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(SLACK)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let r = http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("served although every slot held an idle keep-alive connection");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let t = Instant::now();
+    let mut closed = 0;
+    for s in &mut kept {
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 1,
+        "no idle connection gave way ({:?})",
+        t.elapsed()
+    );
+}
+
 /// A self-signed certificate for `localhost` as PEM files.
 struct Cert(PathBuf);
 
