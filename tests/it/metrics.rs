@@ -5,8 +5,7 @@
 //! The metrics recorder is process-wide (every test server in this binary shares it), so the
 //! assertions look for lines of their own route or compare before and after.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentidp::app::App;
@@ -15,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Backend, TestApp, spawn_app_with, test_settings};
+use crate::support::{Backend, spawn_app_with, test_settings};
 
 async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
     let r = http.get(url).send().await.unwrap();
@@ -173,52 +172,69 @@ async fn a_separate_metrics_listener_serves_metrics_and_the_main_one_does_not() 
     drop(cleanup);
 }
 
-/// Log lines written into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The next JSON log line of the child, at most 30 s away.
+async fn next<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut tokio::io::Lines<R>) -> Value {
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a log line within 30 s")
+        .unwrap()
+        .expect("the server is running");
+    serde_json::from_str(&line).unwrap_or(Value::Null)
 }
 
 /// Every answered request leaves an access-log line at INFO with its status and latency as
 /// numbers (`latency_ms`), and the request id of its span (point 19: the latency was a string
-/// such as `"123 μs"`, at DEBUG).
-#[tokio::test(flavor = "current_thread")]
+/// such as `"123 μs"`, at DEBUG). The real binary with JSON logs, so no other test's logging
+/// interferes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_logs_carry_numeric_latency() {
-    // A current-thread runtime: the server's tasks run on this thread, under this subscriber.
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    use tokio::io::AsyncBufReadExt;
 
-    let app: TestApp = spawn_app_with(Backend::Sqlite, |_| {}).await;
-    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let dir = crate::support::temp_dir();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentidp"))
+        .arg("serve")
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AGENTIDP_BIND", "127.0.0.1:0")
+        .env("AGENTIDP_DATA_DIR", dir.join("data"))
+        .env(
+            "AGENTIDP_BOOTSTRAP_TOKEN",
+            "access-log-token-0123456789abcdef",
+        )
+        .env("AGENTIDP_LOG_FORMAT", "json")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn agentidp");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let v = next(&mut lines).await;
+        if let Some(a) = v["message"]
+            .as_str()
+            .and_then(|m| m.strip_prefix("listening on "))
+        {
+            break a.to_owned();
+        }
+    };
+    let r = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
-    drop(app);
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let line: Value = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["span"]["request_id"] == request_id.as_str() && v.get("latency_ms").is_some())
-        .unwrap_or_else(|| panic!("no access-log line with latency_ms for {request_id}:\n{text}"));
+    let line = loop {
+        let v = next(&mut lines).await;
+        if v["span"]["request_id"] == request_id.as_str() && v.get("latency_ms").is_some() {
+            break v;
+        }
+    };
     assert_eq!(line["level"], "INFO", "{line}");
     assert!(line["latency_ms"].is_f64(), "{line}");
     assert!(line["latency_ms"].as_f64().unwrap() >= 0.0, "{line}");
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["span"]["path"], "/healthz", "{line}");
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
