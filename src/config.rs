@@ -193,6 +193,25 @@ pub struct Settings {
     /// the proxy is asked to connect to it.
     #[arg(long, env = "AGENTIDP_OUTBOUND_PROXY", value_parser = parse_secret, hide_env_values = true)]
     pub outbound_proxy: Option<Secret>,
+    /// Seconds a client gets to send a request's headers: from the connection's start (TLS
+    /// handshake included) for its first request, from the request's first byte for later ones.
+    #[arg(long, env = "AGENTIDP_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight (HTTP/1.1 keep-alive and
+    /// HTTP/2) before the server closes it.
+    #[arg(long, env = "AGENTIDP_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+    /// Most client connections open at once on the main listener; more wait in the kernel's
+    /// accept queue. Keep it well below the process's file-descriptor limit (`ulimit -n`).
+    #[arg(long, env = "AGENTIDP_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Seconds a request may take from its headers to its response before it is answered 503.
+    #[arg(long, env = "AGENTIDP_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+    /// A separate listen address for `GET /metrics`; when set, the main listener does not serve
+    /// `/metrics` at all.
+    #[arg(long, env = "AGENTIDP_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address.
@@ -235,6 +254,11 @@ impl Settings {
             auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
             trusted_proxies: Vec::new(),
             outbound_proxy: None,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 75,
+            max_connections: 512,
+            request_timeout_secs: 30,
+            metrics_bind: None,
         }
     }
 
@@ -304,6 +328,16 @@ mod tests {
             "--key-activation-delay-secs",
             "5",
             "--allow-insecure-loopback",
+            "--header-read-timeout-secs",
+            "3",
+            "--idle-timeout-secs",
+            "20",
+            "--max-connections",
+            "100",
+            "--request-timeout-secs",
+            "7",
+            "--metrics-bind",
+            "127.0.0.1:9100",
         ])
         .unwrap();
         let Command::Serve(s) = cli.command else {
@@ -315,6 +349,16 @@ mod tests {
         assert!(s.allow_insecure_loopback);
         assert_eq!(s.log_format, "json");
         assert!(s.tls_key.is_some());
+        assert_eq!(
+            (
+                s.header_read_timeout_secs,
+                s.idle_timeout_secs,
+                s.max_connections,
+                s.request_timeout_secs
+            ),
+            (3, 20, 100, 7)
+        );
+        assert_eq!(s.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
     }
 
     /// An invalid value from an environment variable is reported under the variable's name; the

@@ -36,7 +36,11 @@ pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
     state: AppState,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The separate `/metrics` listener (`AGENTIDP_METRICS_BIND`), when configured.
+    metrics_listener: Option<TcpListener>,
+    limits: serve::ConnectionLimits,
+    metrics_limits: serve::ConnectionLimits,
     redis: Option<RedisEphemeral>,
     public_url: Url,
 }
@@ -71,17 +75,13 @@ impl App {
             );
         }
         let tls = match (&settings.tls_cert, &settings.tls_key) {
-            (Some(c), Some(k)) => Some(
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "loading the TLS certificate {} and key {} (AGENTIDP_TLS_CERT, AGENTIDP_TLS_KEY)",
-                            c.display(),
-                            k.display()
-                        )
-                    })?,
-            ),
+            (Some(c), Some(k)) => Some(serve::load_tls(c, k).with_context(|| {
+                format!(
+                    "loading the TLS certificate {} and key {} (AGENTIDP_TLS_CERT, AGENTIDP_TLS_KEY)",
+                    c.display(),
+                    k.display()
+                )
+            })?            ),
             _ => None,
         };
         let fetcher = outbound_fetcher(&settings)?;
@@ -89,6 +89,14 @@ impl App {
             .await
             .with_context(|| format!("binding {} (AGENTIDP_BIND)", settings.bind))?;
         let addr = listener.local_addr()?;
+        let metrics_listener = match settings.metrics_bind {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding {a} (AGENTIDP_METRICS_BIND)"))?,
+            ),
+            None => None,
+        };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = parse_public_url(
             &settings
@@ -148,6 +156,9 @@ impl App {
                 addr,
                 state,
                 tls,
+                metrics_listener,
+                limits: serve::ConnectionLimits::from_settings(&settings),
+                metrics_limits: serve::ConnectionLimits::for_metrics(&settings),
                 redis,
                 public_url,
             },
@@ -163,6 +174,13 @@ impl App {
         &self.public_url
     }
 
+    /// The bound address of the separate `/metrics` listener, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests (at most
     /// [`DRAIN_TIMEOUT`]); the background jobs run meanwhile and stop with the server.
     pub async fn run_until_stopped(
@@ -171,9 +189,41 @@ impl App {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = jobs::spawn_all(&self.state, self.redis.clone(), &stop_rx);
-        let app = router(self.state);
+        // One shutdown signal for every listener.
+        let (down_tx, down_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = down_tx.send(true);
+        });
+        let signalled = move || {
+            let mut rx = down_rx.clone();
+            async move {
+                let _ = rx.wait_for(|d| *d).await;
+            }
+        };
+        let metrics = async {
+            let Some(l) = self.metrics_listener else {
+                return Ok(());
+            };
+            let addr = l.local_addr()?;
+            tracing::info!(addr = %addr, "metrics listening on {addr}");
+            let app = crate::http::metrics_router(self.state.clone());
+            serve::serve("metrics", l, None, app, self.metrics_limits, signalled()).await
+        };
+        let app = router(self.state.clone());
         tracing::info!(addr = %self.addr, public_url = %self.public_url, "listening on {}", self.addr);
-        let served = serve::serve(self.listener, self.tls, app, shutdown).await;
+        let main = serve::serve(
+            "main",
+            self.listener,
+            self.tls,
+            app,
+            self.limits,
+            signalled(),
+        );
+        let (served, metrics) = tokio::join!(main, metrics);
+        if let Err(e) = metrics {
+            tracing::warn!(error = %e, "the metrics listener failed");
+        }
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -272,5 +322,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         )),
         auth_failures: Arc::new(auth_failures),
         trusted_proxies: settings.trusted_proxies.clone().into(),
+        request_timeout: Duration::from_secs(settings.request_timeout_secs),
+        metrics_on_main: settings.metrics_bind.is_none(),
     })
 }

@@ -122,7 +122,54 @@ async fn log_admin_change(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Answers at once, before any handler waits for a body, when the declared `Content-Length` is
+/// over [`BODY_LIMIT`] (a client that declares 100 KB and sends nothing would otherwise hold the
+/// request until the timeout); a chunked body over the limit is stopped by `DefaultBodyLimit`.
+async fn reject_declared_oversize(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return payload_too_large();
+    }
+    next.run(req).await
+}
+
+/// A 413 as JSON, like every other error: `{"error": "invalid_request", "error_description"}`
+/// is both the admin API's error body and RFC 6749 §5.2's (OAuth endpoints, `/agent-info`).
+fn payload_too_large() -> Response {
+    let mut resp = (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(json!({
+            "error": "invalid_request",
+            "error_description": format!("the request body is larger than {BODY_LIMIT} bytes"),
+        })),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Turns a plain-text 413 (axum's rejection when a handler takes the raw body and a chunked body
+/// runs over the limit) into the JSON error every endpoint answers.
+async fn json_payload_too_large(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return payload_too_large();
+    }
+    resp
+}
+
 /// Request count and latency by route template (never by raw path: unbounded label values).
+/// Outermost of all layers, so answers made by the timeout (503) and panic (500) layers count.
 async fn record_metrics(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -176,8 +223,12 @@ pub fn router(state: AppState) -> Router {
         .route("/orgs/{slug}/agents/{id}/card", get(did::agent_card_get))
         .route("/1.0/identifiers/{did}", get(did::identifiers_get))
         .route("/healthz", get(healthz_get))
-        .route("/readyz", get(readyz_get))
-        .route("/metrics", get(metrics_get));
+        .route("/readyz", get(readyz_get));
+    let public = if state.metrics_on_main {
+        public.route("/metrics", get(metrics_get))
+    } else {
+        public
+    };
 
     // The admin API and its OpenAPI document come from the same registrations.
     let (admin, doc) = openapi::admin_routes().split_for_parts();
@@ -186,9 +237,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(no_store))
         .layer(middleware::from_fn(log_admin_change));
 
-    // Order (outermost first): request id is set before the trace span reads it; sensitive
-    // headers are marked before anything could log them; panics become 500s inside the trace
-    // span; the timeout bounds the handler; the body limit applies to every extractor.
+    // Order (outermost first): metrics see every answer, also the timeout's and the panic
+    // handler's; request id is set before the trace span reads it; sensitive headers are marked
+    // before anything could log them; panics become 500s inside the trace span; the timeout
+    // bounds the handler; a declared body over the limit is refused before anything waits for
+    // it; the body limit applies to every extractor.
+    let request_timeout = state.request_timeout;
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -204,15 +258,31 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
                 .on_request(())
-                .on_response(
-                    tower_http::trace::DefaultOnResponse::new()
-                        .level(tracing::Level::DEBUG)
-                        .latency_unit(tower_http::LatencyUnit::Micros),
+                // The access log: numbers, so a log pipeline can compute with them.
+                .on_response(|resp: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
+                    tracing::info!(
+                        status = resp.status().as_u16(),
+                        latency_ms = latency.as_secs_f64() * 1000.0,
+                        "request finished"
+                    );
+                })
+                .on_failure(
+                    |class: tower_http::classify::ServerErrorsFailureClass,
+                     latency: Duration,
+                     _: &tracing::Span| {
+                        tracing::warn!(
+                            classification = %class,
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "request failed"
+                        );
+                    },
                 ),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CatchPanicLayer::custom(|_| error::internal_error()))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(middleware::from_fn(reject_declared_oversize))
+        .layer(middleware::from_fn(json_payload_too_large))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
 
     Router::new()
@@ -221,7 +291,20 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(record_metrics))
         .layer(layers)
+        .layer(middleware::from_fn(record_metrics))
+        .with_state(state)
+}
+
+/// The router of the separate metrics listener (`AGENTIDP_METRICS_BIND`): `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_get))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.request_timeout,
+        ))
         .with_state(state)
 }

@@ -22,6 +22,11 @@ pub struct AppState {
     pub auth_failures: Arc<crate::limiter::FailureLimiter>,
     /// `AGENTIDP_TRUSTED_PROXIES`: peers whose `Forwarded`/`X-Forwarded-For` are believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// How long a request may take before it is answered 503 (`AGENTIDP_REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: std::time::Duration,
+    /// Whether the main router serves `/metrics` (not when `AGENTIDP_METRICS_BIND` gives it a
+    /// listener of its own).
+    pub metrics_on_main: bool,
 }
 
 impl AppState {

@@ -973,6 +973,8 @@ async fn sigterm_drain_is_bounded_for_stalled_clients() {
                 "AGENTIDP_BOOTSTRAP_TOKEN",
                 "stalled-client-token-0123456789abcdef",
             ),
+            // Longer than the drain: the header-read timeout must not close the client first.
+            ("AGENTIDP_HEADER_READ_TIMEOUT_SECS", "120"),
         ],
     )
     .await;
