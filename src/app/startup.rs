@@ -45,7 +45,9 @@ pub enum Opening {
 /// operator-chosen value that need nothing but the settings belong here (the bootstrap token's
 /// minimum length among them), so that they run before any side effect of every command.
 pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
-    settings.check_operator_tokens().map_err(|e| anyhow::anyhow!(e))?;
+    settings
+        .check_operator_tokens()
+        .map_err(|e| anyhow::anyhow!(e))?;
     configured_master_key(settings)?;
     match (&settings.tls_cert, &settings.tls_key) {
         (Some(_), Some(_)) | (None, None) => {}
