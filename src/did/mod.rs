@@ -108,7 +108,20 @@ pub fn did_web_url(msid: &str) -> Option<String> {
     let host = percent_encoding::percent_decode_str(host)
         .decode_utf8()
         .ok()?;
-    if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+    // A domain name (ASCII: did:web §3.1 wants IDNs in their punycode form) and an optional
+    // port. Nothing else: a URL parser silently drops tabs, CR and LF and reads `\` as `/`, so
+    // `did:web:%0a:attacker.example` would otherwise be fetched from `attacker.example`.
+    let (name, port) = match host.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host.as_ref(), None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    if !name_ok || !port_ok {
         return None;
     }
     let path: Vec<String> = segs
@@ -119,9 +132,11 @@ pub fn did_web_url(msid: &str) -> Option<String> {
         })
         .collect::<Result<_, _>>()
         .ok()?;
+    let bad_char =
+        |c: char| matches!(c, '/' | '\\' | '?' | '#') || c.is_control() || c.is_whitespace();
     if path
         .iter()
-        .any(|p| p.is_empty() || p == "." || p == ".." || p.contains(['/', '?', '#']))
+        .any(|p| p.is_empty() || p == "." || p == ".." || p.contains(bad_char))
     {
         return None;
     }
@@ -130,12 +145,43 @@ pub fn did_web_url(msid: &str) -> Option<String> {
     } else {
         format!("https://{host}/{}/did.json", path.join("/"))
     };
-    Url::parse(&url).ok().map(|u| u.to_string())
+    let url = Url::parse(&url).ok()?;
+    // The URL names exactly the host the DID names (a parser quirk cannot move it elsewhere).
+    let same_host = url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(name));
+    same_host.then(|| url.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `did` fuzz target: `did:web:%0d:%0d` became `https://did.json/` (the URL
+    /// parser drops CR), so a DID could name one host and be fetched from another.
+    #[test]
+    fn did_web_urls_stay_on_the_named_host() {
+        for bad in [
+            "%0d:%0d",
+            "%0a:attacker.example",
+            "a%09b.example",
+            "example.com%3A80%3A80",
+            "example.com%3Ax",
+            "exa%5Cmple.com",
+            "example.com:a%5Cb",
+            "example.com:a%0ab",
+            "example.com:a%20b",
+            "%5B%3A%3A1%5D",
+        ] {
+            assert_eq!(did_web_url(bad), None, "{bad}");
+        }
+        assert_eq!(
+            did_web_url("localhost%3A8443:orgs:acme").as_deref(),
+            Some("https://localhost:8443/orgs/acme/did.json")
+        );
+        assert_eq!(
+            did_web_url("Example.COM").as_deref(),
+            Some("https://example.com/.well-known/did.json")
+        );
+    }
 
     #[test]
     fn did_syntax() {
