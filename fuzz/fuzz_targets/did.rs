@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(decoded) = did_from_path(s) {
         check(&decoded);
         if parse_did(s).is_some() && !s.contains("%25") {
-            assert_eq!(decoded, s, "a DID as printed must reach the resolver unchanged");
+            assert_eq!(
+                decoded, s,
+                "a DID as printed must reach the resolver unchanged"
+            );
         }
     }
 });

@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if within {
         let (values, depth) = shape(&v, 0);
-        assert!(values <= MAX_JSON_VALUES, "{values} values passed the check");
+        assert!(
+            values <= MAX_JSON_VALUES,
+            "{values} values passed the check"
+        );
         assert!(depth <= MAX_JSON_DEPTH, "depth {depth} passed the check");
     }
     if let Ok(k) = VerifyingKey::from_jwk(&v) {
