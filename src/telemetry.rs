@@ -91,7 +91,7 @@ fn describe_metrics() {
     );
     describe_counter!(
         "agentidp_http_connections_closed_total",
-        "Connections the server closed for a bound (header_timeout, idle_timeout, capacity, tls_handshake_timeout, tls_handshake_failed), by listener"
+        "Connections the server closed for a bound (header_timeout, idle_timeout, response_stalled, capacity, tls_handshake_timeout, tls_handshake_failed), by listener"
     );
     describe_counter!(
         "agentidp_tokens_issued_total",

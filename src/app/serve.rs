@@ -58,6 +58,11 @@ const MIN_IDLE_AT_CAPACITY: Duration = Duration::from_secs(1);
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Longest a connection with requests in flight may go without any of them making progress
+    /// (a handler finishing, a response frame taken by the peer): a client that stops reading
+    /// (HTTP/2 with a zero flow-control window, a full TCP window) holds its slot no longer.
+    /// Longer than the request timeout, so a slow handler is answered 503, not cut off.
+    pub stall_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -67,6 +72,8 @@ impl ConnectionLimits {
         Self {
             header_read_timeout: Duration::from_secs(s.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            stall_timeout: Duration::from_secs(s.request_timeout_secs)
+                + Duration::from_secs(s.header_read_timeout_secs),
             max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
         }
     }
@@ -312,7 +319,9 @@ async fn drive<I>(
     tracing::debug!(listener = name, reason, "closing the connection");
     conn.as_mut().graceful_shutdown();
     // Nothing is in flight: give the peer a moment to take the GOAWAY, but not longer, unless a
-    // request slipped in meanwhile (HTTP/2), which may finish.
+    // request slipped in meanwhile (HTTP/2), which may finish, within the stall timeout. A
+    // stalled response is not waited for at all: dropping the connection ends it.
+    let give_up = Instant::now() + limits.stall_timeout;
     loop {
         if tokio::time::timeout(CLOSE_GRACE, conn.as_mut())
             .await
@@ -320,7 +329,10 @@ async fn drive<I>(
         {
             return;
         }
-        if activity.subscribe().borrow().in_flight == 0 {
+        if reason == "response_stalled"
+            || activity.subscribe().borrow().in_flight == 0
+            || Instant::now() >= give_up
+        {
             return;
         }
     }
@@ -347,7 +359,7 @@ async fn watchdog(mut state: watch::Receiver<ConnState>, watch: Watch) -> &'stat
         let due = {
             let s = state.borrow_and_update();
             if s.in_flight > 0 {
-                None
+                Some((s.last_progress + limits.stall_timeout, "response_stalled"))
             } else if s.requests == 0 {
                 Some((first_deadline, "header_timeout"))
             } else if let Some(t) = s.head_started {
@@ -366,11 +378,21 @@ async fn watchdog(mut state: watch::Receiver<ConnState>, watch: Watch) -> &'stat
                 // Between requests of a keep-alive connection for a moment (a client about to
                 // reuse it would see it closed): the first to go at the cap.
                 let between = reason == "idle_timeout";
-                let idle_since = deadline - limits.idle_timeout;
+                let idle_since = deadline.checked_sub(limits.idle_timeout);
                 tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => return reason,
+                    () = tokio::time::sleep_until(deadline) => {
+                        if reason != "response_stalled" {
+                            return reason;
+                        }
+                        // Progress of a request in flight is recorded without waking this
+                        // task: look again before giving up.
+                        let s = *state.borrow();
+                        if s.in_flight > 0 && s.last_progress + limits.stall_timeout <= Instant::now() {
+                            return reason;
+                        }
+                    }
                     () = pressure.notified(), if between => {
-                        if idle_since.elapsed() >= MIN_IDLE_AT_CAPACITY {
+                        if idle_since.is_some_and(|t| t.elapsed() >= MIN_IDLE_AT_CAPACITY) {
                             return "capacity";
                         }
                     }
@@ -422,6 +444,9 @@ struct ConnState {
     head_started: Option<Instant>,
     /// When the last response finished.
     last_done: Instant,
+    /// When a request in flight last made progress (started, produced a response frame,
+    /// finished).
+    last_progress: Instant,
     /// HTTP/2: frames (PINGs, window updates) arrive between requests, so bytes read say
     /// nothing about a request's head.
     h2: bool,
@@ -437,6 +462,7 @@ impl Activity {
             requests: 0,
             head_started: None,
             last_done: Instant::now(),
+            last_progress: Instant::now(),
             h2: false,
         });
         Self(Arc::new(tx))
@@ -464,6 +490,7 @@ impl Activity {
         self.0.send_modify(|s| {
             s.in_flight += 1;
             s.requests += 1;
+            s.last_progress = Instant::now();
             s.head_started = None;
         });
         InFlight(self.clone())
@@ -473,11 +500,23 @@ impl Activity {
 /// A request in flight: from its complete headers until its response body is done.
 struct InFlight(Activity);
 
+impl InFlight {
+    /// The response made progress (a frame was taken to be sent). Recorded without waking the
+    /// watchdog, which looks at it when its deadline comes.
+    fn progressed(&self) {
+        self.0.0.send_if_modified(|s| {
+            s.last_progress = Instant::now();
+            false
+        });
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.0.send_modify(|s| {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.last_done = Instant::now();
+            s.last_progress = s.last_done;
         });
     }
 }
@@ -574,7 +613,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
             let resp = app.oneshot(req).await?;
             Ok(resp.map(|body| {
                 let body = http_body_util::BodyExt::map_frame(body, move |frame| {
-                    let _ = &in_flight;
+                    in_flight.progressed();
                     frame
                 });
                 axum::body::Body::new(body)

@@ -514,3 +514,83 @@ async fn oversized_bodies_are_refused_at_once_as_json() {
         assert_eq!(v["error"], "invalid_request", "{path}: {v}");
     }
 }
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A client that stops reading at the HTTP/2 level (reviewer's finding on issue 9 point 2): it
+/// opens a stream with a flow-control window of zero (SETTINGS_INITIAL_WINDOW_SIZE = 0, RFC 9113
+/// §6.5.2) so the response body can never be sent, and answers every PING so keep-alive sees a
+/// live peer. Before the stall deadline the connection held its slot forever (the watchdog set no
+/// deadline while a request was in flight); now it is closed after the stall timeout (request
+/// timeout + header-read timeout), and other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_http2_response_does_not_hold_its_connection() {
+    let app = spawn_bounded(|s| s.request_timeout_secs = 1).await;
+    let stall = Duration::from_secs(1) + HEADER_TIMEOUT;
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = keep_serving(app.addr, stop.clone());
+
+    let mut s = TcpStream::connect(app.addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0])); // INITIAL_WINDOW_SIZE = 0
+    let path = b"/.well-known/did.json";
+    let mut block = vec![0x82, 0x86, 0x44, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    out.extend(h2_frame(0x1, 0x4 | 0x1, 1, &block)); // HEADERS, END_HEADERS | END_STREAM
+    s.write_all(&out).await.unwrap();
+    let since = Instant::now();
+
+    // Read frames: acknowledge SETTINGS, answer PINGs, never open the window.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (mut got_headers, mut got_data) = (false, false);
+    let bound = stall + SLACK;
+    let closed_after = loop {
+        match tokio::time::timeout_at(since + bound, s.read(&mut chunk)).await {
+            Err(_) => panic!("the stalled connection is still open {bound:?} later"),
+            Ok(Ok(0)) | Ok(Err(_)) => break since.elapsed(),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let payload = buf[9..9 + len].to_vec();
+            buf.drain(..9 + len);
+            match (kind, flags & 1) {
+                (0x4, 0) => {
+                    let _ = s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await;
+                }
+                (0x6, 0) => {
+                    let _ = s.write_all(&h2_frame(0x6, 0x1, 0, &payload)).await;
+                }
+                (0x1, _) => got_headers = true,
+                (0x0, _) if !payload.is_empty() => got_data = true,
+                _ => {}
+            }
+        }
+    };
+    assert!(got_headers, "the response headers were sent");
+    assert!(!got_data, "no DATA was sent into a zero window");
+    assert!(
+        closed_after >= stall - Duration::from_millis(200),
+        "closed after {closed_after:?}, before the stall timeout {stall:?}"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        healthy.await.unwrap() > 0,
+        "other clients were served meanwhile"
+    );
+}
