@@ -212,41 +212,47 @@ fn client_ip_of(parts: &Parts, state: &AppState) -> IpAddr {
 }
 
 /// The client address of a request from `peer`. Forwarding headers are believed only from a
-/// trusted proxy: `Forwarded` (RFC 7239 §5.2, its `for=` values) or else `X-Forwarded-For`, read
-/// from the right (the entry the nearest proxy added), skipping every trusted proxy; the first
-/// address that is not one is the client. An entry that is not an address (`unknown`, an
-/// obfuscated `_name`, garbage) stops the walk at the last proxy believed.
+/// trusted proxy: `X-Forwarded-For` or, when a request has none, `Forwarded` (RFC 7239 §5.2, its
+/// `for=` values), read from the right (the entry the nearest proxy added), skipping every
+/// trusted proxy; the first address that is not one is the client. `X-Forwarded-For` comes first
+/// because the common proxies (nginx, HAProxy, cloud load balancers) append to it and pass a
+/// client's own `Forwarded` through untouched: preferring `Forwarded` would let any client name
+/// its own address. An entry that is not an address (`unknown`, an obfuscated `_name`, garbage)
+/// stops the walk at the last proxy believed. IPv4-mapped IPv6 addresses (a dual-stack listener)
+/// are compared as the IPv4 addresses they are.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let forwarded: Vec<&str> = headers
-        .get_all(header::FORWARDED)
+    let xff: Vec<&str> = headers
+        .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
-            })
-        })
+        .map(str::trim)
         .collect();
-    let hops: Vec<&str> = if forwarded.is_empty() {
+    let hops: Vec<&str> = if xff.is_empty() {
         headers
-            .get_all("x-forwarded-for")
+            .get_all(header::FORWARDED)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .map(str::trim)
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+                })
+            })
             .collect()
     } else {
-        forwarded
+        xff
     };
     let mut client = peer;
     for hop in hops.iter().rev() {
         let Some(ip) = hop_address(hop) else { break };
+        let ip = ip.to_canonical();
         client = ip;
         if !is_trusted(&ip) {
             break;
@@ -299,11 +305,39 @@ mod tests {
                 "for=192.0.2.60;proto=http, for=\"[2001:db8:cafe::17]:4711\"",
             ),
             ("forwarded", "for=\"[fd00::1]\""),
-            ("x-forwarded-for", "203.0.113.5"),
         ]);
         assert_eq!(
             client_ip(ip("10.1.1.1"), &fwd, &trusted),
             ip("2001:db8:cafe::17")
+        );
+        // A client's own `Forwarded`, passed through by a proxy that appends X-Forwarded-For
+        // (nginx, HAProxy, load balancers): ignored, so a client cannot pick its limiter key
+        // (review finding: a random `for=` per request escaped the per-IP brake).
+        let spoofed = h(&[
+            ("forwarded", "for=198.51.100.77"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &spoofed, &trusted),
+            ip("203.0.113.5")
+        );
+        let unknown = h(&[
+            ("forwarded", "for=unknown"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
+        assert_eq!(
+            client_ip(ip("10.1.1.1"), &unknown, &trusted),
+            ip("203.0.113.5")
+        );
+        // A dual-stack listener sees an IPv4 proxy as ::ffff:10.0.0.1: still trusted, and the
+        // client is named as the IPv4 address it is.
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &xff, &trusted),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            client_ip(ip("::ffff:192.0.2.1"), &none_headers(), &trusted),
+            ip("192.0.2.1")
         );
         let hidden = h(&[("forwarded", "for=192.0.2.60, for=_hidden")]);
         assert_eq!(client_ip(ip("10.1.1.1"), &hidden, &trusted), ip("10.1.1.1"));
@@ -314,6 +348,10 @@ mod tests {
         );
         let none = HeaderMap::new();
         assert_eq!(client_ip(ip("10.1.1.1"), &none, &trusted), ip("10.1.1.1"));
+    }
+
+    fn none_headers() -> HeaderMap {
+        HeaderMap::new()
     }
 
     fn with_authorization(v: &[u8]) -> HeaderMap {
