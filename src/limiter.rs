@@ -108,6 +108,11 @@ impl Table {
         Ok(())
     }
 
+    /// Whether `key` has a TAT still ahead of `now` (it failed within its window).
+    fn live(&self, key: &str, now: i64) -> bool {
+        self.lock().get(key).is_some_and(|t| *t > now)
+    }
+
     /// Keeps a TAT learned elsewhere (Redis).
     fn learn(&self, key: &str, tat: i64, now: i64) {
         Self::store(&mut self.lock(), key, tat, now);
@@ -235,13 +240,30 @@ impl Subject<'_> {
 
 /// Failed authentications one client (one `client_id` of one organization) may have, from all
 /// addresses together, before it is braked to one per 6 s (100 per 10 minutes); always on. A
-/// client id is public, so whoever knows it can spend this allowance and delay the client's own
-/// token requests: the price of stopping a guesser spread over many addresses, kept small by
-/// the per-IP limit in front of it (one address alone cannot hold a client braked for long).
+/// client id is public, so whoever knows it could spend this allowance: the brake therefore
+/// applies only to addresses that have themselves failed against that client within
+/// [`FAILED_HERE`] (a "smart lockout", as Azure AD and Okta do it). The client's own address,
+/// with no failure of its own, keeps getting tokens while someone else guesses; a guesser spread
+/// over many addresses gets one try per address and then waits with the client's brake.
 pub const CLIENT_FAILURES: Rate = Rate {
     count: 100,
     window_ms: 600_000,
 };
+
+/// How long an address that failed against a client is subject to that client's brake.
+pub const FAILED_HERE: Rate = Rate {
+    count: 1,
+    window_ms: 600_000,
+};
+
+/// The key of "this address failed against this client", when `subjects` name both.
+fn pair_key(subjects: &[Subject<'_>]) -> Option<String> {
+    let ip = subjects.iter().find(|s| matches!(s, Subject::Ip(_)))?;
+    let client = subjects
+        .iter()
+        .find(|s| matches!(s, Subject::Client { .. }))?;
+    Some(format!("pair:{}|{}", client.key(), ip.key()))
+}
 
 /// The brake on failed authentication: per client IP (`AGENTIDP_AUTH_FAILURE_LIMIT` per minute,
 /// off with 0) and per client ([`CLIENT_FAILURES`]).
@@ -290,8 +312,11 @@ impl FailureLimiter {
             return None;
         }
         let now = self.clock.now_ms();
+        // The client's brake holds only for an address that failed against it lately.
+        let failed_here = pair_key(subjects).is_some_and(|k| self.local.live(&k, now));
         subjects
             .iter()
+            .filter(|s| failed_here || !matches!(s, Subject::Client { .. }))
             .filter_map(|s| {
                 self.rate(s)
                     .and_then(|r| self.local.refused(&s.key(), r, now))
@@ -302,9 +327,11 @@ impl FailureLimiter {
     /// After a failed authentication: counts it against each of `subjects`.
     pub async fn failed(&self, subjects: &[Subject<'_>]) {
         let now = self.clock.now_ms();
-        for s in subjects {
-            let Some(rate) = self.rate(s) else { continue };
-            let key = s.key();
+        let keyed = subjects
+            .iter()
+            .filter_map(|s| self.rate(s).map(|r| (s.key(), r)))
+            .chain(pair_key(subjects).map(|k| (k, FAILED_HERE)));
+        for (key, rate) in keyed {
             match &self.shared {
                 Some(shared) => match shared.record(&key, rate, now).await {
                     Ok(tat) => self.local.learn(&key, tat, now),
@@ -389,7 +416,16 @@ mod tests {
             rt.block_on(l.failed(&[ip.clone(), client.clone()]));
         }
         assert_eq!(l.refused(std::slice::from_ref(&ip)), None);
-        assert!(l.refused(&[ip, client]).is_some());
+        assert!(l.refused(&[ip, client.clone()]).is_some());
+        // Smart lockout (review finding: anyone could lock a client out of its own tokens): an
+        // address that never failed against the client is not braked for the client's sake; a
+        // new address gets one failure, then waits with the client's brake.
+        let own = Subject::Ip("198.51.100.7".parse().unwrap());
+        assert_eq!(l.refused(&[own, client.clone()]), None);
+        let fresh = Subject::Ip("203.0.113.9".parse().unwrap());
+        assert_eq!(l.refused(&[fresh.clone(), client.clone()]), None);
+        rt.block_on(l.failed(&[fresh.clone(), client.clone()]));
+        assert!(l.refused(&[fresh, client]).is_some());
         let other = Subject::Client {
             org: "o",
             client_id: "d",
