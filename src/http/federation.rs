@@ -11,7 +11,7 @@ use super::admin::{
     ApiResult, IfMatchHeader, ListResponse, ObjectPath, OrgPath, Page, if_match, with_etag,
 };
 use super::error::{ApiError, BearerError, internal_error};
-use super::extract::{Admin, ApiJson, ApiQuery, bearer_from_header};
+use super::extract::{Admin, ApiJson, ApiQuery, ClientIp, bearer_from_header};
 use super::oauth::org_or_404;
 use super::openapi::{
     Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound, Precondition,
@@ -19,6 +19,7 @@ use super::openapi::{
 use super::state::AppState;
 use crate::federation::partners::{self, PartnerInput, PartnerResponse};
 use crate::federation::verify;
+use crate::limiter::Subject;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +32,7 @@ pub struct VerifyRequest {
 pub async fn verify_post(
     State(state): State<AppState>,
     Path(slug): Path<String>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Result<ApiJson<VerifyRequest>, ApiError>,
 ) -> Response {
@@ -38,6 +40,14 @@ pub async fn verify_post(
         Ok(o) => o,
         Err(r) => return r,
     };
+    // The platform token is accepted here too, so a wrong token counts against the address's
+    // failed authentications like at the admin API (issue 9 point 7).
+    let subjects = [Subject::Ip(ip)];
+    if let Some(retry) = state.auth_failures.refused(&subjects) {
+        tracing::info!(event = "federation.rate_limited", client_ip = %ip, retry_after = retry.0, "verify request refused: too many failed authentications");
+        crate::telemetry::auth_failure("verifier", "rate_limited");
+        return super::error::oauth_rate_limited(retry);
+    }
     let Some(token) = bearer_from_header(&headers) else {
         return BearerError(None).into_response();
     };
@@ -49,6 +59,9 @@ pub async fn verify_post(
             .authorize_verifier(&org, token.expose(), now)
             .await
     {
+        state.auth_failures.failed(&subjects).await;
+        tracing::info!(event = "federation.unauthorized", client_ip = %ip, "verify request refused: the bearer token is not valid here");
+        crate::telemetry::auth_failure("verifier", "invalid_token");
         return BearerError(Some(e)).into_response();
     }
     let req = match body {

@@ -393,7 +393,35 @@ async fn authentication_failures_are_logged_without_secrets(backend: Backend) {
     );
 }
 
+/// `/federation/verify` takes the platform token as well as agents' access tokens: a wrong
+/// bearer there counts against the address too (review finding: it was never braked, so the
+/// platform token could be guessed there without a 429).
+async fn wrong_bearers_at_federation_verify_are_braked(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.auth_failure_limit = 3).await;
+    let org = app.create_org().await;
+    let url = format!("{}/orgs/{}/federation/verify", app.base, org.slug);
+    let verify = |token: String| {
+        app.http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({"assertion": "a.b.c"}))
+            .send()
+    };
+    for i in 0..3 {
+        let resp = verify(format!("wrong-{i}")).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Over the limit: refused before the token is looked at, the right one too.
+    let resp = verify(app.token.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    app.advance(Duration::from_secs(61));
+    let resp = verify(app.token.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 on_all_backends!(
+    wrong_bearers_at_federation_verify_are_braked,
     authentication_failures_are_logged_without_secrets,
     client_status_is_told_only_after_authentication,
     oauth_error_descriptions_keep_the_character_set,
