@@ -97,7 +97,12 @@ impl IfMatch {
             if inner.bytes().any(|b| b == b'"' || b < 0x21 || b == 0x7f) {
                 return None;
             }
-            if !weak && let Ok(v) = inner.parse::<i64>() {
+            // Entity tags compare as strings (RFC 9110 §8.8.3.2): only the canonical decimal
+            // form of a version is its tag (`"+3"` and `"03"` are other tags).
+            if !weak
+                && let Ok(v) = inner.parse::<i64>()
+                && v.to_string() == inner
+            {
                 versions.push(v);
             }
         }
@@ -123,6 +128,12 @@ mod tests {
         for bad in ["3", r#""3"#, r#""a b""#, r#"W/3"#] {
             assert_eq!(IfMatch::parse(bad), None, "{bad}");
         }
+        // Tags compare as strings: "+3" and "03" are not the tag "3".
+        assert_eq!(
+            IfMatch::parse(r#""+3", "03", "3""#),
+            Some(IfMatch::Versions(vec![3]))
+        );
+        assert_eq!(IfMatch::parse(r#""+3""#), Some(IfMatch::Versions(vec![])));
         assert!(IfMatch::Versions(vec![2]).check(2).is_ok());
         assert!(IfMatch::Versions(vec![2]).check(3).is_err());
         assert!(IfMatch::Any.check(3).is_ok());

@@ -238,3 +238,31 @@ async fn access_logs_carry_numeric_latency() {
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Request methods are arbitrary tokens (RFC 9110 §9.1): an unknown one is counted as `other`,
+/// so a client sending `FOO1`, `FOO2`, ... cannot grow the series without bound (review finding:
+/// each became a label value of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_methods_do_not_become_label_values() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    for i in 0..3 {
+        let m = reqwest::Method::from_bytes(format!("FOO{i}X").as_bytes()).unwrap();
+        let _ = app
+            .http
+            .request(m, app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = metrics_text(&app.http, &app.url("/metrics")).await;
+    assert!(!text.contains("FOO0X"), "{text}");
+    assert!(
+        sample(
+            &text,
+            "agentidp_http_requests_total{",
+            &["method=\"other\"", "route=\"/healthz\""]
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+}
