@@ -1428,9 +1428,20 @@ async fn foreign_resolutions_are_rate_limited_per_client(backend: Backend) {
     let key = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
     expect_resolved(&resolve(&app, key, None).await, key);
     expect_resolved(&resolve(&app, &good, None).await, &good);
-    // Still limited for new foreign DIDs right away.
-    let r = resolve(&app, &host.did(":another"), None).await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    // Still limited for new foreign DIDs right away: of ten more at once, some are refused
+    // (the limiter runs on real time and refills 5 per second, so on a loaded machine one of
+    // them may already have been granted again; not all ten).
+    let more = futures_util::future::join_all((0..10).map(|i| {
+        let app = &app;
+        let did = host.did(&format!(":another{i}"));
+        async move { resolve(app, &did, None).await }
+    }))
+    .await;
+    assert!(
+        more.iter()
+            .any(|r| r.status == StatusCode::TOO_MANY_REQUESTS),
+        "none of ten further foreign resolutions was limited"
+    );
 }
 
 on_all_backends!(foreign_resolutions_are_rate_limited_per_client);

@@ -790,7 +790,11 @@ struct Fixture {
 }
 
 async fn fixture(backend: Backend) -> Fixture {
-    let app = spawn_app(backend).await;
+    // Above the flood test's 1,000 concurrent requests: at the connection cap the server closes
+    // idle keep-alive connections, and a pooled client that reuses one at that moment sees
+    // IncompleteMessage (RFC 9112 §9.6 allows the close; reqwest does not retry a POST). The
+    // cap has tests of its own (connections.rs); these are about JWKS fetching.
+    let app = spawn_app_with(backend, |s| s.max_connections = 4096).await;
     let org = app.create_org().await;
     let key = TestKey::generate();
     let srv = PartnerServer::start(key.jwks()).await;
