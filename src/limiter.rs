@@ -96,18 +96,6 @@ impl Table {
         Self::store(&mut map, key, tat + rate.interval(), now);
     }
 
-    /// Counts one event of `key` if it is allowed, under one lock (GCRA's check and update).
-    fn take(&self, key: &str, rate: Rate, now: i64) -> Result<(), RetryAfter> {
-        let mut map = self.lock();
-        let tat = map.get(key).copied().unwrap_or(now).max(now);
-        let wait = tat - now - rate.tolerance();
-        if wait > 0 {
-            return Err(RetryAfter::from_ms(wait));
-        }
-        Self::store(&mut map, key, tat + rate.interval(), now);
-        Ok(())
-    }
-
     /// Whether `key` has a TAT still ahead of `now` (it failed within its window).
     fn live(&self, key: &str, now: i64) -> bool {
         self.lock().get(key).is_some_and(|t| *t > now)
@@ -178,35 +166,6 @@ impl Shared {
             .arg(rate.tolerance())
             .query_async(&mut conn)
             .await
-    }
-}
-
-/// A plain keyed limit on the injected clock, in process: every call counts (for limits on
-/// work rather than on failures, such as foreign fetches per client address). Deterministic in
-/// tests that move the clock.
-pub struct Keyed {
-    clock: Arc<dyn Clock>,
-    rate: Rate,
-    table: Table,
-}
-
-impl Keyed {
-    pub fn new(clock: Arc<dyn Clock>, rate: Rate) -> Self {
-        Self {
-            clock,
-            rate,
-            table: Table::default(),
-        }
-    }
-
-    /// Counts one event of `subject`, or says how long until it may try again.
-    pub fn check(&self, subject: &Subject<'_>) -> Result<(), RetryAfter> {
-        self.table
-            .take(&subject.key(), self.rate, self.clock.now_ms())
-    }
-
-    pub fn prune(&self) {
-        self.table.prune(self.clock.now_ms());
     }
 }
 
@@ -444,28 +403,6 @@ mod tests {
             Subject::Ip("::ffff:192.0.2.1".parse().unwrap()).key(),
             Subject::Ip("192.0.2.1".parse().unwrap()).key()
         );
-    }
-
-    #[test]
-    fn a_keyed_limit_counts_every_call() {
-        let c = clock();
-        // 5 per second, a burst of 5.
-        let l = Keyed::new(
-            c.clone(),
-            Rate {
-                count: 5,
-                window_ms: 1_000,
-            },
-        );
-        let ip = Subject::Ip("192.0.2.1".parse().unwrap());
-        for _ in 0..5 {
-            assert_eq!(l.check(&ip), Ok(()));
-        }
-        assert_eq!(l.check(&ip), Err(RetryAfter(1)));
-        c.0.fetch_add(200, Ordering::SeqCst);
-        assert_eq!(l.check(&ip), Ok(()));
-        assert!(l.check(&ip).is_err());
-        l.prune();
     }
 
     #[test]
