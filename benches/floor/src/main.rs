@@ -10,7 +10,7 @@
 //! - `GET /verify-es256` (`verify_es256`, with `FLOOR_VERIFY_JWKS`): verify one ES256 JWT from the
 //!   `Authorization: Bearer` header (split, base64url-decode the three parts, parse the header
 //!   and the claims with serde_json, check the signature with a public key parsed once at
-//!   start-up, check `exp`, `iss` and `aud`), answer a fixed JSON document the size of
+//!   start-up, check `typ` = `at+jwt`, `exp`, `iss` and `aud`), answer a fixed JSON document the size of
 //!   agentidp's `/agent-info` answer: the floor of `/agent-info`, introspection and federation
 //!   verify's bearer check.
 //! - `POST /assert-es256` (`assert_es256`, with `FLOOR_CLIENT_JWKS`): parse the form
@@ -102,6 +102,8 @@ const AGENT_INFO: &str = r#"{"sub":"did:web:localhost%3A8090:orgs:bench:agents:0
 struct JoseHeader {
     alg: String,
     #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
     kid: Option<String>,
 }
 
@@ -124,9 +126,17 @@ struct JwtClaims {
     jti: Option<String>,
 }
 
-/// Verifies a compact ES256 JWS signed by `v` and checks `exp`, `iss` and `aud` (no leeway, no
-/// `nbf`, no replay store): what any verifier must do at the least.
-fn verify_jwt(v: &Verifier, jwt: &str, iss: &str, aud: &str, now: u64) -> Option<JwtClaims> {
+/// Verifies a compact ES256 JWS signed by `v` and checks `typ` (when `typ` is given: RFC 9068
+/// access tokens), `exp`, `iss` and `aud` (no leeway, no `nbf`, no replay store): what any
+/// verifier must do at the least.
+fn verify_jwt(
+    v: &Verifier,
+    jwt: &str,
+    typ: Option<&str>,
+    iss: &str,
+    aud: &str,
+    now: u64,
+) -> Option<JwtClaims> {
     let mut parts = jwt.split('.');
     let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -134,7 +144,10 @@ fn verify_jwt(v: &Verifier, jwt: &str, iss: &str, aud: &str, now: u64) -> Option
     }
     let header: JoseHeader =
         serde_json::from_slice(&BASE64_URL_SAFE_NO_PAD.decode(h).ok()?).ok()?;
-    if header.alg != "ES256" || header.kid.is_some_and(|k| k != v.kid) {
+    if header.alg != "ES256"
+        || header.kid.is_some_and(|k| k != v.kid)
+        || typ.is_some_and(|t| header.typ.as_deref() != Some(t))
+    {
         return None;
     }
     let claims: JwtClaims = serde_json::from_slice(&BASE64_URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
@@ -299,7 +312,16 @@ async fn verify_es256(State(floor): State<Arc<Floor>>, headers: HeaderMap) -> Re
     let Some(token) = token else {
         return error(StatusCode::UNAUTHORIZED, "invalid_token");
     };
-    if verify_jwt(v, token, &floor.issuer, &floor.issuer, unix_now()).is_none() {
+    if verify_jwt(
+        v,
+        token,
+        Some("at+jwt"),
+        &floor.issuer,
+        &floor.issuer,
+        unix_now(),
+    )
+    .is_none()
+    {
         return error(StatusCode::UNAUTHORIZED, "invalid_token");
     }
     (
@@ -325,6 +347,7 @@ async fn assert_es256(State(floor): State<Arc<Floor>>, Form(form): Form<AssertFo
     let ok = verify_jwt(
         v,
         &form.client_assertion,
+        None,
         &floor.client_id,
         &floor.issuer,
         unix_now(),
