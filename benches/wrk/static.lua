@@ -1,5 +1,5 @@
 -- One fixed request, formatted once (wrk's fastest mode): discovery, JWKS, DID documents,
--- /agent-info and the client_secret_basic token requests.
+-- /agent-info, introspection, the client_secret_basic token requests and the floor's points.
 --   BENCH_METHOD         GET (default) or POST
 --   BENCH_AUTHORIZATION  optional Authorization header (Basic ... / Bearer ...)
 --   BENCH_BODY           optional body; sent as application/x-www-form-urlencoded

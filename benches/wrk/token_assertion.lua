@@ -1,5 +1,6 @@
--- private_key_jwt token requests: every request spends one pre-generated client assertion
--- (single use). Thread t of n takes lines t, t+n, t+2n... of $BENCH_ASSERTIONS, in order, and
+-- Token requests that spend one pre-generated single-use assertion each: private_key_jwt client
+-- assertions (the default form), the jwt-bearer grant's partner assertions (BENCH_BODY
+-- "grant_type=...jwt-bearer&assertion=") and the floor's assert_es256. Thread t of n takes lines t, t+n, t+2n... of $BENCH_ASSERTIONS, in order, and
 -- stops when they run out (flagged as exhausted in the summary: the run is then invalid).
 --   BENCH_ASSERTIONS  file of compact JWTs, one per line
 --   BENCH_THREADS     wrk's -t

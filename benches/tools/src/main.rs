@@ -6,7 +6,9 @@
 //!   the API would generate 10,000 RSA keys (over an hour); here one key set per alg is generated
 //!   and re-sealed per organization.
 //! - `key`: an ES256 key pair for private_key_jwt clients and federation partners.
-//! - `assertions`: single-use ES256 JWTs (fresh `jti` each), one per line, for the load scripts.
+//! - `assertions`: single-use ES256 JWTs (fresh `jti` each), one per line, for the load scripts;
+//!   with `--typ at+jwt --claims '{...}'` also access-token-like bearer tokens (the floor's
+//!   `/verify-es256`).
 //! - `pg-create` / `pg-drop`: a fresh PostgreSQL database per run.
 //!
 //! The seeded names are deterministic, so the load scripts derive credentials from an index
@@ -86,6 +88,12 @@ enum Cmd {
         /// Lifetime in seconds (exp = now + ttl).
         #[arg(long, default_value_t = 600)]
         ttl: u64,
+        /// The JOSE header's `typ`.
+        #[arg(long, default_value = "JWT")]
+        typ: String,
+        /// More claims, a JSON object appended to iss, sub, aud, iat, exp and jti.
+        #[arg(long)]
+        claims: Option<String>,
         #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
         threads: usize,
     },
@@ -466,11 +474,28 @@ fn assertions(
     count: usize,
     out: &std::path::Path,
     ttl: u64,
+    typ: &str,
+    claims: Option<&str>,
     threads: usize,
 ) -> anyhow::Result<()> {
     let der = std::fs::read(pkcs8).with_context(|| format!("reading {}", pkcs8.display()))?;
     let signer = Signer::from_pkcs8(Alg::ES256, &der)?;
-    let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": kid}).to_string();
+    let header = serde_json::json!({"alg": "ES256", "typ": typ, "kid": kid}).to_string();
+    // The extra claims as `,"k":v,...` (empty without any).
+    let extra = match claims {
+        None => String::new(),
+        Some(c) => {
+            let v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(c).context("--claims must be a JSON object")?;
+            let text = serde_json::Value::Object(v).to_string();
+            let inner = &text[1..text.len() - 1];
+            if inner.is_empty() {
+                String::new()
+            } else {
+                format!(",{inner}")
+            }
+        }
+    };
     let header_b64 = BASE64_URL_SAFE_NO_PAD.encode(header);
     let now = unix_now();
     let exp = now + ttl as i64;
@@ -487,13 +512,13 @@ fn assertions(
     let chunks: Vec<anyhow::Result<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (signer, header_b64, iss, sub, aud, run_id) = (&signer, &header_b64, &iss, &sub, &aud, &run_id);
+                let (signer, header_b64, iss, sub, aud, run_id, extra) = (&signer, &header_b64, &iss, &sub, &aud, &run_id, &extra);
                 s.spawn(move || -> anyhow::Result<String> {
                     let range = (t * per)..((t + 1) * per).min(count);
                     let mut text = String::with_capacity(range.len() * 400);
                     for n in range {
                         let claims = format!(
-                            r#"{{"iss":{iss},"sub":{sub},"aud":{aud},"iat":{now},"exp":{exp},"jti":"{run_id}-{n}"}}"#
+                            r#"{{"iss":{iss},"sub":{sub},"aud":{aud},"iat":{now},"exp":{exp},"jti":"{run_id}-{n}"{extra}}}"#
                         );
                         let start = text.len();
                         text.push_str(header_b64);
@@ -573,8 +598,22 @@ async fn main() -> anyhow::Result<()> {
             count,
             out,
             ttl,
+            typ,
+            claims,
             threads,
-        } => assertions(&pkcs8, &kid, &iss, &sub, &aud, count, &out, ttl, threads),
+        } => assertions(
+            &pkcs8,
+            &kid,
+            &iss,
+            &sub,
+            &aud,
+            count,
+            &out,
+            ttl,
+            &typ,
+            claims.as_deref(),
+            threads,
+        ),
         Cmd::PgCreate { admin_url, name } => {
             check_db_name(&name)?;
             pg(&admin_url, format!("CREATE DATABASE \"{name}\"")).await
