@@ -298,7 +298,7 @@ async fn drive<I>(
         activity: activity.clone(),
     };
     let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
-    let mut watchdog = pin!(watchdog(activity.subscribe(), watch));
+    let mut watchdog = pin!(watchdog(activity.clone(), watch));
     let mut draining = false;
     let reason = loop {
         tokio::select! {
@@ -330,7 +330,7 @@ async fn drive<I>(
             return;
         }
         if reason == "response_stalled"
-            || activity.subscribe().borrow().in_flight == 0
+            || activity.get().in_flight == 0
             || Instant::now() >= give_up
         {
             return;
@@ -348,57 +348,46 @@ struct Watch {
 }
 
 /// Resolves with the reason when the connection has been without a request in flight for too
-/// long, or has taken too long to send its request headers.
-async fn watchdog(mut state: watch::Receiver<ConnState>, watch: Watch) -> &'static str {
+/// long, or has taken too long to send its request headers, or its response stalled.
+///
+/// Requests never wake it (a wake-up, a timer reset and a task switch per request were the
+/// largest cost of serving a cached GET after the log): the connection's state is written
+/// without notification, and the watchdog looks at it when it wakes. Every deadline is some
+/// event's time plus one of the timeouts, and it wakes at least once per
+/// `min(header-read, idle)` timeout (the shortest a new deadline can be away: the stall timeout is
+/// longer than the header-read one), so it is awake before any deadline that a change since its
+/// last look can have set, and each deadline is enforced at its instant.
+async fn watchdog(activity: Activity, watch: Watch) -> &'static str {
     let Watch {
         limits,
         first_deadline,
         pressure,
     } = watch;
+    let look_again = limits.header_read_timeout.min(limits.idle_timeout);
     loop {
-        let due = {
-            let s = state.borrow_and_update();
-            if s.in_flight > 0 {
-                Some((s.last_progress + limits.stall_timeout, "response_stalled"))
-            } else if s.requests == 0 {
-                Some((first_deadline, "header_timeout"))
-            } else if let Some(t) = s.head_started {
-                Some((t + limits.header_read_timeout, "header_timeout"))
-            } else {
-                Some((s.last_done + limits.idle_timeout, "idle_timeout"))
-            }
+        let s = activity.get();
+        let (deadline, reason) = if s.in_flight > 0 {
+            (s.last_progress + limits.stall_timeout, "response_stalled")
+        } else if s.requests == 0 {
+            (first_deadline, "header_timeout")
+        } else if let Some(t) = s.head_started {
+            (t + limits.header_read_timeout, "header_timeout")
+        } else {
+            (s.last_done + limits.idle_timeout, "idle_timeout")
         };
-        match due {
-            None => {
-                if state.changed().await.is_err() {
-                    return "closed";
-                }
-            }
-            Some((deadline, reason)) => {
-                // Between requests of a keep-alive connection for a moment (a client about to
-                // reuse it would see it closed): the first to go at the cap.
-                let between = reason == "idle_timeout";
-                let idle_since = deadline.checked_sub(limits.idle_timeout);
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => {
-                        if reason != "response_stalled" {
-                            return reason;
-                        }
-                        // Progress of a request in flight is recorded without waking this
-                        // task: look again before giving up.
-                        let s = *state.borrow();
-                        if s.in_flight > 0 && s.last_progress + limits.stall_timeout <= Instant::now() {
-                            return reason;
-                        }
-                    }
-                    () = pressure.notified(), if between => {
-                        if idle_since.is_some_and(|t| t.elapsed() >= MIN_IDLE_AT_CAPACITY) {
-                            return "capacity";
-                        }
-                    }
-                    r = state.changed() => if r.is_err() {
-                        return "closed";
-                    },
+        let now = Instant::now();
+        if deadline <= now {
+            return reason;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.min(now + look_again)) => {}
+            // At the cap: a keep-alive connection between requests for a moment (a client
+            // about to reuse it would see it closed) is the first to go.
+            () = pressure.notified() => {
+                let s = activity.get();
+                let between = s.in_flight == 0 && s.requests > 0 && s.head_started.is_none();
+                if between && s.last_done.elapsed() >= MIN_IDLE_AT_CAPACITY {
+                    return "capacity";
                 }
             }
         }
@@ -452,45 +441,51 @@ struct ConnState {
     h2: bool,
 }
 
+/// The connection's state, shared by its stream, its requests and its watchdog. Written without
+/// waking anyone; the watchdog reads it when it wakes.
 #[derive(Clone)]
-struct Activity(Arc<watch::Sender<ConnState>>);
+struct Activity(Arc<std::sync::Mutex<ConnState>>);
 
 impl Activity {
     fn new() -> Self {
-        let (tx, _) = watch::channel(ConnState {
+        Self(Arc::new(std::sync::Mutex::new(ConnState {
             in_flight: 0,
             requests: 0,
             head_started: None,
             last_done: Instant::now(),
             last_progress: Instant::now(),
             h2: false,
-        });
-        Self(Arc::new(tx))
+        })))
     }
 
-    fn subscribe(&self) -> watch::Receiver<ConnState> {
-        self.0.subscribe()
+    fn modify<R>(&self, f: impl FnOnce(&mut ConnState) -> R) -> R {
+        // A panic while holding this lock cannot leave the state inconsistent (plain fields).
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    fn get(&self) -> ConnState {
+        self.modify(|s| *s)
     }
 
     fn bytes_read(&self, first: Option<&[u8]>) {
-        self.0.send_if_modified(|s| {
+        self.modify(|s| {
             // An HTTP/2 connection without TLS starts with the client preface (RFC 9113 §3.4).
             if first.is_some_and(|b| b.starts_with(b"PRI ")) {
                 s.h2 = true;
             }
-            if s.h2 || s.in_flight > 0 || s.head_started.is_some() {
-                return false;
+            if !s.h2 && s.in_flight == 0 && s.head_started.is_none() {
+                s.head_started = Some(Instant::now());
             }
-            s.head_started = Some(Instant::now());
-            true
         });
     }
 
     fn request_started(&self) -> InFlight {
-        self.0.send_modify(|s| {
+        let now = Instant::now();
+        self.modify(|s| {
             s.in_flight += 1;
             s.requests += 1;
-            s.last_progress = Instant::now();
+            s.last_progress = now;
             s.head_started = None;
         });
         InFlight(self.clone())
@@ -501,22 +496,20 @@ impl Activity {
 struct InFlight(Activity);
 
 impl InFlight {
-    /// The response made progress (a frame was taken to be sent). Recorded without waking the
-    /// watchdog, which looks at it when its deadline comes.
+    /// The response made progress (a frame was taken to be sent).
     fn progressed(&self) {
-        self.0.0.send_if_modified(|s| {
-            s.last_progress = Instant::now();
-            false
-        });
+        let now = Instant::now();
+        self.0.modify(|s| s.last_progress = now);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.0.send_modify(|s| {
+        let now = Instant::now();
+        self.0.modify(|s| {
             s.in_flight = s.in_flight.saturating_sub(1);
-            s.last_done = Instant::now();
-            s.last_progress = s.last_done;
+            s.last_done = now;
+            s.last_progress = now;
         });
     }
 }
@@ -531,7 +524,7 @@ struct Observed<I> {
 impl<I> Observed<I> {
     fn new(io: I, activity: Activity, h2: bool) -> Self {
         if h2 {
-            activity.0.send_modify(|s| s.h2 = true);
+            activity.modify(|s| s.h2 = true);
         }
         Self {
             io,
