@@ -306,7 +306,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         public_url,
         access_token_ttl: settings.access_token_ttl_secs,
     });
-    Ok(AppState {
+    Ok(AppState::new(crate::http::state::AppStateInner {
         idp: Arc::new(idp),
         metrics: crate::telemetry::metrics_handle(),
         bootstrap: Arc::new(bootstrap),
@@ -324,5 +324,5 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         trusted_proxies: settings.trusted_proxies.clone().into(),
         request_timeout: Duration::from_secs(settings.request_timeout_secs),
         metrics_on_main: settings.metrics_bind.is_none(),
-    })
+    }))
 }

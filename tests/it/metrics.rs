@@ -182,7 +182,7 @@ async fn next<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut tokio::io::Lines<R
     serde_json::from_str(&line).unwrap_or(Value::Null)
 }
 
-/// Every answered request leaves an access-log line at INFO with its status and latency as
+/// With `RUST_LOG=info` every answered request leaves an access-log line with its status and latency as
 /// numbers (`latency_ms`), and the request id of its span (point 19: the latency was a string
 /// such as `"123 μs"`, at DEBUG). The real binary with JSON logs, so no other test's logging
 /// interferes.
@@ -203,6 +203,8 @@ async fn access_logs_carry_numeric_latency() {
             "access-log-token-0123456789abcdef",
         )
         .env("AGENTIDP_LOG_FORMAT", "json")
+        // The access log is opt-in: RUST_LOG unset leaves it off (telemetry::DEFAULT_LOG_FILTER).
+        .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
