@@ -95,6 +95,8 @@ impl Idp {
             instance_did,
             base: p.public_url.as_str().trim_end_matches('/').to_owned(),
             foreign_budget: crate::did::resolver::foreign_fetch_budget(),
+            rendered: crate::did::resolver::rendered_cache(),
+            instance_rendered: std::sync::OnceLock::new(),
         });
         let verifier = Arc::new(Verifier {
             partners: partners.clone(),

@@ -5,6 +5,7 @@
 pub mod card;
 pub mod document;
 pub mod proof;
+pub mod rendered;
 pub mod resolver;
 
 use url::Url;

@@ -9,6 +9,7 @@ use base64::prelude::*;
 use serde_json::{Value, json};
 
 use super::document::{self, DocMeta, deactivated_document};
+use super::rendered::{self, Deps, RenderedDoc};
 use super::{OwnDid, own_did, parse_did};
 use std::sync::Arc;
 
@@ -118,9 +119,147 @@ pub struct Resolver {
     pub base: String,
     /// The instance-wide budget of foreign fetches ([`foreign_fetch_budget`]).
     pub foreign_budget: governor::DefaultDirectRateLimiter,
+    /// Pre-rendered organization and agent documents ([`super::rendered`]), by the UUID of the
+    /// organization or agent, bounded by bytes ([`RENDERED_BUDGET`]).
+    pub rendered: moka::future::Cache<DocKey, Arc<RenderedDoc>>,
+    /// The instance document: it changes only with the public URL (a restart).
+    pub instance_rendered: std::sync::OnceLock<Arc<RenderedDoc>>,
+}
+
+/// Bytes of pre-rendered documents kept (about 3 KB per organization or agent document).
+pub const RENDERED_BUDGET: u64 = 16 * 1024 * 1024;
+
+/// Which rendered document: an organization's or an agent's, by its UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocKey {
+    Org(u128),
+    Agent(u128),
+}
+
+/// The rendered-document cache of a [`Resolver`].
+pub fn rendered_cache() -> moka::future::Cache<DocKey, Arc<RenderedDoc>> {
+    moka::future::Cache::builder()
+        .max_capacity(RENDERED_BUDGET)
+        .weigher(|_: &DocKey, d: &Arc<RenderedDoc>| d.weight())
+        .build()
+}
+
+fn uuid_key(id: &str) -> Option<u128> {
+    uuid::Uuid::try_parse(id).ok().map(|u| u.as_u128())
 }
 
 impl Resolver {
+    /// Our own DID documents, pre-rendered ([`super::rendered`]): rendered again only when the
+    /// organization, its keys, the agent or its fetched key set changed, or a key changed state.
+    pub async fn render_own(
+        &self,
+        which: OwnDid,
+        now: i64,
+    ) -> Result<Arc<RenderedDoc>, ResolveError> {
+        let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
+        let (key, deps) = match &which {
+            OwnDid::Instance => {
+                let doc = self.instance_rendered.get_or_init(|| {
+                    let d = document::instance_document(&self.instance_did, &self.base);
+                    Arc::new(rendered::render(
+                        Deps::default(),
+                        &d,
+                        None,
+                        i64::MIN,
+                        i64::MAX,
+                    ))
+                });
+                return Ok(doc.clone());
+            }
+            OwnDid::Org { slug } => {
+                let org = self
+                    .directory
+                    .org(slug)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or(ResolveError::NotFound)?;
+                let keys = self
+                    .keys
+                    .org_keys(&org, now)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                let key = uuid_key(&org.id).map(DocKey::Org);
+                let deps = Deps::new(Some(&org), Some(&keys), None, None);
+                if let Some(k) = key
+                    && let Some(hit) = self.rendered.get(&k).await
+                    && hit.is_current(&deps, now)
+                {
+                    return Ok(hit);
+                }
+                let (doc, meta) = document::org_document(&org, &self.instance_did, &keys, now);
+                let r = rendered::render(deps, &doc, Some(meta), now, keys.next_transition(now));
+                (key, r)
+            }
+            OwnDid::Agent { slug, agent_id } => {
+                let org = self
+                    .directory
+                    .org(slug)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or(ResolveError::NotFound)?;
+                let agent = self
+                    .directory
+                    .agent(&org.id, agent_id)
+                    .await
+                    .map_err(|e| internal(&e))?
+                    .ok_or(ResolveError::NotFound)?;
+                let key = uuid_key(agent.id()).map(DocKey::Agent);
+                if agent.status == AgentStatus::Revoked {
+                    let deps = Deps::new(Some(&org), None, Some(&agent), None);
+                    if let Some(k) = key
+                        && let Some(hit) = self.rendered.get(&k).await
+                        && hit.is_current(&deps, now)
+                    {
+                        return Ok(hit);
+                    }
+                    let meta = DocMeta {
+                        created: agent.record.created_at,
+                        updated: agent.record.updated_at,
+                        deactivated: true,
+                    };
+                    let doc = deactivated_document(&agent.record.did);
+                    (
+                        key,
+                        rendered::render(deps, &doc, Some(meta), i64::MIN, i64::MAX),
+                    )
+                } else {
+                    let keys = self
+                        .keys
+                        .org_keys(&org, now)
+                        .await
+                        .map_err(|e| internal(&e))?;
+                    // A jwks_uri agent's keys come from the last fetched copy: resolving our own
+                    // DIDs never makes an outbound request.
+                    let remote = match &agent.record.jwks_uri {
+                        Some(uri) => self.agent_jwks.cached(uri).await,
+                        None => None,
+                    };
+                    let deps = Deps::new(Some(&org), Some(&keys), Some(&agent), remote.as_ref());
+                    if let Some(k) = key
+                        && let Some(hit) = self.rendered.get(&k).await
+                        && hit.is_current(&deps, now)
+                    {
+                        return Ok(hit);
+                    }
+                    let jwks = agent.jwks.as_ref().or(remote.as_ref().map(|e| &e.doc));
+                    let (doc, meta) = document::agent_document(&org, &keys, &agent, jwks, now);
+                    let until = keys.next_transition(now);
+                    (key, rendered::render(deps, &doc, Some(meta), now, until))
+                }
+            }
+        };
+        let deps = Arc::new(deps);
+        if let Some(k) = key {
+            self.rendered.insert(k, deps.clone()).await;
+        }
+        Ok(deps)
+    }
+
     /// Our own DID documents: the instance's, an organization's, an agent's.
     pub async fn resolve_own(&self, which: OwnDid, now: i64) -> Result<Resolved, ResolveError> {
         let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,13 +16,12 @@ use super::extract::{Admin, ApiJson};
 use super::oauth::org_or_404;
 use super::openapi::{Authenticated, Conflict, Forbidden, Invalid, JsonBody, NotFound};
 use super::state::AppState;
+use crate::did::OwnDid;
 use crate::did::card::CardMeta;
-use crate::did::resolver::{ResolveError, Resolved};
-use crate::did::{OwnDid, document::DocMeta};
-use crate::model::rfc3339;
+use crate::did::resolver::ResolveError;
 
 const DID_JSON: &str = "application/did+json";
-const DID_LD_JSON: &str = "application/did+ld+json";
+use crate::did::rendered::DID_LD_JSON;
 const RESOLUTION_RESULT: &str = "application/ld+json;profile=\"https://w3id.org/did-resolution\"";
 
 /// `application/did+ld+json` when the client asks for it, else `application/did+json`.
@@ -58,28 +58,37 @@ fn json_with(
 /// new key is published long before it signs.
 const DID_CACHE: &str = "public, max-age=60";
 
+/// A pre-rendered document as an answer.
+fn rendered_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    cache: &'static str,
+) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}
+
 async fn serve_own(state: &AppState, which: OwnDid, headers: &HeaderMap) -> Response {
     let now = state.idp.clock.now();
-    match state.idp.resolver.resolve_own(which, now).await {
-        Ok(Resolved {
-            meta: Some(DocMeta {
-                deactivated: true, ..
-            }),
-            ..
-        }) => {
-            // did:web §3.2.4 Deactivate: the document is no longer served.
-            (
-                StatusCode::GONE,
-                Json(
-                    json!({"error": "deactivated", "error_description": "this DID is deactivated"}),
-                ),
-            )
-                .into_response()
-        }
-        Ok(r) => json_with(
+    match state.idp.resolver.render_own(which, now).await {
+        // did:web §3.2.4 Deactivate: the document is no longer served.
+        Ok(r) if r.deactivated() => (
+            StatusCode::GONE,
+            Json(json!({"error": "deactivated", "error_description": "this DID is deactivated"})),
+        )
+            .into_response(),
+        Ok(r) => rendered_response(
             StatusCode::OK,
             did_media_type(headers),
-            &r.document,
+            r.document.clone(),
             DID_CACHE,
         ),
         Err(ResolveError::NotFound) => super::not_found().await.into_response(),
@@ -113,19 +122,6 @@ pub async fn agent_did_get(
     serve_own(&state, OwnDid::Agent { slug, agent_id }, &headers).await
 }
 
-fn metadata_json(meta: Option<DocMeta>) -> Value {
-    match meta {
-        None => json!({}),
-        Some(m) => {
-            let mut v = json!({"created": rfc3339(m.created), "updated": rfc3339(m.updated)});
-            if m.deactivated {
-                v["deactivated"] = json!(true);
-            }
-            v
-        }
-    }
-}
-
 /// `GET /1.0/identifiers/{did}` (DIF Universal Resolver HTTP binding). The path is
 /// percent-decoded once (the binding encodes the DID, so `%3A` arrives as `%253A`), unless it
 /// already is a DID as printed (`did:web:localhost%3A8443`): see [`crate::did::did_from_path`].
@@ -144,6 +140,32 @@ pub async fn identifiers_get(
         .path()
         .strip_prefix("/1.0/identifiers/")
         .and_then(crate::did::did_from_path);
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let bare = accept.contains(DID_JSON) || accept.contains(DID_LD_JSON);
+    // Our own DIDs: pre-rendered, both as the bare document and as the resolution result.
+    if let Some(which) = did
+        .as_deref()
+        .and_then(|d| crate::did::own_did(&state.idp.resolver.instance_did, d))
+        && let Ok(r) = state.idp.resolver.render_own(which, now).await
+    {
+        let status = if r.deactivated() {
+            StatusCode::GONE
+        } else {
+            StatusCode::OK
+        };
+        if bare {
+            let ct = if accept.contains(DID_LD_JSON) {
+                DID_LD_JSON
+            } else {
+                DID_JSON
+            };
+            return rendered_response(status, ct, r.document.clone(), DID_CACHE);
+        }
+        return rendered_response(status, RESOLUTION_RESULT, r.resolution.clone(), "no-store");
+    }
     let result = match &did {
         Some(did) => {
             state
@@ -154,11 +176,6 @@ pub async fn identifiers_get(
         }
         None => Err(ResolveError::InvalidDid),
     };
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let bare = accept.contains(DID_JSON) || accept.contains(DID_LD_JSON);
     let (status, doc, meta, error) = match result {
         Ok(r) => {
             let deactivated = r.meta.is_some_and(|m| m.deactivated);
@@ -167,7 +184,7 @@ pub async fn identifiers_get(
             } else {
                 StatusCode::OK
             };
-            (status, Some(r.document), metadata_json(r.meta), None)
+            (status, Some(r.document), r.meta, None)
         }
         Err(e) => {
             let status = match e {
@@ -193,7 +210,7 @@ pub async fn identifiers_get(
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
             };
-            (status, None, json!({}), Some(e.code()))
+            (status, None, None, Some(e.code()))
         }
     };
     if bare && let Some(d) = &doc {
@@ -204,17 +221,7 @@ pub async fn identifiers_get(
         };
         return json_with(status, ct, d, DID_CACHE);
     }
-    let mut resolution_meta = json!({});
-    match error {
-        Some(code) => resolution_meta["error"] = json!(code),
-        None => resolution_meta["contentType"] = json!(DID_LD_JSON),
-    }
-    let body = json!({
-        "@context": "https://w3id.org/did-resolution/v1",
-        "didDocument": doc,
-        "didResolutionMetadata": resolution_meta,
-        "didDocumentMetadata": meta,
-    });
+    let body = crate::did::rendered::resolution_result(doc.as_ref(), meta, error);
     json_with(status, RESOLUTION_RESULT, &body, "no-store")
 }
 

@@ -15,16 +15,19 @@ use crate::oauth::form::FormParams;
 use crate::oidc::{agent_info, discovery};
 
 /// Public, cacheable JSON readable from any origin (relying parties in browsers fetch these).
-fn public_json(body: impl Into<axum::body::Body>, max_age: i64) -> Response {
+/// `cache_control` is a `public, max-age=N` value built once ([`JWKS_CACHE_CONTROL`],
+/// [`DISCOVERY_CACHE_CONTROL`]): nothing is formatted per request.
+fn public_json(body: impl Into<axum::body::Body>, cache_control: &'static str) -> Response {
     let mut resp = Response::new(body.into());
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
@@ -33,21 +36,33 @@ fn public_json(body: impl Into<axum::body::Body>, max_age: i64) -> Response {
 }
 
 /// Discovery documents change only with a release; an hour of caching is safe.
-const DISCOVERY_MAX_AGE_SECS: i64 = 3600;
+const DISCOVERY_CACHE_CONTROL: &str = "public, max-age=3600";
+/// [`JWKS_MAX_AGE_SECS`] as a header value.
+const JWKS_CACHE_CONTROL: &str = "public, max-age=300";
+const _: () = assert!(
+    JWKS_MAX_AGE_SECS == 300,
+    "JWKS_CACHE_CONTROL must say JWKS_MAX_AGE_SECS"
+);
 
 async fn discovery_doc(state: &AppState, slug: &str) -> Response {
     let org = match org_or_404(state, slug).await {
         Ok(o) => o,
         Err(r) => return r,
     };
-    let bytes = state
-        .discovery
-        .get_with(org.id.to_string(), async move {
-            let v = discovery::metadata(&org, &discovery::advertised_scopes());
-            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-        })
-        .await;
-    public_json(bytes, DISCOVERY_MAX_AGE_SECS)
+    // A hit costs no allocation (the key is looked up as a `&str`).
+    let bytes = match state.discovery.get(org.id.as_str()).await {
+        Some(b) => b,
+        None => {
+            state
+                .discovery
+                .get_with(org.id.to_string(), async move {
+                    let v = discovery::metadata(&org, &discovery::advertised_scopes());
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                })
+                .await
+        }
+    };
+    public_json(bytes, DISCOVERY_CACHE_CONTROL)
 }
 
 /// `GET {iss}/.well-known/openid-configuration` (OIDC Discovery 1.0 §4).
@@ -75,7 +90,7 @@ pub async fn jwks_get(State(state): State<AppState>, Path(slug): Path<String>) -
     };
     let now = state.idp.clock.now();
     match state.idp.keys.org_keys(&org, now).await {
-        Ok(keys) => public_json(Bytes::from_owner(keys.jwks_json(now)), JWKS_MAX_AGE_SECS),
+        Ok(keys) => public_json(Bytes::from_owner(keys.jwks_json(now)), JWKS_CACHE_CONTROL),
         Err(e) => {
             tracing::error!(error = %e, "loading organization keys failed");
             internal_error()

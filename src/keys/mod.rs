@@ -120,7 +120,7 @@ impl OrgKeys {
     }
 
     /// The earliest future instant at which some key changes state.
-    fn next_transition(&self, now: i64) -> i64 {
+    pub fn next_transition(&self, now: i64) -> i64 {
         self.keys
             .iter()
             .flat_map(|k| [Some(k.activates_at), k.retires_at, k.removed_at])
