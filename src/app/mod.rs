@@ -285,7 +285,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
         None => (
-            Arc::new(DbReplayCache(store.replay.clone())),
+            Arc::new(DbReplayCache::new(store.replay.clone())),
             Arc::new(LocalBus),
         ),
     };

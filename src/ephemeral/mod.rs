@@ -1,16 +1,18 @@
 //! Short-lived shared state: single-use markers (replay protection) and cache invalidation.
 //!
-//! Without Redis, markers live in the database (a restart does not forget them) and invalidation
-//! is local to the process (other instances rely on short cache lifetimes). With Redis, markers are
-//! `SET NX PXAT` and invalidations are published to every instance.
+//! Without Redis, markers live in the database (a restart does not forget them), written by a
+//! group-commit task ([`batch`]: one transaction for every marker queued meanwhile), and
+//! invalidation is local to the process (other instances rely on short cache lifetimes). With
+//! Redis, markers are `SET NX PXAT` and invalidations are published to every instance.
 
+pub mod batch;
 pub mod redis_backend;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::storage::ReplayStore;
+use crate::storage::{Marker, ReplayStore};
 
 #[derive(Debug, thiserror::Error)]
 #[error("ephemeral store unavailable: {0}")]
@@ -29,8 +31,34 @@ pub trait ReplayCache: Send + Sync + 'static {
     ) -> Result<bool, EphemeralError>;
 }
 
-/// Markers in the database (the embedded default).
-pub struct DbReplayCache(pub Arc<dyn ReplayStore>);
+/// Markers in the database (the embedded default), with group commit: concurrent requests'
+/// markers are written in one transaction ([`ReplayStore::set_many_if_absent`]), each request
+/// answered once that transaction has committed. A failed transaction fails every request of its
+/// batch (closed, as a failed single write did).
+pub struct DbReplayCache {
+    batcher: batch::Batcher<Marker, bool>,
+}
+
+/// Most markers written in one transaction.
+pub const MARKER_BATCH: usize = 512;
+/// Most markers waiting for the writer; further callers wait for room.
+pub const MARKER_QUEUE: usize = 4 * MARKER_BATCH;
+
+impl DbReplayCache {
+    /// Starts the writer task (on the current Tokio runtime); it stops when this is dropped.
+    pub fn new(store: Arc<dyn ReplayStore>) -> Self {
+        let batcher = batch::Batcher::spawn(MARKER_QUEUE, MARKER_BATCH, move |markers| {
+            let store = store.clone();
+            async move {
+                store
+                    .set_many_if_absent(&markers)
+                    .await
+                    .map_err(|e| EphemeralError(e.to_string()))
+            }
+        });
+        Self { batcher }
+    }
+}
 
 #[async_trait]
 impl ReplayCache for DbReplayCache {
@@ -40,10 +68,13 @@ impl ReplayCache for DbReplayCache {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, EphemeralError> {
-        self.0
-            .set_if_absent(key, expires_at, now)
+        self.batcher
+            .submit(Marker {
+                key: key.to_owned(),
+                expires_at,
+                now,
+            })
             .await
-            .map_err(|e| EphemeralError(e.to_string()))
     }
 }
 
@@ -135,5 +166,73 @@ mod tests {
         assert_eq!(Invalidation::decode("agent x"), None);
         assert_eq!(Invalidation::decode("keys a b"), None);
         assert_eq!(Invalidation::decode(""), None);
+    }
+
+    /// The database-backed markers under concurrent callers: one key is set exactly once, many
+    /// keys are all set, and what was set is a replay for the next caller.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn db_markers_under_concurrent_callers() {
+        let t = crate::storage::testing::temp_db().await;
+        let cache = Arc::new(DbReplayCache::new(Arc::new(t.db.clone())));
+        let mut same = Vec::new();
+        let mut distinct = Vec::new();
+        for i in 0..64 {
+            let c = cache.clone();
+            same.push(tokio::spawn(async move {
+                c.set_if_absent("one", 500, 100).await
+            }));
+            let c = cache.clone();
+            distinct.push(tokio::spawn(async move {
+                c.set_if_absent(&format!("k{i}"), 500, 100).await
+            }));
+        }
+        let mut fresh = 0;
+        for h in same {
+            fresh += usize::from(h.await.unwrap().unwrap());
+        }
+        assert_eq!(fresh, 1);
+        for h in distinct {
+            assert!(h.await.unwrap().unwrap());
+        }
+        assert!(!cache.set_if_absent("k7", 500, 101).await.unwrap());
+    }
+
+    /// A store that cannot write answers every waiting caller with an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn db_markers_fail_closed() {
+        use crate::storage::{Revocation, StorageError, StorageResult};
+        struct Down;
+        #[async_trait]
+        impl ReplayStore for Down {
+            async fn revoke(&self, _: &str, _: &str, _: i64) -> StorageResult<()> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn is_revoked(&self, _: &str, _: &str) -> StorageResult<bool> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn set_if_absent(&self, _: &str, _: i64, _: i64) -> StorageResult<bool> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn set_many_if_absent(&self, _: &[Marker]) -> StorageResult<Vec<bool>> {
+                Err(StorageError::Unavailable("disk I/O error".into()))
+            }
+            async fn live_revocations(&self, _: i64) -> StorageResult<Vec<Revocation>> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn purge_expired(&self, _: i64) -> StorageResult<u64> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+        }
+        let cache = Arc::new(DbReplayCache::new(Arc::new(Down)));
+        let calls: Vec<_> = (0..20)
+            .map(|i| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.set_if_absent(&format!("k{i}"), 500, 100).await })
+            })
+            .collect();
+        for h in calls {
+            let e = h.await.unwrap().unwrap_err();
+            assert!(e.to_string().contains("disk I/O error"), "{e}");
+        }
     }
 }
