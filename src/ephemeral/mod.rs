@@ -81,10 +81,27 @@ impl ReplayCache for DbReplayCache {
 /// What a cache must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
-    Org { slug: String },
-    Agent { org_id: String, agent_id: String },
-    Keys { org_id: String },
-    Partner { org_id: String, issuer: String },
+    Org {
+        slug: String,
+    },
+    Agent {
+        org_id: String,
+        agent_id: String,
+    },
+    Keys {
+        org_id: String,
+    },
+    Partner {
+        org_id: String,
+        issuer: String,
+    },
+    /// Not a cache entry to forget but a fact to learn: the access token `jti` of `org_id` is
+    /// revoked until its `exp`.
+    Revoked {
+        org_id: String,
+        jti: String,
+        exp: i64,
+    },
 }
 
 impl Invalidation {
@@ -94,28 +111,33 @@ impl Invalidation {
             Invalidation::Agent { org_id, agent_id } => format!("agent {org_id} {agent_id}"),
             Invalidation::Keys { org_id } => format!("keys {org_id}"),
             Invalidation::Partner { org_id, issuer } => format!("partner {org_id} {issuer}"),
+            Invalidation::Revoked { org_id, jti, exp } => format!("revoked {org_id} {jti} {exp}"),
         }
     }
     pub fn decode(s: &str) -> Option<Self> {
-        let mut it = s.split(' ');
-        let inv = match (it.next()?, it.next(), it.next()) {
-            ("org", Some(slug), None) => Invalidation::Org {
-                slug: slug.to_owned(),
+        let parts: Vec<&str> = s.split(' ').collect();
+        Some(match parts.as_slice() {
+            ["org", slug] => Invalidation::Org {
+                slug: (*slug).to_owned(),
             },
-            ("agent", Some(o), Some(a)) => Invalidation::Agent {
-                org_id: o.to_owned(),
-                agent_id: a.to_owned(),
+            ["agent", o, a] => Invalidation::Agent {
+                org_id: (*o).to_owned(),
+                agent_id: (*a).to_owned(),
             },
-            ("keys", Some(o), None) => Invalidation::Keys {
-                org_id: o.to_owned(),
+            ["keys", o] => Invalidation::Keys {
+                org_id: (*o).to_owned(),
             },
-            ("partner", Some(o), Some(i)) => Invalidation::Partner {
-                org_id: o.to_owned(),
-                issuer: i.to_owned(),
+            ["partner", o, i] => Invalidation::Partner {
+                org_id: (*o).to_owned(),
+                issuer: (*i).to_owned(),
+            },
+            ["revoked", o, j, exp] => Invalidation::Revoked {
+                org_id: (*o).to_owned(),
+                jti: (*j).to_owned(),
+                exp: exp.parse().ok()?,
             },
             _ => return None,
-        };
-        it.next().is_none().then_some(inv)
+        })
     }
 }
 
@@ -123,6 +145,12 @@ impl Invalidation {
 #[async_trait]
 pub trait InvalidationBus: Send + Sync + 'static {
     async fn publish(&self, inv: &Invalidation);
+    /// Like [`InvalidationBus::publish`], but says whether the message went out, for what must
+    /// not be missed silently (a revocation).
+    async fn try_publish(&self, inv: &Invalidation) -> Result<(), EphemeralError> {
+        self.publish(inv).await;
+        Ok(())
+    }
     /// True when other instances hear what is published (caches may then live longer).
     fn is_shared(&self) -> bool;
 }
@@ -160,12 +188,20 @@ mod tests {
                 org_id: "o".into(),
                 issuer: "https://p.example/orgs/x".into(),
             },
+            Invalidation::Revoked {
+                org_id: "o".into(),
+                jti: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+                exp: 1_767_225_600,
+            },
         ] {
             assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
         }
         assert_eq!(Invalidation::decode("agent x"), None);
         assert_eq!(Invalidation::decode("keys a b"), None);
         assert_eq!(Invalidation::decode(""), None);
+        assert_eq!(Invalidation::decode("revoked o j"), None);
+        assert_eq!(Invalidation::decode("revoked o j soon"), None);
+        assert_eq!(Invalidation::decode("revoked o j 1 2"), None);
     }
 
     /// The database-backed markers under concurrent callers: one key is set exactly once, many
