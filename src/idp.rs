@@ -17,6 +17,7 @@ use crate::keys::{KeyService, SecretDigester};
 use crate::model::Clock;
 use crate::oauth::OAuth;
 use crate::oauth::client_auth::ClientAuth;
+use crate::oauth::revocations::{Mode as RevocationMode, RevocationList};
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
@@ -139,7 +140,12 @@ impl Idp {
                 directory: directory.clone(),
                 partners: partners.clone(),
                 keys: keys.clone(),
-                revocations: p.stores.replay.clone(),
+                revocations: Arc::new(RevocationList::new(
+                    p.stores.replay.clone(),
+                    p.bus.clone(),
+                    p.clock.clone(),
+                    RevocationMode::of(&p.bus, p.stores.meta.backend()),
+                )),
                 verifier,
                 replay: p.replay,
                 access_token_ttl: p.access_token_ttl,

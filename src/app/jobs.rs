@@ -4,7 +4,7 @@
 //!
 //! | job | tick | period |
 //! | --- | --- | --- |
-//! | housekeeping: expired revocations and replay markers, idle per-IP limiter state | [`purge_tick`] | 5 min |
+//! | housekeeping: expired revocations and replay markers, idle per-IP limiter state, the in-memory revoked tokens (expired dropped; reloaded after an overflow) | [`purge_tick`] | 5 min |
 //! | metrics upkeep (histogram buckets) | `PrometheusHandle::run_upkeep` | 5 s |
 //! | key rotation (on demand: `agentidp keys rotate`) | [`rotate_keys_tick`] | — |
 //! | cache invalidation from other instances (Redis pub/sub, not a tick; every cache emptied on each (re)subscribe and each second while down) | `RedisEphemeral::listen` | — |
@@ -126,6 +126,9 @@ pub fn spawn_all(
             if let Err(e) = purge_tick(&idp.stores, idp.clock.now()).await {
                 tracing::warn!(error = %e, "purging expired state failed");
             }
+            if let Err(e) = idp.oauth.revocations.purge().await {
+                tracing::warn!(error = %e, "reloading the revoked tokens failed");
+            }
         }
     }));
 
@@ -151,14 +154,17 @@ pub fn spawn_all(
                             }
                             idp.directory.apply(&inv).await;
                             idp.partners.apply(&inv).await;
+                            idp.oauth.revocations.apply(&inv);
                         }
                     },
                     // (Re)subscribed, or the subscription is down: invalidations may have been
-                    // missed, so nothing the bus would invalidate stays cached.
-                    move || {
+                    // missed, so nothing the bus would invalidate stays cached, and the revoked
+                    // tokens are reloaded (misses read the database until then).
+                    move |subscribed| {
                         resync_idp.directory.invalidate_all();
                         resync_idp.partners.invalidate_all();
                         resync_idp.keys.invalidate_all();
+                        resync_idp.oauth.revocations.bus_changed(subscribed);
                     },
                     async move {
                         let _ = stop.changed().await;

@@ -147,6 +147,14 @@ impl App {
             &settings,
             clock,
         )?;
+        // The revoked tokens in force, before the first request is served.
+        state
+            .idp
+            .oauth
+            .revocations
+            .reload()
+            .await
+            .context("loading the revoked tokens")?;
         // Last: nothing can fail between recording the digest and printing the token.
         bootstrap.record(&store).await?;
         let new_bootstrap_token = bootstrap.new_token;
@@ -285,7 +293,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
         None => (
-            Arc::new(DbReplayCache(store.replay.clone())),
+            Arc::new(DbReplayCache::new(store.replay.clone())),
             Arc::new(LocalBus),
         ),
     };

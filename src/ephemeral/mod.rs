@@ -1,16 +1,18 @@
 //! Short-lived shared state: single-use markers (replay protection) and cache invalidation.
 //!
-//! Without Redis, markers live in the database (a restart does not forget them) and invalidation
-//! is local to the process (other instances rely on short cache lifetimes). With Redis, markers are
-//! `SET NX PXAT` and invalidations are published to every instance.
+//! Without Redis, markers live in the database (a restart does not forget them), written by a
+//! group-commit task ([`batch`]: one transaction for every marker queued meanwhile), and
+//! invalidation is local to the process (other instances rely on short cache lifetimes). With
+//! Redis, markers are `SET NX PXAT` and invalidations are published to every instance.
 
+pub mod batch;
 pub mod redis_backend;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::storage::ReplayStore;
+use crate::storage::{Marker, ReplayStore};
 
 #[derive(Debug, thiserror::Error)]
 #[error("ephemeral store unavailable: {0}")]
@@ -29,8 +31,34 @@ pub trait ReplayCache: Send + Sync + 'static {
     ) -> Result<bool, EphemeralError>;
 }
 
-/// Markers in the database (the embedded default).
-pub struct DbReplayCache(pub Arc<dyn ReplayStore>);
+/// Markers in the database (the embedded default), with group commit: concurrent requests'
+/// markers are written in one transaction ([`ReplayStore::set_many_if_absent`]), each request
+/// answered once that transaction has committed. A failed transaction fails every request of its
+/// batch (closed, as a failed single write did).
+pub struct DbReplayCache {
+    batcher: batch::Batcher<Marker, bool>,
+}
+
+/// Most markers written in one transaction.
+pub const MARKER_BATCH: usize = 512;
+/// Most markers waiting for the writer; further callers wait for room.
+pub const MARKER_QUEUE: usize = 4 * MARKER_BATCH;
+
+impl DbReplayCache {
+    /// Starts the writer task (on the current Tokio runtime); it stops when this is dropped.
+    pub fn new(store: Arc<dyn ReplayStore>) -> Self {
+        let batcher = batch::Batcher::spawn(MARKER_QUEUE, MARKER_BATCH, move |markers| {
+            let store = store.clone();
+            async move {
+                store
+                    .set_many_if_absent(&markers)
+                    .await
+                    .map_err(|e| EphemeralError(e.to_string()))
+            }
+        });
+        Self { batcher }
+    }
+}
 
 #[async_trait]
 impl ReplayCache for DbReplayCache {
@@ -40,20 +68,40 @@ impl ReplayCache for DbReplayCache {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, EphemeralError> {
-        self.0
-            .set_if_absent(key, expires_at, now)
+        self.batcher
+            .submit(Marker {
+                key: key.to_owned(),
+                expires_at,
+                now,
+            })
             .await
-            .map_err(|e| EphemeralError(e.to_string()))
     }
 }
 
 /// What a cache must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
-    Org { slug: String },
-    Agent { org_id: String, agent_id: String },
-    Keys { org_id: String },
-    Partner { org_id: String, issuer: String },
+    Org {
+        slug: String,
+    },
+    Agent {
+        org_id: String,
+        agent_id: String,
+    },
+    Keys {
+        org_id: String,
+    },
+    Partner {
+        org_id: String,
+        issuer: String,
+    },
+    /// Not a cache entry to forget but a fact to learn: the access token `jti` of `org_id` is
+    /// revoked until its `exp`.
+    Revoked {
+        org_id: String,
+        jti: String,
+        exp: i64,
+    },
 }
 
 impl Invalidation {
@@ -63,28 +111,33 @@ impl Invalidation {
             Invalidation::Agent { org_id, agent_id } => format!("agent {org_id} {agent_id}"),
             Invalidation::Keys { org_id } => format!("keys {org_id}"),
             Invalidation::Partner { org_id, issuer } => format!("partner {org_id} {issuer}"),
+            Invalidation::Revoked { org_id, jti, exp } => format!("revoked {org_id} {jti} {exp}"),
         }
     }
     pub fn decode(s: &str) -> Option<Self> {
-        let mut it = s.split(' ');
-        let inv = match (it.next()?, it.next(), it.next()) {
-            ("org", Some(slug), None) => Invalidation::Org {
-                slug: slug.to_owned(),
+        let parts: Vec<&str> = s.split(' ').collect();
+        Some(match parts.as_slice() {
+            ["org", slug] => Invalidation::Org {
+                slug: (*slug).to_owned(),
             },
-            ("agent", Some(o), Some(a)) => Invalidation::Agent {
-                org_id: o.to_owned(),
-                agent_id: a.to_owned(),
+            ["agent", o, a] => Invalidation::Agent {
+                org_id: (*o).to_owned(),
+                agent_id: (*a).to_owned(),
             },
-            ("keys", Some(o), None) => Invalidation::Keys {
-                org_id: o.to_owned(),
+            ["keys", o] => Invalidation::Keys {
+                org_id: (*o).to_owned(),
             },
-            ("partner", Some(o), Some(i)) => Invalidation::Partner {
-                org_id: o.to_owned(),
-                issuer: i.to_owned(),
+            ["partner", o, i] => Invalidation::Partner {
+                org_id: (*o).to_owned(),
+                issuer: (*i).to_owned(),
+            },
+            ["revoked", o, j, exp] => Invalidation::Revoked {
+                org_id: (*o).to_owned(),
+                jti: (*j).to_owned(),
+                exp: exp.parse().ok()?,
             },
             _ => return None,
-        };
-        it.next().is_none().then_some(inv)
+        })
     }
 }
 
@@ -92,6 +145,12 @@ impl Invalidation {
 #[async_trait]
 pub trait InvalidationBus: Send + Sync + 'static {
     async fn publish(&self, inv: &Invalidation);
+    /// Like [`InvalidationBus::publish`], but says whether the message went out, for what must
+    /// not be missed silently (a revocation).
+    async fn try_publish(&self, inv: &Invalidation) -> Result<(), EphemeralError> {
+        self.publish(inv).await;
+        Ok(())
+    }
     /// True when other instances hear what is published (caches may then live longer).
     fn is_shared(&self) -> bool;
 }
@@ -129,11 +188,87 @@ mod tests {
                 org_id: "o".into(),
                 issuer: "https://p.example/orgs/x".into(),
             },
+            Invalidation::Revoked {
+                org_id: "o".into(),
+                jti: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+                exp: 1_767_225_600,
+            },
         ] {
             assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
         }
         assert_eq!(Invalidation::decode("agent x"), None);
         assert_eq!(Invalidation::decode("keys a b"), None);
         assert_eq!(Invalidation::decode(""), None);
+        assert_eq!(Invalidation::decode("revoked o j"), None);
+        assert_eq!(Invalidation::decode("revoked o j soon"), None);
+        assert_eq!(Invalidation::decode("revoked o j 1 2"), None);
+    }
+
+    /// The database-backed markers under concurrent callers: one key is set exactly once, many
+    /// keys are all set, and what was set is a replay for the next caller.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn db_markers_under_concurrent_callers() {
+        let t = crate::storage::testing::temp_db().await;
+        let cache = Arc::new(DbReplayCache::new(Arc::new(t.db.clone())));
+        let mut same = Vec::new();
+        let mut distinct = Vec::new();
+        for i in 0..64 {
+            let c = cache.clone();
+            same.push(tokio::spawn(async move {
+                c.set_if_absent("one", 500, 100).await
+            }));
+            let c = cache.clone();
+            distinct.push(tokio::spawn(async move {
+                c.set_if_absent(&format!("k{i}"), 500, 100).await
+            }));
+        }
+        let mut fresh = 0;
+        for h in same {
+            fresh += usize::from(h.await.unwrap().unwrap());
+        }
+        assert_eq!(fresh, 1);
+        for h in distinct {
+            assert!(h.await.unwrap().unwrap());
+        }
+        assert!(!cache.set_if_absent("k7", 500, 101).await.unwrap());
+    }
+
+    /// A store that cannot write answers every waiting caller with an error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn db_markers_fail_closed() {
+        use crate::storage::{Revocation, StorageError, StorageResult};
+        struct Down;
+        #[async_trait]
+        impl ReplayStore for Down {
+            async fn revoke(&self, _: &str, _: &str, _: i64) -> StorageResult<()> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn is_revoked(&self, _: &str, _: &str) -> StorageResult<bool> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn set_if_absent(&self, _: &str, _: i64, _: i64) -> StorageResult<bool> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn set_many_if_absent(&self, _: &[Marker]) -> StorageResult<Vec<bool>> {
+                Err(StorageError::Unavailable("disk I/O error".into()))
+            }
+            async fn live_revocations(&self, _: i64) -> StorageResult<Vec<Revocation>> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+            async fn purge_expired(&self, _: i64) -> StorageResult<u64> {
+                Err(StorageError::Unavailable("down".into()))
+            }
+        }
+        let cache = Arc::new(DbReplayCache::new(Arc::new(Down)));
+        let calls: Vec<_> = (0..20)
+            .map(|i| {
+                let c = cache.clone();
+                tokio::spawn(async move { c.set_if_absent(&format!("k{i}"), 500, 100).await })
+            })
+            .collect();
+        for h in calls {
+            let e = h.await.unwrap().unwrap_err();
+            assert!(e.to_string().contains("disk I/O error"), "{e}");
+        }
     }
 }

@@ -71,13 +71,14 @@ impl RedisEphemeral {
     /// errors.
     ///
     /// Messages published while the subscription is down are lost, so `resync` (forget every
-    /// cached entry the bus would invalidate) is called whenever the subscription is (re)made,
-    /// when it ends, and on every failed attempt while it is down: nothing cached across an
-    /// outage is trusted, and while disconnected an entry lives at most [`RETRY_PERIOD`].
+    /// cached entry the bus would invalidate) is called whenever the subscription is (re)made
+    /// (with `true`), when it ends, and on every failed attempt while it is down (with `false`):
+    /// nothing cached across an outage is trusted, and while disconnected an entry lives at most
+    /// [`RETRY_PERIOD`].
     pub async fn listen<F, Fut>(
         self,
         on_message: F,
-        resync: impl Fn() + Send + Sync,
+        resync: impl Fn(bool) + Send + Sync,
         shutdown: impl Future<Output = ()>,
     ) where
         F: Fn(Invalidation) -> Fut + Send + Sync,
@@ -90,7 +91,7 @@ impl RedisEphemeral {
                     Ok(mut pubsub) => match pubsub.subscribe(self.channel()).await {
                         Ok(()) => {
                             // Subscribed: what was missed before now is forgotten.
-                            resync();
+                            resync(true);
                             let mut stream = pubsub.on_message();
                             while let Some(msg) = stream.next().await {
                                 if let Ok(payload) = msg.get_payload::<String>()
@@ -105,7 +106,7 @@ impl RedisEphemeral {
                     },
                     Err(e) => tracing::warn!(error = %e, "redis subscribe failed; retrying"),
                 }
-                resync();
+                resync(false);
                 tokio::time::sleep(RETRY_PERIOD).await;
             }
         };
@@ -144,15 +145,19 @@ impl ReplayCache for RedisEphemeral {
 #[async_trait]
 impl InvalidationBus for RedisEphemeral {
     async fn publish(&self, inv: &Invalidation) {
+        if let Err(e) = self.try_publish(inv).await {
+            tracing::warn!(error = %e, "could not publish cache invalidation");
+        }
+    }
+    async fn try_publish(&self, inv: &Invalidation) -> Result<(), EphemeralError> {
         let mut conn = self.conn.clone();
-        let r: Result<i64, _> = redis::cmd("PUBLISH")
+        let _: i64 = redis::cmd("PUBLISH")
             .arg(self.channel())
             .arg(inv.encode())
             .query_async(&mut conn)
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not publish cache invalidation");
-        }
+            .await
+            .map_err(|e| EphemeralError(e.to_string()))?;
+        Ok(())
     }
     fn is_shared(&self) -> bool {
         true

@@ -7,6 +7,7 @@ pub mod form;
 pub mod grants;
 pub mod introspect;
 pub mod proof;
+pub mod revocations;
 pub mod revoke;
 pub mod token;
 pub mod wire;
@@ -18,7 +19,7 @@ use crate::federation::PartnerDirectory;
 use crate::federation::verify::Verifier;
 use crate::keys::KeyService;
 use crate::model::Clock;
-use crate::storage::{OrgRecord, ReplayStore};
+use crate::storage::OrgRecord;
 use crate::tenancy::Directory;
 use crate::tenancy::{Agent, AgentStatus};
 use crate::tokens::access_token::{self, AccessClaims, AccessTokenError};
@@ -54,7 +55,7 @@ pub struct OAuth {
     pub directory: Arc<Directory>,
     pub partners: Arc<PartnerDirectory>,
     pub keys: Arc<KeyService>,
-    pub revocations: Arc<dyn ReplayStore>,
+    pub revocations: Arc<revocations::RevocationList>,
     pub verifier: Arc<Verifier>,
     pub replay: DynReplay,
     pub access_token_ttl: i64,
@@ -81,7 +82,9 @@ impl OAuth {
     }
 
     /// Validates an access token of `org` and checks that it is still in force: not revoked, its
-    /// agent active, issued after the agent's "tokens valid after" instant.
+    /// agent active, issued after the agent's "tokens valid after" instant. The revocation check
+    /// reads memory, not the database, where that cannot fail open
+    /// ([`revocations::RevocationList::is_revoked`]).
     pub async fn active_token(
         &self,
         org: &OrgRecord,

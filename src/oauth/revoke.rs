@@ -37,6 +37,7 @@ impl OAuth {
                 "the token was issued to another client",
             ));
         }
+        // The database, then this instance's set, then every other instance.
         self.revocations
             .revoke(&org.id, &claims.jti, claims.exp)
             .await

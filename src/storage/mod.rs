@@ -40,7 +40,7 @@ pub use meta::MetaStore;
 pub use orgs::{OrgRecord, OrgStore};
 pub use outbox::{Event, Outbox, StoredEvent};
 pub use partners::{PartnerRecord, PartnerStore};
-pub use replay::ReplayStore;
+pub use replay::{Marker, ReplayStore, Revocation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -2,9 +2,27 @@
 //! would have expired anyway) and single-use markers (private_key_jwt `jti`s, partner
 //! assertions) when no Redis is configured; and their purge.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 
 use super::{Db, StorageResult, db_err, on_db};
+
+/// One single-use marker to record: `key` until `expires_at`, as seen at `now` (seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub key: String,
+    pub expires_at: i64,
+    pub now: i64,
+}
+
+/// A revocation still in force: the organization, the token's `jti`, its `exp`.
+pub type Revocation = (String, String, i64);
+
+/// Insert, or take over a marker that has already expired: one atomic statement per marker.
+const SET_MARKER: &str = "INSERT INTO replay_markers (key, expires_at) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
+     WHERE replay_markers.expires_at <= $3";
 
 #[async_trait]
 pub trait ReplayStore: Send + Sync + 'static {
@@ -14,6 +32,13 @@ pub trait ReplayStore: Send + Sync + 'static {
     /// Atomic set-if-absent of a single-use marker until `expires_at` (seconds). `true` when this
     /// call set it, `false` when a live marker already existed (a replay).
     async fn set_if_absent(&self, key: &str, expires_at: i64, now: i64) -> StorageResult<bool>;
+    /// [`ReplayStore::set_if_absent`] for many markers in ONE transaction (one commit): answers,
+    /// in order, `true` for each marker this call set, `false` for a replay. Within `markers` the
+    /// first occurrence of a key wins and the later ones are replays. All or nothing: on an error
+    /// nothing was recorded.
+    async fn set_many_if_absent(&self, markers: &[Marker]) -> StorageResult<Vec<bool>>;
+    /// Every revocation that has not expired at `now` (`expires_at >= now`).
+    async fn live_revocations(&self, now: i64) -> StorageResult<Vec<Revocation>>;
     /// Deletes expired revocations and markers; answers how many.
     async fn purge_expired(&self, now: i64) -> StorageResult<u64>;
 }
@@ -51,20 +76,61 @@ impl ReplayStore for Db {
     async fn set_if_absent(&self, key: &str, expires_at: i64, now: i64) -> StorageResult<bool> {
         // One atomic statement: insert, or take over a marker that has already expired.
         let n = on_db!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO replay_markers (key, expires_at) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at \
-                 WHERE replay_markers.expires_at <= $3",
-            )
-            .bind(key)
-            .bind(expires_at)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
+            sqlx::query(SET_MARKER)
+                .bind(key)
+                .bind(expires_at)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
         });
         Ok(n == 1)
+    }
+
+    async fn set_many_if_absent(&self, markers: &[Marker]) -> StorageResult<Vec<bool>> {
+        let mut fresh = vec![false; markers.len()];
+        // The first occurrence of each key is written; a later one is a replay of it.
+        let mut seen = HashSet::with_capacity(markers.len());
+        let mut order: Vec<usize> = (0..markers.len())
+            .filter(|&i| seen.insert(markers[i].key.as_str()))
+            .collect();
+        // Written in key order: two instances' batches on PostgreSQL lock the same keys in the
+        // same order, so they wait for each other instead of deadlocking.
+        order.sort_unstable_by(|&a, &b| markers[a].key.cmp(&markers[b].key));
+        if order.is_empty() {
+            return Ok(fresh);
+        }
+        on_db!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(db_err)?;
+            for &i in &order {
+                let m = &markers[i];
+                let n = sqlx::query(SET_MARKER)
+                    .bind(&m.key)
+                    .bind(m.expires_at)
+                    .bind(m.now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected();
+                fresh[i] = n == 1;
+            }
+            tx.commit().await.map_err(db_err)?;
+        });
+        Ok(fresh)
+    }
+
+    async fn live_revocations(&self, now: i64) -> StorageResult<Vec<Revocation>> {
+        let rows: Vec<(String, String, i64)> = on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT org_id, jti, expires_at FROM revoked_tokens WHERE expires_at >= $1",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?
+        });
+        Ok(rows)
     }
 
     async fn purge_expired(&self, now: i64) -> StorageResult<u64> {
@@ -108,5 +174,43 @@ mod tests {
         assert_eq!(s.purge_expired(200).await.unwrap(), 1, "the revocation");
         assert!(!s.is_revoked("o", "j").await.unwrap());
         assert_eq!(s.purge_expired(301).await.unwrap(), 1, "the marker");
+    }
+
+    fn marker(key: &str, expires_at: i64, now: i64) -> Marker {
+        Marker {
+            key: key.into(),
+            expires_at,
+            now,
+        }
+    }
+
+    /// One transaction for many markers: the first of a key wins, a live marker is a replay, an
+    /// expired one is taken over; and the revocations still in force are listed.
+    #[tokio::test]
+    async fn many_markers_in_one_transaction() {
+        let t = temp_db().await;
+        let s: &dyn ReplayStore = &t.db;
+        assert!(s.set_if_absent("live", 500, 100).await.unwrap());
+        assert!(s.set_if_absent("old", 150, 100).await.unwrap());
+        let got = s
+            .set_many_if_absent(&[
+                marker("b", 500, 200),
+                marker("a", 500, 200),
+                marker("b", 500, 200),
+                marker("live", 500, 200),
+                marker("old", 500, 200),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(got, [true, true, false, false, true]);
+        assert!(!s.set_if_absent("a", 600, 201).await.unwrap(), "committed");
+        assert_eq!(s.set_many_if_absent(&[]).await.unwrap(), Vec::<bool>::new());
+
+        s.revoke("o", "gone", 99).await.unwrap();
+        s.revoke("o", "j", 300).await.unwrap();
+        assert_eq!(
+            s.live_revocations(100).await.unwrap(),
+            [("o".to_owned(), "j".to_owned(), 300)]
+        );
     }
 }

@@ -257,7 +257,9 @@ impl Directory {
                     .invalidate(&(org_id.clone(), agent_id.clone()))
                     .await
             }
-            Invalidation::Partner { .. } | Invalidation::Keys { .. } => {}
+            Invalidation::Partner { .. }
+            | Invalidation::Keys { .. }
+            | Invalidation::Revoked { .. } => {}
         }
     }
 }

@@ -20,4 +20,5 @@ mod private_key_jwt;
 mod scale_out;
 mod schemas;
 mod startup;
+mod state;
 mod storage;
