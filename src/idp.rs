@@ -140,6 +140,7 @@ impl Idp {
                 directory: directory.clone(),
                 partners: partners.clone(),
                 keys: keys.clone(),
+                verified: Default::default(),
                 revocations: Arc::new(RevocationList::new(
                     p.stores.replay.clone(),
                     p.bus.clone(),

@@ -136,12 +136,13 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         }
     };
     let method = method_label(req.method());
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        request_id = %request_id.to_str().unwrap_or("")
-    );
+    // One field: a span's fields are formatted when it is created, for every request (three
+    // fields cost 10% of a cached GET's throughput). Method and path go on the lines that
+    // report the answer.
+    let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""));
+    // The raw path only when the access log will print it.
+    let path = tracing::enabled!(target: crate::telemetry::ACCESS_LOG_TARGET, tracing::Level::INFO)
+        .then(|| req.uri().path().to_owned());
     // The route template is an `Arc<str>` inside `MatchedPath`: cloning it costs no allocation.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let declared = req
@@ -165,10 +166,18 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), latency_ms, "request failed");
+            tracing::warn!(
+                method = method,
+                route = route.as_ref().map_or("unmatched", |r| r.as_str()),
+                status = status.as_u16(),
+                latency_ms,
+                "request failed"
+            );
         }
         tracing::info!(
             target: crate::telemetry::ACCESS_LOG_TARGET,
+            method = method,
+            path = path.as_deref().unwrap_or(""),
             status = status.as_u16(),
             latency_ms,
             "request finished"

@@ -55,6 +55,8 @@ pub struct OAuth {
     pub directory: Arc<Directory>,
     pub partners: Arc<PartnerDirectory>,
     pub keys: Arc<KeyService>,
+    /// Access tokens already verified (signature and claims), by their bytes.
+    pub verified: access_token::VerifiedTokens,
     pub revocations: Arc<revocations::RevocationList>,
     pub verifier: Arc<Verifier>,
     pub replay: DynReplay,
@@ -90,13 +92,18 @@ impl OAuth {
         org: &OrgRecord,
         token: &str,
         now: i64,
-    ) -> Result<(AccessClaims, Holder), TokenStateError> {
+    ) -> Result<(Arc<AccessClaims>, Holder), TokenStateError> {
         let keys = self
             .keys
             .org_keys(org, now)
             .await
             .map_err(|_| TokenStateError::Unavailable)?;
-        let claims = access_token::validate(&keys, &org.issuer, token, now)?;
+        // A token verified before against this very key set is not verified again
+        // ([`access_token::VerifiedTokens`]); every state check below is made every time.
+        let claims = self
+            .verified
+            .validate(&keys, &org.issuer, token, now)
+            .await?;
         let holder = match &claims.federated {
             // A federated identity: good while its partner is registered and enabled.
             Some(f) => {

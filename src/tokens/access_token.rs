@@ -90,6 +90,16 @@ pub fn validate(
     token: &str,
     now: i64,
 ) -> Result<AccessClaims, AccessTokenError> {
+    validate_with_kid(keys, issuer, token, now).map(|(c, _)| c)
+}
+
+/// [`validate`], also answering the `kid` of the key that signed.
+fn validate_with_kid(
+    keys: &OrgKeys,
+    issuer: &str,
+    token: &str,
+    now: i64,
+) -> Result<(AccessClaims, String), AccessTokenError> {
     let jws = jose::parse(token, &EXPECT)?;
     let kid = jws.kid().ok_or(AccessTokenError::UnknownKey)?;
     let key = keys
@@ -105,5 +115,96 @@ pub fn validate(
     if claims.iss != issuer || claims.org_id.as_deref().is_some_and(|o| o != keys.org_id) {
         return Err(AccessTokenError::WrongIssuer);
     }
-    Ok(claims)
+    Ok((claims, kid.to_owned()))
+}
+
+/// Access tokens whose signature and claims were verified, so a token presented again (an agent
+/// calls `/agent-info` or a relying party introspects the same token many times in its life) is
+/// not verified again: an ES256 verification is most of what such a request costs. The same
+/// idea as Envoy's `jwt_authn` JWT cache.
+///
+/// Only tokens that passed [`validate`] enter (a forged or malformed token is verified in full
+/// every time, so garbage cannot fill the cache); a hit is the exact same bytes and answers only
+/// while the token is unexpired, for the same key set object it was verified against
+/// (`Weak::ptr_eq`: a rotated, revoked or reloaded key set is a new object, and another
+/// organization's keys are another object), and while its signing key is still published.
+/// Bounded by bytes ([`VERIFIED_BUDGET`]). State checks (revocation, the agent's status) are not
+/// cached here: the caller makes them on every request.
+pub struct VerifiedTokens {
+    cache: moka::future::Cache<String, std::sync::Arc<Verified>>,
+}
+
+struct Verified {
+    claims: std::sync::Arc<AccessClaims>,
+    keys: std::sync::Weak<OrgKeys>,
+    kid: String,
+    /// When it was verified (with an injected clock moved back, a hit must not predate it).
+    at: i64,
+}
+
+/// Bytes of verified tokens kept (about 1.5 KB each: 10,000 tokens).
+pub const VERIFIED_BUDGET: u64 = 16 * 1024 * 1024;
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        Self::with_budget(VERIFIED_BUDGET)
+    }
+}
+
+impl VerifiedTokens {
+    pub fn with_budget(bytes: u64) -> Self {
+        Self {
+            cache: moka::future::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|token: &String, v: &std::sync::Arc<Verified>| {
+                    let c = &v.claims;
+                    let n = token.len() * 2
+                        + 256
+                        + c.iss.len()
+                        + c.sub.len()
+                        + c.jti.len()
+                        + c.client_id.len()
+                        + c.scope.as_ref().map_or(0, String::len)
+                        + c.did.as_ref().map_or(0, String::len)
+                        + c.agent_name.as_ref().map_or(0, String::len);
+                    u32::try_from(n).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
+    }
+
+    /// [`validate`], answered from the cache when this token was verified against this key set.
+    pub async fn validate(
+        &self,
+        keys: &std::sync::Arc<OrgKeys>,
+        issuer: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<std::sync::Arc<AccessClaims>, AccessTokenError> {
+        if let Some(v) = self.cache.get(token).await {
+            let same_keys = std::ptr::eq(v.keys.as_ptr(), std::sync::Arc::as_ptr(keys));
+            if same_keys
+                && now >= v.at
+                && now < v.claims.exp
+                && v.claims.iss == issuer
+                && keys.published(&v.kid, now).is_some()
+            {
+                return Ok(v.claims.clone());
+            }
+        }
+        let (claims, kid) = validate_with_kid(keys, issuer, token, now)?;
+        let claims = std::sync::Arc::new(claims);
+        self.cache
+            .insert(
+                token.to_owned(),
+                std::sync::Arc::new(Verified {
+                    claims: claims.clone(),
+                    keys: std::sync::Arc::downgrade(keys),
+                    kid,
+                    at: now,
+                }),
+            )
+            .await;
+        Ok(claims)
+    }
 }

@@ -236,7 +236,8 @@ async fn access_logs_carry_numeric_latency() {
     assert!(line["latency_ms"].is_f64(), "{line}");
     assert!(line["latency_ms"].as_f64().unwrap() >= 0.0, "{line}");
     assert_eq!(line["status"], 200, "{line}");
-    assert_eq!(line["span"]["path"], "/healthz", "{line}");
+    assert_eq!(line["path"], "/healthz", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
