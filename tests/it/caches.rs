@@ -272,6 +272,40 @@ async fn agent_changes_show_at_once_in_its_did_document(backend: Backend) {
     assert_eq!(st, StatusCode::GONE, "{v}");
 }
 
+/// Revocation alone (no other change first), so that only the revocation can replace the
+/// pre-rendered copy of the agent's document.
+async fn revocation_deactivates_a_pre_rendered_agent_document(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let agent = app.create_agent(&org, &[]).await;
+    for _ in 0..2 {
+        assert_eq!(agent_did_json(&app, &org, &agent).await.0, StatusCode::OK);
+        assert_eq!(identifiers(&app, &agent.did, None).await.0, StatusCode::OK);
+        assert_eq!(
+            identifiers(&app, &agent.did, Some(DID_JSON)).await.0,
+            StatusCode::OK
+        );
+    }
+    let (st, v) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/agents/{}/revoke", org.slug, agent.id),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = agent_did_json(&app, &org, &agent).await;
+    assert_eq!(st, StatusCode::GONE, "{v}");
+    let (st, res) = identifiers(&app, &agent.did, None).await;
+    assert_eq!(st, StatusCode::GONE, "{res}");
+    assert_eq!(res["didDocumentMetadata"]["deactivated"], true, "{res}");
+    let (st, v) = identifiers(&app, &agent.did, Some(DID_JSON)).await;
+    assert_eq!(st, StatusCode::GONE, "{v}");
+    // The organization's own document is not affected.
+    let (st, v) = get(&app, &format!("{}/did.json", org.issuer), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
 async fn org_rename_and_deletion_show_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
@@ -405,7 +439,9 @@ async fn verified_tokens_are_checked_again_after_changes(backend: Backend) {
     assert_accepted(&app, &org, &rs, &t4).await;
     rotate(&app, &org).await;
     assert_accepted(&app, &org, &rs, &t4).await;
-    // ... and not once the old key has been removed.
+    // ... and not once the old key has been removed. (By design removal comes after the
+    // longest token lifetime, so the token has also expired by then: this cannot tell the
+    // key-set check of the verified-token cache from the expiry check.)
     app.advance(Duration::from_secs(REMOVAL_AFTER_RETIREMENT));
     assert!(!kids(&org_jwks(&app, &org).await).contains(jwt_header(&t4)["kid"].as_str().unwrap()));
     let rs2 = app.create_agent(&org, &[]).await;
@@ -416,6 +452,7 @@ on_all_backends!(
     rotation_shows_at_once_in_jwks_and_did_documents,
     pending_rotation_shows_at_once_and_old_keys_leave_with_time,
     agent_changes_show_at_once_in_its_did_document,
+    revocation_deactivates_a_pre_rendered_agent_document,
     org_rename_and_deletion_show_at_once,
     verified_tokens_are_checked_again_after_changes,
 );
