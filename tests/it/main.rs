@@ -6,6 +6,7 @@ mod support;
 mod admin_api;
 mod attacks;
 mod auth_hardening;
+mod caches;
 mod connections;
 mod core_flow;
 mod did;
