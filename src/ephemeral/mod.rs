@@ -36,7 +36,8 @@ pub trait ReplayCache: Send + Sync + 'static {
 /// answered once that transaction has committed. A failed transaction fails every request of its
 /// batch (closed, as a failed single write did).
 pub struct DbReplayCache {
-    batcher: batch::Batcher<Marker, bool>,
+    /// Each marker's own answer: a bad marker retried alone fails alone.
+    batcher: batch::Batcher<Marker, Result<bool, String>>,
 }
 
 /// Most markers written in one transaction.
@@ -50,10 +51,26 @@ impl DbReplayCache {
         let batcher = batch::Batcher::spawn(MARKER_QUEUE, MARKER_BATCH, move |markers| {
             let store = store.clone();
             async move {
-                store
-                    .set_many_if_absent(&markers)
-                    .await
-                    .map_err(|e| EphemeralError(e.to_string()))
+                match store.set_many_if_absent(&markers).await {
+                    Ok(r) => Ok(r.into_iter().map(Ok).collect()),
+                    // One bad marker must not fail every other caller of its batch (other
+                    // organizations' requests among them): the markers are tried one by one, each
+                    // caller is answered from its own statement, and only the bad one fails.
+                    Err(e) if markers.len() > 1 => {
+                        tracing::warn!(error = %e, markers = markers.len(), "a marker batch failed; retrying its markers one by one");
+                        let mut out = Vec::with_capacity(markers.len());
+                        for m in &markers {
+                            out.push(
+                                store
+                                    .set_if_absent(&m.key, m.expires_at, m.now)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                            );
+                        }
+                        Ok(out)
+                    }
+                    Err(e) => Err(EphemeralError(e.to_string())),
+                }
             }
         });
         Self { batcher }
@@ -74,7 +91,8 @@ impl ReplayCache for DbReplayCache {
                 expires_at,
                 now,
             })
-            .await
+            .await?
+            .map_err(EphemeralError)
     }
 }
 
@@ -197,6 +215,8 @@ mod tests {
             assert_eq!(Invalidation::decode(&inv.encode()), Some(inv));
         }
         assert_eq!(Invalidation::decode("agent x"), None);
+        // The subscription heartbeat is no invalidation.
+        assert_eq!(Invalidation::decode("heartbeat"), None);
         assert_eq!(Invalidation::decode("keys a b"), None);
         assert_eq!(Invalidation::decode(""), None);
         assert_eq!(Invalidation::decode("revoked o j"), None);
@@ -268,7 +288,65 @@ mod tests {
             .collect();
         for h in calls {
             let e = h.await.unwrap().unwrap_err();
-            assert!(e.to_string().contains("disk I/O error"), "{e}");
+            // The batch's error, or (retried one by one) each marker's own.
+            let e = e.to_string();
+            assert!(e.contains("disk I/O error") || e.contains("down"), "{e}");
         }
+    }
+
+    /// One marker the store refuses (PostgreSQL refuses NUL in text) fails only its own caller,
+    /// not the others of its batch (review finding: every caller of the batch got an error).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_marker_fails_alone() {
+        use crate::storage::{Revocation, StorageError, StorageResult};
+        struct Picky(crate::storage::Db);
+        #[async_trait]
+        impl ReplayStore for Picky {
+            async fn revoke(&self, o: &str, j: &str, e: i64) -> StorageResult<()> {
+                self.0.revoke(o, j, e).await
+            }
+            async fn is_revoked(&self, o: &str, j: &str) -> StorageResult<bool> {
+                self.0.is_revoked(o, j).await
+            }
+            async fn set_if_absent(&self, k: &str, e: i64, n: i64) -> StorageResult<bool> {
+                if k.contains('\0') {
+                    return Err(StorageError::Other("invalid byte sequence".into()));
+                }
+                self.0.set_if_absent(k, e, n).await
+            }
+            async fn set_many_if_absent(&self, m: &[Marker]) -> StorageResult<Vec<bool>> {
+                if m.iter().any(|m| m.key.contains('\0')) {
+                    return Err(StorageError::Other("invalid byte sequence".into()));
+                }
+                self.0.set_many_if_absent(m).await
+            }
+            async fn live_revocations(&self, now: i64) -> StorageResult<Vec<Revocation>> {
+                self.0.live_revocations(now).await
+            }
+            async fn purge_expired(&self, now: i64) -> StorageResult<u64> {
+                self.0.purge_expired(now).await
+            }
+        }
+        let t = crate::storage::testing::temp_db().await;
+        let cache = Arc::new(DbReplayCache::new(Arc::new(Picky(t.db.clone()))));
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let c = cache.clone();
+                let key = if i == 7 {
+                    "bad\0key".to_owned()
+                } else {
+                    format!("k{i}")
+                };
+                tokio::spawn(async move { (i, c.set_if_absent(&key, 500, 100).await) })
+            })
+            .collect();
+        for h in calls {
+            match h.await.unwrap() {
+                (7, r) => assert!(r.is_err(), "the bad marker must fail"),
+                (i, r) => assert!(r.unwrap(), "marker {i} failed with the bad one"),
+            }
+        }
+        // Every good marker went in: a second use is a replay.
+        assert!(!cache.set_if_absent("k3", 500, 101).await.unwrap());
     }
 }

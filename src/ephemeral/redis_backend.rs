@@ -93,14 +93,44 @@ impl RedisEphemeral {
                             // Subscribed: what was missed before now is forgotten.
                             resync(true);
                             let mut stream = pubsub.on_message();
-                            while let Some(msg) = stream.next().await {
-                                if let Ok(payload) = msg.get_payload::<String>()
-                                    && let Some(inv) = Invalidation::decode(&payload)
-                                {
-                                    on_message(inv).await;
+                            // A subscription can die silently (a NAT or proxy dropping an idle
+                            // connection, a partition): no error, just no more messages, and the
+                            // caches and the revocation set would go on trusting it. So this
+                            // instance publishes a heartbeat on the channel and expects to hear
+                            // something (its own heartbeat at least) within HEARTBEAT_GRACE; when
+                            // nothing comes it reconnects, and `resync(false)` meanwhile makes
+                            // every reader fall back to the database.
+                            let mut publisher = self.conn.clone();
+                            let channel = self.channel();
+                            let mut beat = tokio::time::interval(HEARTBEAT);
+                            let mut last_heard = tokio::time::Instant::now();
+                            loop {
+                                tokio::select! {
+                                    _ = beat.tick() => {
+                                        let _: Result<i64, _> = redis::cmd("PUBLISH")
+                                            .arg(&channel)
+                                            .arg(HEARTBEAT_PAYLOAD)
+                                            .query_async(&mut publisher)
+                                            .await;
+                                    }
+                                    () = tokio::time::sleep_until(last_heard + HEARTBEAT_GRACE) => {
+                                        tracing::warn!("redis invalidation subscription silent (not even its own heartbeat); reconnecting");
+                                        break;
+                                    }
+                                    msg = stream.next() => {
+                                        let Some(msg) = msg else {
+                                            tracing::warn!("redis invalidation subscription ended; reconnecting");
+                                            break;
+                                        };
+                                        last_heard = tokio::time::Instant::now();
+                                        if let Ok(payload) = msg.get_payload::<String>()
+                                            && let Some(inv) = Invalidation::decode(&payload)
+                                        {
+                                            on_message(inv).await;
+                                        }
+                                    }
                                 }
                             }
-                            tracing::warn!("redis invalidation subscription ended; reconnecting");
                         }
                         Err(e) => tracing::warn!(error = %e, "redis subscribe failed; retrying"),
                     },
@@ -119,6 +149,13 @@ impl RedisEphemeral {
 
 /// How often a lost subscription is retried (and the caches emptied meanwhile).
 pub const RETRY_PERIOD: Duration = Duration::from_secs(1);
+
+/// How often each instance publishes a heartbeat on the invalidation channel.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A subscription that hears nothing for this long (three heartbeats missed) is taken as dead.
+pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(7);
+/// The heartbeat's payload: not an [`Invalidation`], so every instance ignores it.
+const HEARTBEAT_PAYLOAD: &str = "heartbeat";
 
 #[async_trait]
 impl ReplayCache for RedisEphemeral {

@@ -261,7 +261,7 @@ impl Verifier {
         let jti = claims
             .get("jti")
             .and_then(Value::as_str)
-            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .filter(|j| !j.is_empty() && j.len() <= 256 && !j.chars().any(char::is_control))
             .ok_or(VerifyError::MissingClaim("jti"))?;
         let sub = claims
             .get("sub")

@@ -97,7 +97,16 @@ async fn handle<T>(
             if e.code == ErrorCode::InvalidClient {
                 client_auth_failed(state, &org, client_id.as_deref(), ip, &e).await;
             } else {
-                tracing::debug!(error = %e.code.as_str(), "OAuth request refused");
+                // With the access log off by default, refusals (a replayed or forged partner
+                // assertion at the jwt-bearer grant among them) are logged here.
+                tracing::info!(
+                    event = "oauth.refused",
+                    org = %org.slug,
+                    client_id = log_id(client_id.as_deref()),
+                    client_ip = %ip,
+                    error = e.code.as_str(),
+                    "OAuth request refused"
+                );
             }
             OAuthResponse::new(e, req.basic).into_response()
         }

@@ -250,7 +250,9 @@ where
         LazyTimeoutFuture {
             inner: self.inner.call(req),
             sleep: None,
-            timeout: self.timeout,
+            // The deadline counts from the call, so work done before the first pending poll
+            // counts too; only the timer is deferred.
+            deadline: tokio::time::Instant::now() + self.timeout,
             status: self.status,
         }
     }
@@ -261,7 +263,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        timeout: Duration,
+        deadline: tokio::time::Instant,
         status: StatusCode,
     }
 }
@@ -277,10 +279,10 @@ where
         if let Poll::Ready(r) = this.inner.poll(cx) {
             return Poll::Ready(r);
         }
-        let timeout = *this.timeout;
+        let deadline = *this.deadline;
         let sleep = this
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         ready!(sleep.as_mut().poll(cx));
         Poll::Ready(Ok(this.status.into_response()))
     }

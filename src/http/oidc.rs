@@ -118,7 +118,15 @@ async fn agent_info_for(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
-        Err(e) => BearerError(Some(e)).into_response(),
+        Err(e) => {
+            tracing::info!(
+                event = "bearer.refused",
+                org = %org.slug,
+                error = e.code.as_str(),
+                "agent-info refused a bearer token"
+            );
+            BearerError(Some(e)).into_response()
+        }
     }
 }
 

@@ -239,9 +239,14 @@ impl ClientAuth {
                 "client_assertion iss and sub must both be the client_id",
             ));
         }
-        if claims.jti.is_empty() || claims.jti.len() > 256 {
+        // No control characters: the jti becomes a stored key (PostgreSQL refuses NUL in text,
+        // which failed every other caller's marker in the same batch).
+        if claims.jti.is_empty()
+            || claims.jti.len() > 256
+            || claims.jti.chars().any(char::is_control)
+        {
             return Err(OAuthError::invalid_client(
-                "client_assertion needs a jti of at most 256 characters",
+                "client_assertion needs a jti of at most 256 characters, without control characters",
             ));
         }
         // Single use: (organization, client, jti), kept until the assertion could no longer be accepted.

@@ -281,14 +281,16 @@ impl RevocationList {
     }
 
     /// Housekeeping: drops expired entries; reloads an incomplete set (after an overflow) whose
-    /// bus is up, in case it fits now; and, with a shared bus, reloads anyway (merging what a
-    /// failed publication elsewhere may have kept from us).
+    /// bus is up, in case it fits now; and otherwise reloads anyway (merging what a failed
+    /// publication elsewhere, or another process on the same SQLite file, may have kept from us).
     pub async fn purge(&self) -> StorageResult<()> {
         let now = self.clock.now();
         let retry = {
             let mut s = self.write();
             s.sweep(now);
-            s.bus_up && (!s.complete || self.mode == Mode::Shared)
+            // Owned (SQLite) too: nothing stops a second process on the same file (a restart
+            // overlapping the old one's drain), whose revocations would otherwise never be seen.
+            s.bus_up && (!s.complete || self.mode != Mode::Unshared)
         };
         if retry { self.reload().await } else { Ok(()) }
     }
