@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agentidp::did::{card, document};
 use agentidp::jose;
-use agentidp::keys::signing::{self, LazySigner};
+use agentidp::keys::signing;
 use agentidp::keys::{KeyService, LoadedKey, MasterKey, OrgKeys};
 use agentidp::model::{Alg, AuthMethod};
 use agentidp::storage::{AgentRecord, OrgRecord};
@@ -22,17 +22,16 @@ const NOW: i64 = 1_900_000_000;
 
 fn loaded_key(alg: Alg) -> LoadedKey {
     let g = signing::generate(alg).expect("key generation");
-    LoadedKey {
-        kid: g.kid.clone(),
+    LoadedKey::new(
+        g.kid.clone(),
         alg,
-        signer: LazySigner::new(alg, g.pkcs8.clone()),
-        verifying: agentidp::jose::VerifyingKey::from_jwk(&g.public_jwk).expect("public key"),
-        public_jwk: g.public_jwk,
-        activates_at: 0,
-        retires_at: None,
-        removed_at: None,
-        created_at: 0,
-    }
+        g.public_jwk.to_string(),
+        g.pkcs8.clone(),
+        0,
+        None,
+        None,
+        0,
+    )
 }
 
 /// The claims the token endpoint signs for a client-credentials request.
@@ -114,7 +113,7 @@ fn assertion_verify(c: &mut Criterion) {
         jti: "a-unique-jti".into(),
     };
     let jwt = tokens::sign(&key, "JWT", &claims).expect("sign");
-    let keys = jose::KeySet::from_jwks(&serde_json::json!({ "keys": [key.public_jwk] }));
+    let keys = jose::KeySet::from_jwks(&serde_json::json!({ "keys": [key.public_jwk_value()] }));
     let token_endpoint = format!("{ISSUER}/oauth2/token");
     let audience = [ISSUER, token_endpoint.as_str()];
     let expect = jose::Expectations {

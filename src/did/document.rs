@@ -86,7 +86,7 @@ pub fn org_document(
     let published: Vec<_> = keys.keys.iter().filter(|k| k.is_published(now)).collect();
     let vms: Vec<Value> = published
         .iter()
-        .map(|k| verification_method(&org.did, &k.kid, &k.public_jwk))
+        .map(|k| verification_method(&org.did, &k.kid, &k.public_jwk_value()))
         .collect();
     let ids: Vec<String> = published
         .iter()

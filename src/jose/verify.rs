@@ -182,9 +182,30 @@ impl Jws<'_> {
             return Err(JoseError::UnknownKey);
         }
         let alg = self.alg.jsonwebtoken();
-        let verified = fitting.any(|k| {
-            jsonwebtoken::crypto::verify(self.signature, self.signing_input.as_bytes(), &k.key, alg)
-                .unwrap_or(false)
+        // EC and Ed25519 keys verify with the aws-lc key parsed once (the key filter above
+        // matched the key's type to the header's alg, and each parsed key is bound to its one
+        // algorithm); RSA through `jsonwebtoken`.
+        let raw_signature = std::cell::OnceCell::new();
+        let verified = fitting.any(|k| match &k.parsed {
+            Some(parsed) => raw_signature
+                .get_or_init(|| {
+                    base64::prelude::BASE64_URL_SAFE_NO_PAD
+                        .decode(self.signature)
+                        .ok()
+                })
+                .as_ref()
+                .is_some_and(|sig| {
+                    parsed
+                        .verify_sig(self.signing_input.as_bytes(), sig)
+                        .is_ok()
+                }),
+            None => jsonwebtoken::crypto::verify(
+                self.signature,
+                self.signing_input.as_bytes(),
+                &k.key,
+                alg,
+            )
+            .unwrap_or(false),
         });
         if !verified {
             return Err(JoseError::BadSignature);

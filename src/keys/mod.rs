@@ -65,15 +65,19 @@ pub fn key_state(
     }
 }
 
-/// A decrypted key, ready to sign and verify.
+/// A decrypted key, ready to sign and verify. Loaded for every organization in use (10,000
+/// organizations: 30,000 of these), so what is rarely needed is kept in its smallest form: the
+/// public JWK as its stored JSON text (the JWKS is these joined; DID documents parse it when
+/// they are rendered), the private key as PKCS#8 until it first signs, the public key parsed
+/// when it first verifies (the token endpoint only signs).
 pub struct LoadedKey {
     pub kid: String,
     pub alg: Alg,
-    pub public_jwk: Value,
+    /// The public JWK as stored: compact JSON with its members in order, as `serde_json` wrote it.
+    pub public_jwk: Box<str>,
     /// Parsed on first use.
     pub signer: signing::LazySigner,
-    /// The public key, parsed once when the key set is loaded.
-    pub verifying: crate::jose::VerifyingKey,
+    verifying: std::sync::OnceLock<Option<crate::jose::VerifyingKey>>,
     pub activates_at: i64,
     pub retires_at: Option<i64>,
     pub removed_at: Option<i64>,
@@ -81,6 +85,47 @@ pub struct LoadedKey {
 }
 
 impl LoadedKey {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kid: String,
+        alg: Alg,
+        public_jwk: String,
+        pkcs8: Vec<u8>,
+        activates_at: i64,
+        retires_at: Option<i64>,
+        removed_at: Option<i64>,
+        created_at: i64,
+    ) -> Self {
+        Self {
+            kid,
+            alg,
+            public_jwk: public_jwk.into_boxed_str(),
+            signer: signing::LazySigner::new(alg, pkcs8),
+            verifying: std::sync::OnceLock::new(),
+            activates_at,
+            retires_at,
+            removed_at,
+            created_at,
+        }
+    }
+
+    /// The public key, parsed on first use (`None` if the stored JWK does not parse: then
+    /// nothing verifies against it).
+    pub fn verifying(&self) -> Option<&crate::jose::VerifyingKey> {
+        self.verifying
+            .get_or_init(|| {
+                serde_json::from_str::<Value>(&self.public_jwk)
+                    .ok()
+                    .and_then(|v| crate::jose::VerifyingKey::from_jwk(&v).ok())
+            })
+            .as_ref()
+    }
+
+    /// The public JWK as a JSON value (parsed for each call: for rendering, which is cached).
+    pub fn public_jwk_value(&self) -> Value {
+        serde_json::from_str(&self.public_jwk).unwrap_or(Value::Null)
+    }
+
     pub fn state(&self, now: i64) -> KeyState {
         key_state(self.activates_at, self.retires_at, self.removed_at, now)
     }
@@ -139,15 +184,17 @@ impl OrgKeys {
         {
             return r.bytes.clone();
         }
-        let keys: Vec<&Value> = self
-            .keys
-            .iter()
-            .filter(|k| k.is_published(now))
-            .map(|k| &k.public_jwk)
-            .collect();
-        let bytes: Arc<[u8]> = serde_json::to_vec(&serde_json::json!({ "keys": keys }))
-            .unwrap_or_default()
-            .into();
+        // The stored JWKs joined: the same bytes `serde_json` would write for the set, since
+        // each was written by it.
+        let mut out = String::from(r#"{"keys":["#);
+        for (i, k) in self.keys.iter().filter(|k| k.is_published(now)).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&k.public_jwk);
+        }
+        out.push_str("]}");
+        let bytes: Arc<[u8]> = out.into_bytes().into();
         if let Ok(mut guard) = self.jwks_cache.write() {
             *guard = Some(RenderedJwks {
                 from: now,
@@ -266,22 +313,16 @@ impl KeyService {
         for r in records {
             let alg = r.alg;
             let pkcs8 = dek.open_private_key(&org.id, &r.kid, alg.as_str(), &r.private_enc)?;
-            let signer = signing::LazySigner::new(alg, pkcs8);
-            let public_jwk: Value = serde_json::from_str(&r.public_jwk)
-                .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
-            let verifying = crate::jose::VerifyingKey::from_jwk(&public_jwk)
-                .map_err(|_| KeyError::Signing(SigningError::BadPrivateKey))?;
-            keys.push(Arc::new(LoadedKey {
-                kid: r.kid,
+            keys.push(Arc::new(LoadedKey::new(
+                r.kid,
                 alg,
-                public_jwk,
-                signer,
-                verifying,
-                activates_at: r.activates_at,
-                retires_at: r.retires_at,
-                removed_at: r.removed_at,
-                created_at: r.created_at,
-            }));
+                r.public_jwk,
+                pkcs8,
+                r.activates_at,
+                r.retires_at,
+                r.removed_at,
+                r.created_at,
+            )));
         }
         Ok(OrgKeys {
             org_id: org.id.to_string(),

@@ -108,7 +108,24 @@ pub struct Directory {
     agent_store: Arc<dyn AgentStore>,
     bus: DynBus,
     orgs: Cache<String, Option<Arc<OrgRecord>>>,
-    agents: Cache<(String, String), Option<Arc<Agent>>>,
+    /// By (organization UUID, agent UUID) as numbers: a lookup builds its key without
+    /// allocating (two `String`s per token request before).
+    agents: Cache<(u128, u128), Option<Arc<Agent>>>,
+}
+
+/// The weight of an agent cache key: two UUIDs and the entry's fixed share.
+const AGENT_KEY_WEIGHT: usize = 32 + 48;
+
+/// Only the canonical form (36 characters, lowercase) maps to a key: one number must stand for
+/// one string, or a lookup of `ABC...` would share (and could poison with an absence) the entry
+/// of `abc...`.
+fn agent_key(org_id: &str, agent_id: &str) -> Option<(u128, u128)> {
+    if !crate::model::is_uuid(org_id) || !crate::model::is_uuid(agent_id) {
+        return None;
+    }
+    let org = uuid::Uuid::try_parse(org_id).ok()?;
+    let agent = uuid::Uuid::try_parse(agent_id).ok()?;
+    Some((org.as_u128(), agent.as_u128()))
 }
 
 pub const CACHE_TTL_LOCAL: Duration = Duration::from_secs(3);
@@ -164,11 +181,8 @@ impl Directory {
                 .build(),
             agents: Cache::builder()
                 .max_capacity(agent_bytes)
-                .weigher(|(org, id): &(String, String), a: &Option<Arc<Agent>>| {
-                    entry_weight(
-                        org.len() + id.len() + 48,
-                        a.as_deref().map_or(0, Agent::weight),
-                    )
+                .weigher(|_: &(u128, u128), a: &Option<Arc<Agent>>| {
+                    entry_weight(AGENT_KEY_WEIGHT, a.as_deref().map_or(0, Agent::weight))
                 })
                 .time_to_live(ttl)
                 .build(),
@@ -223,16 +237,20 @@ impl Directory {
         if !crate::model::is_uuid(agent_id) {
             return Ok(None);
         }
-        if let Some(hit) = self
-            .agents
-            .get(&(org_id.to_owned(), agent_id.to_owned()))
-            .await
-        {
+        let Some(key) = agent_key(org_id, agent_id) else {
+            // Not an organization id we made (every one is a UUID): nothing to cache.
+            return Ok(self
+                .agent_store
+                .get(org_id, agent_id)
+                .await?
+                .map(|r| Arc::new(Agent::from_record(r))));
+        };
+        if let Some(hit) = self.agents.get(&key).await {
             return Ok(hit);
         }
         let agents = self.agent_store.clone();
         self.agents
-            .try_get_with((org_id.to_owned(), agent_id.to_owned()), async move {
+            .try_get_with(key, async move {
                 Ok(agents
                     .get(org_id, agent_id)
                     .await?
@@ -253,9 +271,9 @@ impl Directory {
         match inv {
             Invalidation::Org { slug } => self.orgs.invalidate(slug).await,
             Invalidation::Agent { org_id, agent_id } => {
-                self.agents
-                    .invalidate(&(org_id.clone(), agent_id.clone()))
-                    .await
+                if let Some(key) = agent_key(org_id, agent_id) {
+                    self.agents.invalidate(&key).await
+                }
             }
             Invalidation::Partner { .. }
             | Invalidation::Keys { .. }
@@ -270,6 +288,18 @@ mod tests {
     use crate::ephemeral::LocalBus;
     use crate::storage::Stores;
     use crate::storage::testing::temp_db;
+
+    /// One string, one key: a non-canonical spelling of an id never shares a cache entry.
+    #[test]
+    fn agent_keys_only_for_canonical_ids() {
+        let org = "0196a000-0000-7000-8000-000000000001";
+        let agent = "0196b000-0000-7000-8000-00000000000a";
+        assert!(agent_key(org, agent).is_some());
+        assert_eq!(agent_key(&org.to_uppercase(), agent), None);
+        assert_eq!(agent_key(org, &agent.to_uppercase()), None);
+        assert_eq!(agent_key(org, &agent.replace('-', "")), None);
+        assert_eq!(agent_key("some-org", agent), None);
+    }
 
     /// Unknown `client_id`s are attacker input: their cached absences stay within the budget by
     /// weight, however many there are (before, up to 1,000,000 entries were kept).
@@ -287,15 +317,16 @@ mod tests {
             budget,
         );
         let n = 5_000;
+        let org = uuid::Uuid::new_v4().to_string();
         for i in 0..n {
             let id = uuid::Uuid::new_v4().to_string();
-            assert!(dir.agent("some-org", &id).await.unwrap().is_none());
+            assert!(dir.agent(&org, &id).await.unwrap().is_none());
             assert!(dir.org(&format!("org-{i}")).await.unwrap().is_none());
         }
         let (orgs, agents) = dir.weighted_size().await;
         assert!(orgs <= budget && agents <= budget, "{orgs} {agents}");
         // The weight is real: each absent agent counts its key and the fixed share.
-        let one = u64::from(entry_weight(8 + 36 + 48, 0));
+        let one = u64::from(entry_weight(AGENT_KEY_WEIGHT, 0));
         assert!(
             dir.agents.entry_count() <= budget / one,
             "{} entries",

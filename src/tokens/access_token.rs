@@ -105,13 +105,17 @@ fn validate_with_kid(
     let key = keys
         .published(kid, now)
         .ok_or(AccessTokenError::UnknownKey)?;
-    let claims: AccessClaims =
-        jws.verify_with([&key.verifying], &EXPECT, now)
-            .map_err(|e| match e {
-                // The kid is ours but its key is of another alg than the header's.
-                JoseError::UnknownKey => AccessTokenError::Invalid,
-                e => e.into(),
-            })?;
+    let claims: AccessClaims = jws
+        .verify_with(
+            [key.verifying().ok_or(AccessTokenError::Invalid)?],
+            &EXPECT,
+            now,
+        )
+        .map_err(|e| match e {
+            // The kid is ours but its key is of another alg than the header's.
+            JoseError::UnknownKey => AccessTokenError::Invalid,
+            e => e.into(),
+        })?;
     if claims.iss != issuer || claims.org_id.as_deref().is_some_and(|o| o != keys.org_id) {
         return Err(AccessTokenError::WrongIssuer);
     }
