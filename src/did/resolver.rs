@@ -149,6 +149,48 @@ fn uuid_key(id: &str) -> Option<u128> {
 }
 
 impl Resolver {
+    async fn own_org(&self, slug: &str) -> Result<Arc<crate::storage::OrgRecord>, ResolveError> {
+        self.directory
+            .org(slug)
+            .await
+            .map_err(|e| ResolveError::Internal(e.to_string()))?
+            .ok_or(ResolveError::NotFound)
+    }
+
+    async fn own_agent(
+        &self,
+        org: &crate::storage::OrgRecord,
+        agent_id: &str,
+    ) -> Result<Arc<crate::tenancy::Agent>, ResolveError> {
+        self.directory
+            .agent(&org.id, agent_id)
+            .await
+            .map_err(|e| ResolveError::Internal(e.to_string()))?
+            .ok_or(ResolveError::NotFound)
+    }
+
+    async fn own_keys(
+        &self,
+        org: &crate::storage::OrgRecord,
+        now: i64,
+    ) -> Result<Arc<crate::keys::OrgKeys>, ResolveError> {
+        self.keys
+            .org_keys(org, now)
+            .await
+            .map_err(|e| ResolveError::Internal(e.to_string()))
+    }
+
+    /// The cached rendering under `key`, if it was made from `deps` and is valid at `now`.
+    async fn current_rendering(
+        &self,
+        key: Option<DocKey>,
+        deps: &Deps,
+        now: i64,
+    ) -> Option<Arc<RenderedDoc>> {
+        let hit = self.rendered.get(&key?).await?;
+        hit.is_current(deps, now).then_some(hit)
+    }
+
     /// Our own DID documents, pre-rendered ([`super::rendered`]): rendered again only when the
     /// organization, its keys, the agent or its fetched key set changed, or a key changed state.
     pub async fn render_own(
@@ -156,7 +198,6 @@ impl Resolver {
         which: OwnDid,
         now: i64,
     ) -> Result<Arc<RenderedDoc>, ResolveError> {
-        let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
         let (key, deps) = match &which {
             OwnDid::Instance => {
                 let doc = self.instance_rendered.get_or_init(|| {
@@ -172,23 +213,11 @@ impl Resolver {
                 return Ok(doc.clone());
             }
             OwnDid::Org { slug } => {
-                let org = self
-                    .directory
-                    .org(slug)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or(ResolveError::NotFound)?;
-                let keys = self
-                    .keys
-                    .org_keys(&org, now)
-                    .await
-                    .map_err(|e| internal(&e))?;
+                let org = self.own_org(slug).await?;
+                let keys = self.own_keys(&org, now).await?;
                 let key = uuid_key(&org.id).map(DocKey::Org);
                 let deps = Deps::new(Some(&org), Some(&keys), None, None);
-                if let Some(k) = key
-                    && let Some(hit) = self.rendered.get(&k).await
-                    && hit.is_current(&deps, now)
-                {
+                if let Some(hit) = self.current_rendering(key, &deps, now).await {
                     return Ok(hit);
                 }
                 let (doc, meta) = document::org_document(&org, &self.instance_did, &keys, now);
@@ -196,25 +225,12 @@ impl Resolver {
                 (key, r)
             }
             OwnDid::Agent { slug, agent_id } => {
-                let org = self
-                    .directory
-                    .org(slug)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or(ResolveError::NotFound)?;
-                let agent = self
-                    .directory
-                    .agent(&org.id, agent_id)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or(ResolveError::NotFound)?;
+                let org = self.own_org(slug).await?;
+                let agent = self.own_agent(&org, agent_id).await?;
                 let key = uuid_key(agent.id()).map(DocKey::Agent);
                 if agent.status == AgentStatus::Revoked {
                     let deps = Deps::new(Some(&org), None, Some(&agent), None);
-                    if let Some(k) = key
-                        && let Some(hit) = self.rendered.get(&k).await
-                        && hit.is_current(&deps, now)
-                    {
+                    if let Some(hit) = self.current_rendering(key, &deps, now).await {
                         return Ok(hit);
                     }
                     let meta = DocMeta {
@@ -228,11 +244,7 @@ impl Resolver {
                         rendered::render(deps, &doc, Some(meta), i64::MIN, i64::MAX),
                     )
                 } else {
-                    let keys = self
-                        .keys
-                        .org_keys(&org, now)
-                        .await
-                        .map_err(|e| internal(&e))?;
+                    let keys = self.own_keys(&org, now).await?;
                     // A jwks_uri agent's keys come from the last fetched copy: resolving our own
                     // DIDs never makes an outbound request.
                     let remote = match &agent.record.jwks_uri {
@@ -240,10 +252,7 @@ impl Resolver {
                         None => None,
                     };
                     let deps = Deps::new(Some(&org), Some(&keys), Some(&agent), remote.as_ref());
-                    if let Some(k) = key
-                        && let Some(hit) = self.rendered.get(&k).await
-                        && hit.is_current(&deps, now)
-                    {
+                    if let Some(hit) = self.current_rendering(key, &deps, now).await {
                         return Ok(hit);
                     }
                     let jwks = agent.jwks.as_ref().or(remote.as_ref().map(|e| &e.doc));
@@ -262,24 +271,14 @@ impl Resolver {
 
     /// Our own DID documents: the instance's, an organization's, an agent's.
     pub async fn resolve_own(&self, which: OwnDid, now: i64) -> Result<Resolved, ResolveError> {
-        let internal = |e: &dyn std::fmt::Display| ResolveError::Internal(e.to_string());
         match which {
             OwnDid::Instance => Ok(Resolved {
                 document: document::instance_document(&self.instance_did, &self.base),
                 meta: None,
             }),
             OwnDid::Org { slug } => {
-                let org = self
-                    .directory
-                    .org(&slug)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or(ResolveError::NotFound)?;
-                let keys = self
-                    .keys
-                    .org_keys(&org, now)
-                    .await
-                    .map_err(|e| internal(&e))?;
+                let org = self.own_org(&slug).await?;
+                let keys = self.own_keys(&org, now).await?;
                 let (doc, meta) = document::org_document(&org, &self.instance_did, &keys, now);
                 Ok(Resolved {
                     document: doc,
@@ -287,18 +286,8 @@ impl Resolver {
                 })
             }
             OwnDid::Agent { slug, agent_id } => {
-                let org = self
-                    .directory
-                    .org(&slug)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or(ResolveError::NotFound)?;
-                let agent = self
-                    .directory
-                    .agent(&org.id, &agent_id)
-                    .await
-                    .map_err(|e| internal(&e))?
-                    .ok_or(ResolveError::NotFound)?;
+                let org = self.own_org(&slug).await?;
+                let agent = self.own_agent(&org, &agent_id).await?;
                 if agent.status == AgentStatus::Revoked {
                     let meta = DocMeta {
                         created: agent.record.created_at,
@@ -310,11 +299,7 @@ impl Resolver {
                         meta: Some(meta),
                     });
                 }
-                let keys = self
-                    .keys
-                    .org_keys(&org, now)
-                    .await
-                    .map_err(|e| internal(&e))?;
+                let keys = self.own_keys(&org, now).await?;
                 // A jwks_uri agent's keys come from the last fetched copy: resolving our own DIDs
                 // never makes an outbound request.
                 let remote = match &agent.record.jwks_uri {

@@ -43,15 +43,8 @@ fn json_with(
     body: &Value,
     cache: &'static str,
 ) -> Response {
-    let mut resp = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    resp
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    rendered_response(status, content_type, bytes, cache)
 }
 
 /// DID documents change with key rotation and lifecycle; a minute of caching is safe because a
