@@ -30,6 +30,36 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Platform admin tokens besides the bootstrap token.
+    #[command(name = "admin-token")]
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create a platform admin token (printed once).
+    Create {
+        /// What it is for (shown by `list`).
+        #[arg(long, default_value = "admin token")]
+        name: String,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// List the platform admin tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Revoke a platform admin token by id, or `bootstrap` to retire the bootstrap token.
+    Revoke {
+        /// The token's id (from `list`), or `bootstrap`.
+        id: String,
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 #[derive(Debug, Subcommand)]

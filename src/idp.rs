@@ -22,6 +22,7 @@ use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
 use crate::tenancy::orgs::Orgs;
+use crate::tenancy::principals::Principals;
 use crate::tenancy::{Directory, cache_ttl};
 
 /// Every use case, each over exactly what it needs; the shared parts (directories, keys, caches
@@ -34,6 +35,8 @@ pub struct Idp {
     /// Digests of server-generated secrets (client secrets, admin tokens).
     pub digester: Arc<SecretDigester>,
     pub orgs: Orgs,
+    /// Admin credentials: API keys, platform admin tokens, the bootstrap token.
+    pub principals: Principals,
     pub agents: Agents,
     pub partner_admin: Partners,
     pub resolver: Arc<Resolver>,
@@ -54,6 +57,8 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     pub public_url: Url,
     pub access_token_ttl: i64,
+    /// Digest (and its key version) of the bootstrap token.
+    pub bootstrap: (i64, Vec<u8>),
 }
 
 const JWKS_ACCEPT: &str = "application/jwk-set+json, application/json";
@@ -107,6 +112,13 @@ impl Idp {
             replay: p.replay.clone(),
         });
         Idp {
+            principals: Principals::new(
+                p.stores.principals.clone(),
+                p.stores.meta.clone(),
+                digester.clone(),
+                p.bootstrap,
+                p.clock.clone(),
+            ),
             orgs: Orgs {
                 directory: directory.clone(),
                 keys: keys.clone(),

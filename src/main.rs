@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use agentidp::app::{App, Opening, rotate_keys_cli};
-use agentidp::config::{Cli, Command, KeysCommand};
+use agentidp::app::{App, Opening, admin_token_cli, rotate_keys_cli};
+use agentidp::config::{AdminTokenCommand, Cli, Command, KeysCommand};
 
 fn main() -> ExitCode {
     // An invalid value from an `AGENTIDP_*` variable is reported under the variable's name.
@@ -61,6 +61,18 @@ fn main() -> ExitCode {
                 for (slug, keys) in rotate_keys_cli(&settings, org.as_deref()).await? {
                     println!("{slug}: {}", keys.join(", "));
                 }
+                Ok(())
+            }
+            Command::AdminToken { command } => {
+                let settings = match &command {
+                    AdminTokenCommand::Create { settings, .. }
+                    | AdminTokenCommand::List { settings }
+                    | AdminTokenCommand::Revoke { settings, .. } => settings,
+                };
+                agentidp::telemetry::init_logging(&settings.log_format)
+                    .map_err(anyhow::Error::msg)?;
+                agentidp::app::check_settings(settings)?;
+                println!("{}", admin_token_cli(&command).await?);
                 Ok(())
             }
         }

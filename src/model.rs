@@ -145,6 +145,55 @@ string_id!(
     PartnerId
 );
 
+/// A role in an organization (INTERFACE.md "Organization administration"). `Owner`, `Admin` and
+/// `Member` are ranked; `Scim` is outside the ranking: an API key for the SCIM endpoints only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Scim,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Scim => "scim",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "owner" => Some(Self::Owner),
+            "admin" => Some(Self::Admin),
+            "member" => Some(Self::Member),
+            "scim" => Some(Self::Scim),
+            _ => None,
+        }
+    }
+    /// The rank of a ranked role (`None` for `Scim`): owner 3, admin 2, member 1.
+    pub fn rank(self) -> Option<u8> {
+        match self {
+            Role::Owner => Some(3),
+            Role::Admin => Some(2),
+            Role::Member => Some(1),
+            Role::Scim => None,
+        }
+    }
+    /// Whether a holder of `self` may act as `needed` requires: ranked roles include the ones
+    /// below them; `Scim` satisfies only `Scim` (and nothing satisfies `Scim` but `Scim`, owners
+    /// included: the SCIM endpoints take SCIM keys, people use the admin API).
+    pub fn satisfies(self, needed: Role) -> bool {
+        match (self.rank(), needed.rank()) {
+            (Some(have), Some(need)) => have >= need,
+            _ => self == needed,
+        }
+    }
+}
+
 /// Agent lifecycle. `Revoked` is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -313,9 +362,27 @@ pub fn rfc3339(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A Unix time from an RFC 3339 timestamp (any offset; fractions of a second dropped).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_round_trip() {
+        assert_eq!(parse_rfc3339("2026-12-01T10:00:00Z"), Some(1_796_119_200));
+        assert_eq!(parse_rfc3339(&rfc3339(1_796_119_200)), Some(1_796_119_200));
+        assert_eq!(
+            parse_rfc3339("2026-12-01T11:00:00+01:00"),
+            Some(1_796_119_200)
+        );
+        assert_eq!(parse_rfc3339("tomorrow"), None);
+    }
 
     #[test]
     fn slug_rules() {

@@ -2,10 +2,12 @@
 //! ([`startup`]), binds and wires the domain on one injected clock; [`App::run_until_stopped`]
 //! serves ([`serve`]) beside the background jobs ([`jobs`]) until shutdown.
 
+mod cli;
 pub mod jobs;
 pub mod serve;
 pub mod startup;
 
+pub use cli::admin_token_cli;
 pub use jobs::rotate_keys_cli;
 pub use serve::DRAIN_TIMEOUT;
 pub use startup::{Opening, check_settings, open_database, open_database_for};
@@ -313,11 +315,11 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         clock,
         public_url,
         access_token_ttl: settings.access_token_ttl_secs,
+        bootstrap: bootstrap.clone(),
     });
     Ok(AppState::new(crate::http::state::AppStateInner {
         idp: Arc::new(idp),
         metrics: crate::telemetry::metrics_handle(),
-        bootstrap: Arc::new(bootstrap),
         discovery: moka::future::Cache::builder()
             .max_capacity(10_000)
             .time_to_live(Duration::from_secs(60))

@@ -23,7 +23,7 @@ use crate::storage::{self, Event, Stores};
 
 const META_PUBLIC_URL: &str = "public_url";
 const META_MASTER_KEY_CHECK: &str = "master_key_check";
-const META_BOOTSTRAP: &str = "bootstrap_token_digest";
+use crate::tenancy::principals::{BOOTSTRAP_RETIRED, META_BOOTSTRAP};
 
 /// How to make a master key, for every message about a missing or malformed one.
 pub const MAKE_MASTER_KEY: &str = "make one with `openssl rand -base64 32`";
@@ -329,7 +329,20 @@ pub async fn bootstrap_token(
             new_token: None,
         });
     }
-    if let Some(v) = store.meta.get(META_BOOTSTRAP).await? {
+    let recorded = store.meta.get(META_BOOTSTRAP).await?;
+    if recorded.as_deref() == Some(BOOTSTRAP_RETIRED) {
+        tracing::info!(
+            "the bootstrap token is retired (agentidp admin-token revoke bootstrap): the admin API \
+             takes platform admin tokens and API keys; AGENTIDP_BOOTSTRAP_TOKEN brings one back"
+        );
+        return Ok(BootstrapToken {
+            // Version 0 is no digester's: nothing matches it.
+            digest: (0, Vec::new()),
+            new_token: None,
+            to_record: None,
+        });
+    }
+    if let Some(v) = recorded {
         let (ver, d) = v
             .split_once(':')
             .ok_or_else(|| anyhow!("corrupt bootstrap token digest"))?;

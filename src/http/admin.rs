@@ -18,7 +18,7 @@ use super::openapi::{
 use super::state::AppState;
 use crate::admin_error::IfMatch;
 use crate::tenancy::agents::{self, AgentInput, AgentResponse};
-use crate::tenancy::orgs::{KeysResponse, OrgResponse};
+use crate::tenancy::orgs::{KeyRevokedResponse, KeysResponse, OrgResponse};
 use crate::tenancy::{AgentStatus, orgs};
 
 pub type ApiResult = Result<Response, ApiError>;
@@ -158,6 +158,7 @@ pub fn with_etag(status: StatusCode, v: impl Serialize, version: i64) -> Respons
     post,
     path = "/api/v1/orgs",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("platform"))),
     request_body = NewOrg,
     responses(
         (status = 201, description = "The organization", body = OrgResponse),
@@ -178,6 +179,7 @@ pub async fn orgs_post(
     get,
     path = "/api/v1/orgs",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("authenticated"))),
     params(Page),
     responses(
         (status = 200, description = "A page of organizations", body = ListResponse<OrgResponse>),
@@ -198,6 +200,7 @@ pub async fn orgs_get(
     get,
     path = "/api/v1/orgs/{org}",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(OrgPath),
     responses(
         (status = 200, description = "The organization", body = OrgResponse),
@@ -224,6 +227,7 @@ pub async fn org_get(
     patch,
     path = "/api/v1/orgs/{org}",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(OrgPath),
     request_body = OrgPatch,
     responses(
@@ -243,11 +247,12 @@ pub async fn org_patch(
 }
 
 /// Deletes an organization: a tombstone (the slug, issuer and DID stay retired), its agents
-/// revoked, its keys unpublished. Platform admins only.
+/// revoked, its keys unpublished. Owners (and platform admins) only.
 #[utoipa::path(
     delete,
     path = "/api/v1/orgs/{org}",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("owner"))),
     params(OrgPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -268,6 +273,7 @@ pub async fn org_delete(
     get,
     path = "/api/v1/orgs/{org}/keys",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(OrgPath),
     responses(
         (status = 200, description = "The organization's keys", body = KeysResponse),
@@ -294,6 +300,7 @@ pub async fn keys_get(
     post,
     path = "/api/v1/orgs/{org}/keys/rotate",
     tag = "orgs",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(OrgPath),
     responses(
         (status = 201, description = "The new keys", body = KeysResponse),
@@ -308,12 +315,45 @@ pub async fn keys_rotate_post(
     Ok(created(s.idp.orgs.rotate_keys(&p, &org).await?))
 }
 
+/// `{org}` and `{kid}` of `/api/v1/orgs/{org}/keys/{kid}/revoke`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyPath {
+    /// The organization's slug.
+    pub org: String,
+    /// The key's `kid`.
+    pub kid: String,
+}
+
+/// Revokes a compromised signing key: it leaves the JWKS and the DID document at once and the
+/// tokens it signed stop introspecting as active. When it was the key signing for its algorithm,
+/// a new key is activated immediately (no pre-publication delay), as the answer says.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/keys/{kid}/revoke",
+    tag = "orgs",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(KeyPath),
+    responses(
+        (status = 200, description = "The revoked key and its replacement, if any", body = KeyRevokedResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn key_revoke_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(KeyPath { org, kid }): Path<KeyPath>,
+) -> ApiResult {
+    Ok(Json(s.idp.orgs.revoke_key(&p, &org, &kid).await?).into_response())
+}
+
 /// Registers an agent: secret-based (the `client_secret` is in this answer only) or
 /// `private_key_jwt` with `jwks` or `jwks_uri`. `name` and `scopes` are required.
 #[utoipa::path(
     post,
     path = "/api/v1/orgs/{org}/agents",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(OrgPath),
     request_body = AgentInput,
     responses(
@@ -339,6 +379,7 @@ pub async fn agents_post(
     get,
     path = "/api/v1/orgs/{org}/agents",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(OrgPath, Page),
     responses(
         (status = 200, description = "A page of agents", body = ListResponse<AgentResponse>),
@@ -371,6 +412,7 @@ pub async fn agents_get(
     get,
     path = "/api/v1/orgs/{org}/agents/{id}",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
@@ -391,6 +433,7 @@ pub async fn agent_get(
     patch,
     path = "/api/v1/orgs/{org}/agents/{id}",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath, IfMatchHeader),
     request_body = AgentInput,
     responses(
@@ -419,6 +462,7 @@ pub async fn agent_patch(
     delete,
     path = "/api/v1/orgs/{org}/agents/{id}",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -459,6 +503,7 @@ fn agent_answer(agent: &crate::tenancy::Agent, org: &str) -> Response {
     post,
     path = "/api/v1/orgs/{org}/agents/{id}/suspend",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
@@ -478,6 +523,7 @@ pub async fn agent_suspend_post(
     post,
     path = "/api/v1/orgs/{org}/agents/{id}/reactivate",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
@@ -497,6 +543,7 @@ pub async fn agent_reactivate_post(
     post,
     path = "/api/v1/orgs/{org}/agents/{id}/revoke",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The agent", body = AgentResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
@@ -525,6 +572,7 @@ pub struct RotateSecret {
     post,
     path = "/api/v1/orgs/{org}/agents/{id}/rotate-secret",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     request_body(content = Option<RotateSecret>, description = "Optional: an empty body rotates without a grace period (the Content-Type is not checked)", content_type = "application/json"),
     responses(
@@ -547,20 +595,22 @@ pub async fn agent_rotate_secret_post(
             "the request body is unreadable or too large",
         )
     })?;
-    let grace = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        ApiError::require_object(&body, true)?;
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        // `null` reads as no body, as the document's `RotateSecret | null` says.
-        let b: Option<RotateSecret> =
-            serde_path_to_error::deserialize(de).map_err(ApiError::from_json)?;
-        b.and_then(|b| b.grace_period_secs)
-    };
+    let grace = optional_body::<RotateSecret>(&body)?.and_then(|b| b.grace_period_secs);
     let (agent, secret) = s.idp.agents.rotate_secret(&p, &org, &id, grace).await?;
     Ok(with_etag(
         StatusCode::OK,
         agents::view(&agent, Some(&org), Some(&secret)),
         agent.version,
     ))
+}
+
+/// An optional JSON object body: empty (or whitespace) and `null` read as none, as the
+/// document's `T | null` says.
+pub fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    ApiError::require_object(body, true)?;
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(ApiError::from_json)
 }

@@ -257,6 +257,7 @@ pub async fn agent_card_get(
     get,
     path = "/api/v1/orgs/{org}/agents/{id}/card",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The card metadata", body = CardMeta),
@@ -276,6 +277,7 @@ pub async fn agent_card_meta_get(
     put,
     path = "/api/v1/orgs/{org}/agents/{id}/card",
     tag = "agents",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     request_body = CardMeta,
     responses(

@@ -208,6 +208,16 @@ impl ApiError {
             "a valid admin bearer token is required",
         )
     }
+    pub fn forbidden(d: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", d)
+    }
+    pub fn unavailable(d: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            d,
+        )
+    }
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such object")
     }

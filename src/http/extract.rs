@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, OAuthResponse};
 use super::state::AppState;
-use crate::limiter::Subject;
 use crate::model::Secret;
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::OAuthError;
@@ -151,40 +150,22 @@ pub fn bearer_from_header(headers: &HeaderMap) -> Option<Secret> {
         .then(|| Secret::new(token.trim()))
 }
 
-/// The authenticated admin principal. A wrong token counts against the client IP's failed
-/// authentications (`AGENTIDP_AUTH_FAILURE_LIMIT`); an address over its limit is answered 429
-/// before its token is looked at. Refusals are logged at INFO (the request span carries the
-/// request id; the token never appears).
+/// The authorized admin principal, as [`super::authz::authorize`] left it (every admin route is
+/// behind that layer; a handler outside it gets 401).
 pub struct Admin(pub Principal);
 
 impl FromRequestParts<AppState> for Admin {
-    type Rejection = axum::response::Response;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        _state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        use axum::response::IntoResponse;
-        let ip = client_ip_of(parts, state);
-        let subjects = [Subject::Ip(ip)];
-        if let Some(retry) = state.auth_failures.refused(&subjects) {
-            tracing::info!(event = "admin.rate_limited", client_ip = %ip, retry_after = retry.0, "admin request refused: too many failed authentications");
-            crate::telemetry::auth_failure("admin", "rate_limited");
-            return Err(super::error::admin_rate_limited(retry));
-        }
-        let Some(token) = bearer_from_header(&parts.headers) else {
-            tracing::info!(event = "admin.unauthorized", client_ip = %ip, reason = "no bearer token", "admin request refused");
-            return Err(ApiError::unauthorized().into_response());
-        };
-        match state.admin_principal(&token) {
-            Some(p) => Ok(Admin(p)),
-            None => {
-                state.auth_failures.failed(&subjects).await;
-                tracing::info!(event = "admin.unauthorized", client_ip = %ip, reason = "unknown token", "admin request refused");
-                crate::telemetry::auth_failure("admin", "invalid_token");
-                Err(ApiError::unauthorized().into_response())
-            }
-        }
+        parts
+            .extensions
+            .get::<super::authz::Authorized>()
+            .map(|a| Admin(a.0.clone()))
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 

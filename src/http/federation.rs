@@ -52,7 +52,11 @@ pub async fn verify_post(
         return BearerError(None).into_response();
     };
     let now = state.idp.clock.now();
-    if state.admin_principal(&token).is_none()
+    let platform = matches!(
+        state.idp.principals.authenticate(&token, ip).await,
+        Ok(p) if p.is_platform()
+    );
+    if !platform
         && let Err(e) = state
             .idp
             .oauth
@@ -99,6 +103,7 @@ pub async fn verify_post(
     post,
     path = "/api/v1/orgs/{org}/partners",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(OrgPath),
     request_body = PartnerInput,
     responses(
@@ -124,6 +129,7 @@ pub async fn partners_post(
     get,
     path = "/api/v1/orgs/{org}/partners",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(OrgPath, Page),
     responses(
         (status = 200, description = "A page of partners", body = ListResponse<PartnerResponse>),
@@ -155,6 +161,7 @@ pub async fn partners_get(
     get,
     path = "/api/v1/orgs/{org}/partners/{id}",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("member"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
@@ -176,6 +183,7 @@ pub async fn partner_get(
     patch,
     path = "/api/v1/orgs/{org}/partners/{id}",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath, IfMatchHeader),
     request_body = PartnerInput,
     responses(
@@ -212,6 +220,7 @@ fn partner_answer(partner: &crate::federation::Partner) -> Response {
     delete,
     path = "/api/v1/orgs/{org}/partners/{id}",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -251,6 +260,7 @@ async fn set_enabled(
     post,
     path = "/api/v1/orgs/{org}/partners/{id}/disable",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),
@@ -270,6 +280,7 @@ pub async fn partner_disable_post(
     post,
     path = "/api/v1/orgs/{org}/partners/{id}/enable",
     tag = "partners",
+    extensions(("x-agentidp-role" = json!("admin"))),
     params(ObjectPath),
     responses(
         (status = 200, description = "The partner", body = PartnerResponse, headers(("ETag" = String, description = "The object's version (RFC 9110 §8.8.3); send it in `If-Match` to update only that version"))),

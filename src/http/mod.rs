@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, middleware and every response mapping. Nothing outside `app` imports it.
 
 pub mod admin;
+pub mod authz;
 pub mod did;
 pub mod error;
 pub mod extract;
@@ -9,6 +10,7 @@ pub mod oauth;
 pub mod observe;
 pub mod oidc;
 pub mod openapi;
+pub mod principals;
 pub mod state;
 
 use axum::Router;
@@ -177,7 +179,12 @@ pub fn router(state: AppState) -> Router {
 
     // The admin API and its OpenAPI document come from the same registrations.
     let (admin, doc) = openapi::admin_routes().split_for_parts();
+    let requirements = authz::RequirementTable::from_document(&doc);
     let admin = admin
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), requirements),
+            authz::authorize,
+        ))
         .layer(openapi::Document::extension(&doc))
         .layer(middleware::from_fn(no_store))
         .layer(middleware::from_fn(log_admin_change));

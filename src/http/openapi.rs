@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorResponse;
 use super::state::AppState;
-use super::{admin, did, federation};
+use super::{admin, did, federation, principals};
 
 /// The name of the admin bearer security scheme (also spelled out in `security(...)` below).
 pub const BEARER: &str = "admin_token";
@@ -30,10 +30,14 @@ pub const BEARER: &str = "admin_token";
 #[openapi(
     info(
         title = "agentidp admin API",
-        description = "Organizations, their signing keys, agents, federation partners and agent \
-                       card metadata. Every call but this document's needs `Authorization: Bearer` \
-                       with an admin token. An object of another organization answers 404, \
-                       exactly as one that does not exist.",
+        description = "Organizations, their signing keys, agents, federation partners, API keys \
+                       and agent card metadata. Every call but this document's needs \
+                       `Authorization: Bearer` with a platform admin token or an organization API \
+                       key. Each operation's `x-agentidp-role` names what it needs: `platform`, \
+                       `authenticated` (any principal), or a role in the path's organization \
+                       (`owner` > `admin` > `member`; `scim` only for SCIM keys). An object of \
+                       another organization answers 404, exactly as one that does not exist; a \
+                       principal of the organization without the role gets 403.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerScheme),
@@ -43,6 +47,7 @@ pub const BEARER: &str = "admin_token";
         (name = "orgs", description = "Organizations (each its own issuer) and their signing keys"),
         (name = "agents", description = "Agents (OAuth clients) of an organization"),
         (name = "partners", description = "Federation partners of an organization"),
+        (name = "api-keys", description = "API keys of an organization: principals with a role"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -54,7 +59,11 @@ impl Modify for BearerScheme {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.description = Some("A platform admin token (the bootstrap token).".into());
+        http.description = Some(
+            "A platform admin token (the bootstrap token or one made with `agentidp admin-token \
+             create`, `aidp_p_…`) or an organization API key (`aidp_k_…`)."
+                .into(),
+        );
         components.add_security_scheme(BEARER, SecurityScheme::Http(http));
     }
 }
@@ -66,6 +75,10 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::org_get, admin::org_patch, admin::org_delete))
         .routes(routes!(admin::keys_get))
         .routes(routes!(admin::keys_rotate_post))
+        .routes(routes!(admin::key_revoke_post))
+        .routes(routes!(principals::api_keys_post, principals::api_keys_get))
+        .routes(routes!(principals::api_key_delete))
+        .routes(routes!(principals::api_key_rotate_post))
         .routes(routes!(admin::agents_post, admin::agents_get))
         .routes(routes!(
             admin::agent_get,
@@ -112,6 +125,7 @@ impl Document {
     get,
     path = "/api/v1/openapi.json",
     tag = "meta",
+    extensions(("x-agentidp-role" = json!("public"))),
     security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object)),
 )]

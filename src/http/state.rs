@@ -5,8 +5,6 @@ use std::sync::Arc;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::idp::Idp;
-use crate::model::Secret;
-use crate::tenancy::access::Principal;
 
 /// Cloned by every extractor of every request: one reference count, not one per field (the
 /// clone and drop of the fields' handles showed as 2.7% of a JWKS request's profile).
@@ -29,8 +27,6 @@ impl std::ops::Deref for AppState {
 pub struct AppStateInner {
     pub idp: Arc<Idp>,
     pub metrics: Option<PrometheusHandle>,
-    /// Digest (and its key version) of the platform-admin bootstrap token.
-    pub bootstrap: Arc<(i64, Vec<u8>)>,
     /// Serialized discovery documents by organization id.
     pub discovery: moka::future::Cache<String, axum::body::Bytes>,
     /// Per-client-address limit on resolutions that fetch a foreign DID (no open proxy).
@@ -44,16 +40,4 @@ pub struct AppStateInner {
     /// Whether the main router serves `/metrics` (not when `AGENTIDP_METRICS_BIND` gives it a
     /// listener of its own).
     pub metrics_on_main: bool,
-}
-
-impl AppState {
-    /// Maps an admin bearer token to its principal. Only the bootstrap token exists so far;
-    /// organization API keys plug in here.
-    pub fn admin_principal(&self, token: &Secret) -> Option<Principal> {
-        let (version, digest) = self.bootstrap.as_ref();
-        self.idp
-            .digester
-            .verify(token.expose(), *version, digest)
-            .then_some(Principal::Platform)
-    }
 }

@@ -380,6 +380,97 @@ impl KeyService {
 }
 
 /// A loaded key signs JWSs for [`crate::jose::sign`].
+/// What revoking a key did: the key, and the key that replaced it when it was the one signing
+/// for its algorithm (active at once, without the pre-publication delay).
+pub struct Revoked {
+    pub kid: String,
+    pub alg: Alg,
+    pub replacement: Option<KeyRecord>,
+}
+
+impl KeyService {
+    /// Revokes a compromised key of `org` at `now`: it leaves the JWKS and the DID document at
+    /// once (removed, not retired), so tokens it signed no longer verify. When it was the key
+    /// signing for its algorithm, a new key of that algorithm signs from `now` on: relying
+    /// parties fetch the JWKS again on an unknown `kid`, and waiting out the activation delay
+    /// would leave the algorithm without a key. `Ok(None)`: no such published key.
+    pub async fn revoke(
+        &self,
+        org: &OrgRecord,
+        kid: &str,
+        now: i64,
+    ) -> Result<Option<Revoked>, KeyError> {
+        let records = self.store.list(&org.id, now).await?;
+        let Some(target) = records.iter().find(|k| k.kid == kid) else {
+            return Ok(None);
+        };
+        let was_signing = key_state(
+            target.activates_at,
+            target.retires_at,
+            target.removed_at,
+            now,
+        ) == KeyState::Active
+            && records
+                .iter()
+                .filter(|k| {
+                    k.alg == target.alg
+                        && key_state(k.activates_at, k.retires_at, k.removed_at, now)
+                            == KeyState::Active
+                })
+                .max_by_key(|k| (k.activates_at, k.created_at))
+                .is_some_and(|k| k.kid == target.kid);
+        let replacement = if was_signing {
+            let dek = Arc::new(self.master.unwrap_data_key(
+                &org.id,
+                org.dek_mk_version,
+                &org.dek_wrapped,
+            )?);
+            let alg = target.alg;
+            let g = tokio::task::spawn_blocking(move || signing::generate(alg))
+                .await
+                .map_err(|_| KeyError::Join)??;
+            Some(KeyRecord {
+                org_id: org.id.clone(),
+                kid: g.kid.clone(),
+                alg,
+                public_jwk: g.public_jwk.to_string(),
+                private_enc: dek.seal_private_key(&org.id, &g.kid, alg.as_str(), &g.pkcs8),
+                created_at: now,
+                activates_at: now,
+                retires_at: None,
+                removed_at: None,
+            })
+        } else {
+            None
+        };
+        let event = Event {
+            org_id: Some(org.id.clone()),
+            kind: "key.revoked",
+            subject: target.kid.clone(),
+            data: serde_json::json!({
+                "kid": target.kid,
+                "alg": target.alg.as_str(),
+                "replacement_kid": replacement.as_ref().map(|k| k.kid.as_str()),
+            }),
+            at: now,
+        };
+        let retire = [(
+            target.kid.clone(),
+            now.min(target.retires_at.unwrap_or(now)),
+            now,
+        )];
+        self.store
+            .rotate(&org.id, replacement.as_slice(), &retire, &event)
+            .await?;
+        self.invalidate(&org.id).await;
+        Ok(Some(Revoked {
+            kid: target.kid.clone(),
+            alg: target.alg,
+            replacement,
+        }))
+    }
+}
+
 impl crate::jose::JwsSigner for LoadedKey {
     fn alg(&self) -> &str {
         self.alg.as_str()

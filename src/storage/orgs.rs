@@ -32,6 +32,8 @@ pub trait OrgStore: Send + Sync + 'static {
     -> StorageResult<()>;
     /// The live organization with this slug.
     async fn by_slug(&self, slug: &str) -> StorageResult<Option<OrgRecord>>;
+    /// The live organization with this id.
+    async fn by_id(&self, id: &str) -> StorageResult<Option<OrgRecord>>;
     /// Live organizations ordered by id, after the cursor.
     async fn list(&self, after: Option<&str>, limit: i64) -> StorageResult<Vec<OrgRecord>>;
     /// `(id, slug)` of every live organization, by id.
@@ -117,6 +119,20 @@ impl OrgStore for Db {
                  updated_at FROM orgs WHERE slug = $1 AND deleted_at IS NULL",
             )
             .bind(slug)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?
+        });
+        Ok(row.map(Into::into))
+    }
+
+    async fn by_id(&self, id: &str) -> StorageResult<Option<OrgRecord>> {
+        let row: Option<OrgRow> = on_db!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, slug, name, issuer, did, dek_wrapped, dek_mk_version, created_at, \
+                 updated_at FROM orgs WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(id)
             .fetch_optional(pool)
             .await
             .map_err(db_err)?

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod agents;
 pub mod orgs;
+pub mod principals;
 
 use std::sync::Arc;
 use std::time::Duration;

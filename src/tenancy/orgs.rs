@@ -111,6 +111,15 @@ impl Orgs {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OrgRecord>, AdminError> {
+        // An organization's own principal sees its organization only: one row, not a filtered
+        // page of everyone's (which would page through every organization to find it).
+        if let Some(own) = principal.org_id() {
+            let org = self.directory.org_store().by_id(own).await?;
+            return Ok(org
+                .filter(|o| after.is_none_or(|a| o.id.as_str() > a))
+                .into_iter()
+                .collect());
+        }
         let all = self.directory.org_store().list(after, limit).await?;
         Ok(all
             .into_iter()
@@ -150,11 +159,7 @@ impl Orgs {
 
     /// Tombstones the organization; its agents are revoked and its keys leave the JWKS.
     pub async fn delete(&self, principal: &Principal, slug: &str) -> Result<(), AdminError> {
-        if !principal.is_platform() {
-            visible(&self.directory, principal, slug, Action::Write).await?;
-            return Err(AdminError::Forbidden);
-        }
-        let org = visible(&self.directory, principal, slug, Action::Write).await?;
+        let org = visible(&self.directory, principal, slug, Action::Own).await?;
         let now = self.clock.now();
         let event = Event {
             org_id: Some(org.id.clone()),
@@ -203,6 +208,52 @@ impl Orgs {
         .await
     }
 
+    /// Revokes a compromised signing key: out of the JWKS and DID document at once, its tokens
+    /// inactive; when it was signing, a replacement signs at once (said in the answer).
+    pub async fn revoke_key(
+        &self,
+        principal: &Principal,
+        slug: &str,
+        kid: &str,
+    ) -> Result<KeyRevokedResponse, AdminError> {
+        let org = visible(&self.directory, principal, slug, Action::Write).await?;
+        let now = self.clock.now();
+        let done = self
+            .keys
+            .revoke(&org, kid, now)
+            .await?
+            .ok_or(AdminError::NotFound)?;
+        self.directory
+            .invalidate(Invalidation::Keys {
+                org_id: org.id.to_string(),
+            })
+            .await;
+        let replacement = match &done.replacement {
+            Some(r) => self
+                .keys_view(&org, now, Some(std::slice::from_ref(&r.kid)))
+                .await?
+                .keys
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        let note = match &replacement {
+            Some(r) => format!(
+                "{} was the active {} key: {} was created and signs from now on, without the \
+                 usual pre-publication delay",
+                done.kid, done.alg, r.kid
+            ),
+            None => format!("{} was not signing; no replacement was needed", done.kid),
+        };
+        Ok(KeyRevokedResponse {
+            kid: done.kid,
+            alg: done.alg.to_string(),
+            revoked_at: rfc3339(now),
+            replacement,
+            note,
+        })
+    }
+
     /// Every published key of the organization with its lifecycle state.
     pub async fn keys_view(
         &self,
@@ -245,6 +296,19 @@ pub async fn visible(
         AccessError::Forbidden => AdminError::Forbidden,
     })?;
     Ok(org)
+}
+
+/// The answer of `POST .../keys/{kid}/revoke`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyRevokedResponse {
+    pub kid: String,
+    pub alg: String,
+    #[schema(format = DateTime)]
+    pub revoked_at: String,
+    /// The key activated at once in its place, when the revoked key was the one signing.
+    pub replacement: Option<KeyResponse>,
+    /// What happened, in words.
+    pub note: String,
 }
 
 /// An organization's keys (`GET .../keys`, `POST .../keys/rotate`).

@@ -292,7 +292,160 @@ async fn key_admin_calls_are_scoped_and_authenticated(backend: Backend) {
     }
 }
 
+/// A compromised key (issue 11 point 7): revoked, it leaves the JWKS and the DID document at
+/// once and its tokens stop introspecting as active; being the active key, a replacement signs
+/// at once (no pre-publication delay, even with a long one configured), as the answer says. A
+/// pending key goes without a replacement; an unknown or another organization's kid is 404.
+async fn a_compromised_key_is_revoked_at_once(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.key_activation_delay_secs = Some(3600)).await;
+    let org = app.create_org().await;
+    let other = app.create_org().await;
+    let agent = app.create_agent(&org, &["read"]).await;
+    let caller = app.create_agent(&org, &[]).await;
+    let t = app.token(&org, &agent, &[]).await;
+    let old_token = t["access_token"].as_str().unwrap().to_owned();
+    let kid = kid_of(&old_token);
+    assert_eq!(
+        app.introspect(&org, &caller, &old_token).await["active"],
+        true
+    );
+    let did_doc = |app: &TestApp| {
+        let url = format!("{}/did.json", org.issuer);
+        let app = app.http.clone();
+        async move { app.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    assert!(did_doc(&app).await.contains(&kid));
+
+    // Another organization cannot name it.
+    let (st, _) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/{kid}/revoke", other.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(kids(&org_jwks(&app, &org).await).contains(&kid));
+
+    let (st, v) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/{kid}/revoke", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["kid"], kid.as_str());
+    let replacement = v["replacement"]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(v["replacement"]["state"], "active", "{v}");
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap()
+            .contains("without the usual pre-publication delay"),
+        "{v}"
+    );
+
+    let jwks = org_jwks(&app, &org).await;
+    assert!(!kids(&jwks).contains(&kid), "{jwks}");
+    assert!(kids(&jwks).contains(&replacement));
+    assert!(!did_doc(&app).await.contains(&kid));
+    assert_eq!(
+        app.introspect(&org, &caller, &old_token).await["active"],
+        false
+    );
+    let (st, _, _) = app.agent_info(&org, &old_token).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // New tokens are signed by the replacement at once, and verify.
+    let fresh = app.token(&org, &agent, &[]).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kid_of(&fresh), replacement);
+    verify_access_token(&fresh, &jwks, &org.issuer, &org.issuer);
+    assert_eq!(app.introspect(&org, &caller, &fresh).await["active"], true);
+
+    // Gone is gone: again is 404, as is a kid that never existed.
+    let (st, _) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/{kid}/revoke", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/nope/revoke", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // A pending key: removed, nothing replaces it, the active keys stay.
+    let rotated = rotate(&app, &org).await;
+    let pending = rotated["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let (st, v) = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/{pending}/revoke", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["replacement"].is_null(), "{v}");
+    let after = kids(&org_jwks(&app, &org).await);
+    assert!(!after.contains(&pending) && after.contains(&replacement));
+}
+
+/// Revoked through one instance, the key is gone from the other's JWKS and its tokens inactive
+/// there at the next request (Redis invalidation; PostgreSQL + Redis only).
+async fn a_key_revoked_on_one_instance_is_gone_on_the_other(backend: Backend) {
+    let Backend::Postgres {
+        redis_url: Some(_), ..
+    } = &backend
+    else {
+        return;
+    };
+    let (a, b) = two_instances(backend).await;
+    let org = a.create_org().await;
+    let agent = a.create_agent(&org, &["read"]).await;
+    let caller = a.create_agent(&org, &[]).await;
+    let token = a.token(&org, &agent, &[]).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kid = kid_of(&token);
+    let via_b = TestOrg {
+        issuer: format!("{}/orgs/{}", b.base, org.slug),
+        ..org.clone()
+    };
+    // Warm b's caches.
+    assert!(kids(&org_jwks(&b, &via_b).await).contains(&kid));
+    assert_eq!(b.introspect(&via_b, &caller, &token).await["active"], true);
+    let (st, _) = a
+        .admin(
+            Method::POST,
+            &format!("/api/v1/orgs/{}/keys/{kid}/revoke", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let start = std::time::Instant::now();
+    while kids(&org_jwks(&b, &via_b).await).contains(&kid) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "still published by b"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.introspect(&via_b, &caller, &token).await["active"], false);
+}
+
 on_all_backends!(
+    a_compromised_key_is_revoked_at_once,
+    a_key_revoked_on_one_instance_is_gone_on_the_other,
     rotation_signs_with_new_keys_and_keeps_old_ones_published,
     pending_keys_are_published_before_they_sign,
     key_admin_calls_are_scoped_and_authenticated,

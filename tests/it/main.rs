@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_api;
+mod api_keys;
 mod attacks;
 mod auth_hardening;
 mod caches;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod metrics;
 mod openapi;
 mod private_key_jwt;
+mod roles;
 mod scale_out;
 mod schemas;
 mod startup;

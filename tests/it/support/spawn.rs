@@ -241,3 +241,19 @@ impl Drop for Cleanup {
         }
     }
 }
+
+/// Two instances over one PostgreSQL database (and Redis when the backend has it), sharing one
+/// clock and one public URL; the first owns the database's clean-up. PostgreSQL only.
+pub async fn two_instances(backend: Backend) -> (TestApp, TestApp) {
+    assert!(
+        matches!(backend, Backend::Postgres { .. }),
+        "two instances need PostgreSQL"
+    );
+    let (settings, cleanup) = test_settings(&backend).await;
+    let clock = Arc::new(OffsetClock::new());
+    let one = spawn_with_clock(settings.clone(), Some(cleanup), clock.clone()).await;
+    let mut s2 = settings;
+    s2.public_url = Some(one.base.clone());
+    let two = spawn_with_clock(s2, None, clock).await;
+    (one, two)
+}
