@@ -28,6 +28,8 @@ impl std::ops::Deref for AppState {
 
 pub struct AppStateInner {
     pub idp: Arc<Idp>,
+    /// Whether this instance leads the background jobs (`/readyz`, `agentidp_leader`).
+    pub leader: crate::app::leader::Leadership,
     pub metrics: Option<PrometheusHandle>,
     /// Digest (and its key version) of the platform-admin bootstrap token.
     pub bootstrap: Arc<(i64, Vec<u8>)>,
