@@ -52,10 +52,10 @@ async fn readyz_get(State(state): State<AppState>) -> Response {
     let meta = &state.idp.stores.meta;
     let leader = state.leader.is_leader();
     match meta.ping().await {
-        Ok(()) => axum::Json(
-            json!({"status": "ready", "database": meta.backend(), "leader": leader}),
-        )
-        .into_response(),
+        Ok(()) => {
+            axum::Json(json!({"status": "ready", "database": meta.backend(), "leader": leader}))
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (

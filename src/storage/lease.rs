@@ -23,22 +23,25 @@ pub struct LeaderLock(Inner);
 
 enum Inner {
     Always,
-    Postgres {
-        opts: PgConnectOptions,
-        conn: Option<PgConnection>,
-        held: bool,
-    },
+    Postgres(Box<PgLease>),
+}
+
+/// The connection options, the dedicated connection (when open) and whether it holds the lock.
+struct PgLease {
+    opts: PgConnectOptions,
+    conn: Option<PgConnection>,
+    held: bool,
 }
 
 impl LeaderLock {
     pub(super) fn new(db: &Db) -> Self {
         match db {
             Db::Sqlite(_) => LeaderLock(Inner::Always),
-            Db::Postgres(pool) => LeaderLock(Inner::Postgres {
+            Db::Postgres(pool) => LeaderLock(Inner::Postgres(Box::new(PgLease {
                 opts: (*pool.connect_options()).clone(),
                 conn: None,
                 held: false,
-            }),
+            }))),
         }
     }
 
@@ -46,9 +49,10 @@ impl LeaderLock {
     /// or tries to take the lock (connecting first when needed). An error (the connection lost,
     /// the database unreachable) means not leading; the next call starts over.
     pub async fn refresh(&mut self) -> StorageResult<bool> {
-        let Inner::Postgres { opts, conn, held } = &mut self.0 else {
+        let Inner::Postgres(lease) = &mut self.0 else {
             return Ok(true);
         };
+        let PgLease { opts, conn, held } = &mut **lease;
         if conn.is_none() {
             *held = false;
             let c = tokio::time::timeout(PG_CONNECT_TIMEOUT, PgConnection::connect_with(opts))
@@ -92,7 +96,9 @@ impl LeaderLock {
 
     /// Gives leadership up (the instance stops): closes the connection, which releases the lock.
     pub async fn release(self) {
-        if let Inner::Postgres { conn: Some(c), .. } = self.0 {
+        if let Inner::Postgres(lease) = self.0
+            && let Some(c) = lease.conn
+        {
             let _ = c.close().await;
         }
     }

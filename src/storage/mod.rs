@@ -173,7 +173,10 @@ pub(crate) trait ScopedPool {
 impl ScopedPool for SqlitePool {
     type Db = sqlx::Sqlite;
     type Conn = sqlx::pool::PoolConnection<sqlx::Sqlite>;
-    async fn begin_in(&self, _: Scope<'_>) -> StorageResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+    async fn begin_in(
+        &self,
+        _: Scope<'_>,
+    ) -> StorageResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         self.begin().await.map_err(db_err)
     }
     async fn scoped(&self, _: Scope<'_>) -> StorageResult<Self::Conn> {
@@ -478,7 +481,8 @@ impl Db {
         match r {
             Ok(v) => Ok(v),
             Err(sqlx::Error::Database(d))
-                if d.code().as_deref() == Some("42P01") || d.message().contains("no such table") =>
+                if d.code().as_deref() == Some("42P01")
+                    || d.message().contains("no such table") =>
             {
                 Ok(None)
             }

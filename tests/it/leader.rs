@@ -106,11 +106,15 @@ async fn one_leader_at_a_time_and_it_moves_when_the_leader_is_killed() {
     })
     .await;
     assert!(took < Duration::from_secs(10), "took {took:?}");
-    within(Duration::from_secs(10), "the purge runs on the new leader", async || {
-        metrics(&follower)
-            .await
-            .contains("agentidp_job_runs_total{job=\"purge_expired\",outcome=\"ok\"}")
-    })
+    within(
+        Duration::from_secs(10),
+        "the purge runs on the new leader",
+        async || {
+            metrics(&follower)
+                .await
+                .contains("agentidp_job_runs_total{job=\"purge_expired\",outcome=\"ok\"}")
+        },
+    )
     .await;
     assert!(metrics(&follower).await.contains("agentidp_leader 1"));
     eprintln!("leadership moved {took:?} after the leader was killed");

@@ -162,12 +162,18 @@ async fn a_query_without_the_setting_sees_no_rows() {
     .fetch_one(pool)
     .await
     .unwrap();
-    assert_eq!((user.as_str(), bypass, superuser), ("agentidp_app", false, false));
+    assert_eq!(
+        (user.as_str(), bypass, superuser),
+        ("agentidp_app", false, false)
+    );
     let through_pool: i64 = sqlx::query_scalar("SELECT count(*) FROM agents")
         .fetch_one(pool)
         .await
         .unwrap();
-    assert_eq!(through_pool, 0, "a pooled query outside a scope sees nothing");
+    assert_eq!(
+        through_pool, 0,
+        "a pooled query outside a scope sees nothing"
+    );
 
     let mut conn = PgConnection::connect(&pg.url).await.unwrap();
     let tables = tenant_tables(&mut conn).await;
@@ -230,7 +236,10 @@ async fn a_query_without_the_setting_sees_no_rows() {
         .execute(&mut *tx)
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("row-level security"), "A wrote B's row: {e}");
+    assert!(
+        e.to_string().contains("row-level security"),
+        "A wrote B's row: {e}"
+    );
     tx.rollback().await.unwrap();
     // The setting was the transaction's only.
     let n = count(&mut conn, "SELECT count(*) FROM agents".into(), None).await;
@@ -298,7 +307,10 @@ async fn every_tenant_table_has_row_level_security() {
                 "{t} (enabled {enabled}, forced {forced}, policies on agentidp.org_id {keyed})"
             ));
         }
-        assert_ne!(owner, "agentidp_app", "{t} is owned by the application role");
+        assert_ne!(
+            owner, "agentidp_app",
+            "{t} is owned by the application role"
+        );
     }
     assert!(
         missing.is_empty(),
@@ -324,8 +336,11 @@ struct OwnRole {
 
 impl Drop for OwnRole {
     fn drop(&mut self) {
-        let (admin_url, user, dbname) =
-            (self.admin_url.clone(), self.user.clone(), self.dbname.clone());
+        let (admin_url, user, dbname) = (
+            self.admin_url.clone(),
+            self.user.clone(),
+            self.dbname.clone(),
+        );
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -337,7 +352,9 @@ impl Drop for OwnRole {
                         format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"),
                         format!("DROP ROLE IF EXISTS {user}"),
                     ] {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut conn)
+                            .await;
                     }
                 }
             });
@@ -381,7 +398,10 @@ async fn a_user_that_may_not_take_the_role_is_told_what_to_run() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(refused.contains("may not SET ROLE agentidp_app"), "{refused}");
+    assert!(
+        refused.contains("may not SET ROLE agentidp_app"),
+        "{refused}"
+    );
     assert!(
         refused.contains(&format!("GRANT agentidp_app TO \"{user}\"")),
         "{refused}"
@@ -411,4 +431,58 @@ async fn a_user_that_may_not_take_the_role_is_told_what_to_run() {
     drop(stores);
     drop(own);
     drop(first);
+}
+
+/// Not a check: the cost of the scope on a read (a cache miss), printed. The same agent read
+/// through the store (BEGIN + set_config in one round trip, the SELECT; the ROLLBACK rides on the
+/// pool's release ping) and as the single pooled statement it was before (as the connecting
+/// user, no RLS). `cargo test --test it rls::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement"]
+async fn measure_scoped_reads() {
+    let Some(Backend::Postgres { admin_url, .. }) = Backend::postgres() else {
+        return;
+    };
+    let pg = PgDatabase::create(&admin_url).await;
+    let db = agentidp::storage::open(&pg.url).await.unwrap();
+    db.migrate().await.unwrap();
+    let stores = Stores::new(db.clone());
+    let a = populate(&stores, "measure").await;
+    let agent = stores.agents.list(&a, None, 1).await.unwrap().remove(0);
+    let plain = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&pg.url)
+        .await
+        .unwrap();
+    const N: u32 = 3000;
+    for round in 0..2 {
+        let started = std::time::Instant::now();
+        for _ in 0..N {
+            let got = stores.agents.get(&a, &agent.id).await.unwrap();
+            assert!(got.is_some());
+        }
+        let scoped = started.elapsed() / N;
+        let started = std::time::Instant::now();
+        for _ in 0..N {
+            let row = sqlx::query(
+                "SELECT * FROM agents WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL",
+            )
+            .bind(a.as_str())
+            .bind(agent.id.as_str())
+            .fetch_optional(&plain)
+            .await
+            .unwrap();
+            assert!(row.is_some());
+        }
+        let unscoped = started.elapsed() / N;
+        let started = std::time::Instant::now();
+        for _ in 0..N {
+            assert!(stores.orgs.by_slug("measure").await.unwrap().is_some());
+        }
+        let by_slug = started.elapsed() / N;
+        eprintln!(
+            "round {round}: agents.get scoped {scoped:?}/call, the same SELECT unscoped {unscoped:?}/call, orgs.by_slug (platform scope) {by_slug:?}/call"
+        );
+    }
+    plain.close().await;
 }
