@@ -175,6 +175,13 @@ async fn a_query_without_the_setting_sees_no_rows() {
         "a pooled query outside a scope sees nothing"
     );
 
+    // An organization id that cannot be written into the BEGIN statement as a literal is bound
+    // as a parameter instead: the same scope, no injection.
+    let odd = "o'; RESET ROLE; --";
+    stores.replay.revoke(odd, "j", i64::MAX).await.unwrap();
+    assert!(stores.replay.is_revoked(odd, "j").await.unwrap());
+    assert!(!stores.replay.is_revoked(&a, "j").await.unwrap());
+
     let mut conn = PgConnection::connect(&pg.url).await.unwrap();
     let tables = tenant_tables(&mut conn).await;
     assert!(tables.len() >= 7, "{tables:?}");
