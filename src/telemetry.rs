@@ -111,6 +111,14 @@ fn describe_metrics() {
         AUTH_FAILURES,
         "Failed authentications, by kind (client, admin, ...) and reason"
     );
+    describe_gauge!(
+        "agentidp_leader",
+        "1 while this instance leads the background jobs of the shared database, else 0"
+    );
+    describe_counter!(
+        "agentidp_job_runs_total",
+        "Runs of the leader-only background jobs, by job and outcome (ok, error)"
+    );
 }
 
 const AUTH_FAILURES: &str = "agentidp_auth_failures_total";

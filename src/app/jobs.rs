@@ -2,26 +2,36 @@
 //! called by the scheduler loop here, by the CLI (`agentidp keys rotate`) and by tests, which
 //! pass time by choosing `now` instead of sleeping. The loops stop with the server's stop signal.
 //!
-//! | job | tick | period |
-//! | --- | --- | --- |
-//! | housekeeping: expired revocations and replay markers, idle per-IP limiter state, the in-memory revoked tokens (expired dropped; reloaded after an overflow) | [`purge_tick`] | 5 min |
-//! | metrics upkeep (histogram buckets) | `PrometheusHandle::run_upkeep` | 5 s |
-//! | key rotation (on demand: `agentidp keys rotate`) | [`rotate_keys_tick`] | — |
-//! | cache invalidation from other instances (Redis pub/sub, not a tick; every cache emptied on each (re)subscribe and each second while down) | `RedisEphemeral::listen` | — |
+//! Jobs that act on the shared database are [`LEADER_JOBS`]: each runs on the leader only
+//! ([`super::leader`]), at once when an instance becomes leader and then every period; a new one
+//! is one more row there, a `tick(&Idp, now)` function. The others keep state of this instance
+//! and run on every instance.
+//!
+//! | job | tick | period | where |
+//! | --- | --- | --- | --- |
+//! | leadership (the database's leader lock) | `leader::spawn_lease` | 2 s | every instance |
+//! | purge: expired revocations and replay markers in the database | [`purge_tick`] | 5 min | leader |
+//! | housekeeping: idle per-IP limiter state, the failure brake, the in-memory revoked tokens (expired dropped; reloaded after an overflow) | — | 5 min | every instance |
+//! | metrics upkeep (histogram buckets) | `PrometheusHandle::run_upkeep` | 5 s | every instance |
+//! | key rotation (on demand: `agentidp keys rotate`) | [`rotate_keys_tick`] | — | the CLI |
+//! | cache invalidation from other instances (Redis pub/sub, not a tick; every cache emptied on each (re)subscribe and each second while down) | `RedisEphemeral::listen` | — | every instance |
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::leader::{self, Leadership};
 use super::startup::open_database;
 use crate::config::Settings;
 use crate::ephemeral::Invalidation;
 use crate::ephemeral::redis_backend::RedisEphemeral;
 use crate::http::AppState;
+use crate::idp::Idp;
 use crate::keys::KeyService;
 use crate::model::{Clock, SystemClock};
 use crate::storage::{StorageResult, Stores};
@@ -33,6 +43,77 @@ const METRICS_UPKEEP_PERIOD: Duration = Duration::from_secs(5);
 /// Deletes revocations and single-use markers that expired before `now`; the number removed.
 pub async fn purge_tick(stores: &Stores, now: i64) -> StorageResult<u64> {
     stores.replay.purge_expired(now).await
+}
+
+/// A leader-only job's tick: its work at `now`, answering how many things it handled.
+pub type Tick = for<'a> fn(&'a Idp, i64) -> BoxFuture<'a, anyhow::Result<u64>>;
+
+/// A job that acts on the shared database, run by the leader only.
+pub struct LeaderJob {
+    /// Its name in logs and in `agentidp_job_runs_total{job}`.
+    pub name: &'static str,
+    pub period: Duration,
+    pub tick: Tick,
+}
+
+/// Every leader-only job (expiry sweeps and later schedules plug in here).
+pub const LEADER_JOBS: &[LeaderJob] = &[LeaderJob {
+    name: "purge_expired",
+    period: PURGE_PERIOD,
+    tick: purge_job,
+}];
+
+fn purge_job(idp: &Idp, now: i64) -> BoxFuture<'_, anyhow::Result<u64>> {
+    Box::pin(async move { Ok(purge_tick(&idp.stores, now).await?) })
+}
+
+/// Runs `job` every period while `leadership` says this instance leads: at once on becoming
+/// leader, never while following; until `stop` changes.
+fn while_leading(
+    job: &'static LeaderJob,
+    idp: Arc<Idp>,
+    leadership: &Leadership,
+    stop: &watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let mut leads = leadership.subscribe();
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = leads.wait_for(|l| *l) => {
+                    if r.is_err() {
+                        return;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+            let mut interval = tokio::time::interval(job.period);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    r = leads.changed() => {
+                        if r.is_err() || !*leads.borrow_and_update() {
+                            break;
+                        }
+                        continue;
+                    }
+                    _ = stop.changed() => return,
+                }
+                let outcome = match (job.tick)(&idp, idp.clock.now()).await {
+                    Ok(n) => {
+                        tracing::debug!(job = job.name, handled = n, "job ran");
+                        "ok"
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = job.name, error = %e, "job failed");
+                        "error"
+                    }
+                };
+                metrics::counter!("agentidp_job_runs_total", "job" => job.name, "outcome" => outcome)
+                    .increment(1);
+            }
+        }
+    })
 }
 
 /// New signing keys for every organization, or only `only` (a slug); per organization, its slug
@@ -115,6 +196,15 @@ pub fn spawn_all(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
 
+    tasks.push(leader::spawn_lease(
+        state.idp.stores.meta.leader_lock(),
+        state.leader.clone(),
+        stop,
+    ));
+    for job in LEADER_JOBS {
+        tasks.push(while_leading(job, state.idp.clone(), &state.leader, stop));
+    }
+
     let idp = state.idp.clone();
     let limiter = state.foreign_resolution_limit.clone();
     let auth_failures = state.auth_failures.clone();
@@ -123,9 +213,6 @@ pub fn spawn_all(
         auth_failures.prune();
         async move {
             limiter.retain_recent();
-            if let Err(e) = purge_tick(&idp.stores, idp.clock.now()).await {
-                tracing::warn!(error = %e, "purging expired state failed");
-            }
             if let Err(e) = idp.oauth.revocations.purge().await {
                 tracing::warn!(error = %e, "reloading the revoked tokens failed");
             }

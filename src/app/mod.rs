@@ -1,9 +1,11 @@
 //! Assembly: configuration to a running server. [`App::build`] runs the start-up checks
 //! ([`startup`]), binds and wires the domain on one injected clock; [`App::run_until_stopped`]
-//! serves ([`serve`]) beside the background jobs ([`jobs`]) until shutdown.
+//! serves ([`serve`]) beside the background jobs ([`jobs`], the database's on one leader at a time:
+//! [`leader`]) until shutdown.
 
 mod cli;
 pub mod jobs;
+pub mod leader;
 pub mod serve;
 pub mod startup;
 
@@ -317,8 +319,11 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         access_token_ttl: settings.access_token_ttl_secs,
         bootstrap: bootstrap.clone(),
     });
+    // SQLite leads from the start (one process); PostgreSQL once the lease is taken.
+    let leader = leader::Leadership::new(idp.stores.meta.backend() == "sqlite");
     Ok(AppState::new(crate::http::state::AppStateInner {
         idp: Arc::new(idp),
+        leader,
         metrics: crate::telemetry::metrics_handle(),
         discovery: moka::future::Cache::builder()
             .max_capacity(10_000)

@@ -106,14 +106,12 @@ pub async fn open_database_for(
         .await
         .map_err(|e| anyhow!("opening the database: {e}"))?;
     let store = Stores::new(db.clone());
-    // Before migrating: a database without the table is a new one.
-    let recorded = match store.meta.get(META_MASTER_KEY_CHECK).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::debug!(error = %e, "no instance metadata yet");
-            None
-        }
-    };
+    // Before migrating (as the connecting user: the application role has no rights on a database
+    // that is not migrated yet): a database without the table is a new one.
+    let recorded = db
+        .meta_before_migration(META_MASTER_KEY_CHECK)
+        .await
+        .map_err(|e| anyhow!("reading the instance metadata: {e}"))?;
     if recorded.is_none() && opening == Opening::Existing {
         bail!(not_an_instance(settings, opening));
     }

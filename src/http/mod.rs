@@ -52,15 +52,17 @@ async fn healthz_get() -> impl IntoResponse {
 
 async fn readyz_get(State(state): State<AppState>) -> Response {
     let meta = &state.idp.stores.meta;
+    let leader = state.leader.is_leader();
     match meta.ping().await {
         Ok(()) => {
-            axum::Json(json!({"status": "ready", "database": meta.backend()})).into_response()
+            axum::Json(json!({"status": "ready", "database": meta.backend(), "leader": leader}))
+                .into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "unavailable"})),
+                axum::Json(json!({"status": "unavailable", "leader": leader})),
             )
                 .into_response()
         }

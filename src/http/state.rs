@@ -26,6 +26,8 @@ impl std::ops::Deref for AppState {
 
 pub struct AppStateInner {
     pub idp: Arc<Idp>,
+    /// Whether this instance leads the background jobs (`/readyz`, `agentidp_leader`).
+    pub leader: crate::app::leader::Leadership,
     pub metrics: Option<PrometheusHandle>,
     /// Serialized discovery documents by organization id.
     pub discovery: moka::future::Cache<String, axum::body::Bytes>,

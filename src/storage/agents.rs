@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::outbox::{self, Event};
 use super::{
-    Db, StorageError, StorageResult, conflict, db_err, from_json, on_db, parse_stored, to_json_list,
+    Db, Scope, ScopedPool, StorageError, StorageResult, conflict, db_err, from_json, on_db,
+    parse_stored, to_json_list,
 };
 use crate::model::{AgentId, AgentStatus, Alg, AuthMethod, OrgId};
 
@@ -188,7 +189,7 @@ macro_rules! columns {
 impl AgentStore for Db {
     async fn create(&self, a: &AgentRecord, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(a.org_id.as_str())).await?;
             sqlx::query(concat!(
                 "INSERT INTO agents (",
                 columns!(),
@@ -227,6 +228,7 @@ impl AgentStore for Db {
 
     async fn get(&self, org_id: &str, id: &str) -> StorageResult<Option<AgentRecord>> {
         let row: Option<AgentRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
@@ -234,7 +236,7 @@ impl AgentStore for Db {
             ))
             .bind(org_id)
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -248,6 +250,7 @@ impl AgentStore for Db {
         limit: i64,
     ) -> StorageResult<Vec<AgentRecord>> {
         let rows: Vec<AgentRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
@@ -257,7 +260,7 @@ impl AgentStore for Db {
             .bind(org_id)
             .bind(after.unwrap_or(""))
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -266,7 +269,7 @@ impl AgentStore for Db {
 
     async fn update(&self, a: &AgentRecord, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(a.org_id.as_str())).await?;
             let n = sqlx::query(
                 "UPDATE agents SET name = $3, description = $4, scopes = $5, status = $6, \
                  auth_method = $7, secret_digest = $8, secret_digest_version = $9, \
@@ -324,7 +327,7 @@ impl AgentStore for Db {
 
     async fn delete(&self, org_id: &str, id: &str, at: i64, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             let n = sqlx::query(
                 "UPDATE agents SET deleted_at = $1, updated_at = $1, status = 'revoked', \
                  tokens_valid_after_ms = $2, version = version + 1 WHERE org_id = $3 AND id = $4 AND deleted_at IS NULL",
@@ -347,6 +350,7 @@ impl AgentStore for Db {
 
     async fn card(&self, org_id: &str, agent_id: &str) -> StorageResult<Option<(String, i64)>> {
         on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(
                 "SELECT c.card, c.updated_at FROM agent_cards c \
                  JOIN agents a ON a.org_id = c.org_id AND a.id = c.agent_id \
@@ -354,7 +358,7 @@ impl AgentStore for Db {
             )
             .bind(org_id)
             .bind(agent_id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)
         })
@@ -369,7 +373,7 @@ impl AgentStore for Db {
         event: &Event,
     ) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             let live: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM agents WHERE org_id = $1 AND id = $2 \
                  AND deleted_at IS NULL AND status <> 'revoked'",

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
 
 use super::outbox::{self, Event};
-use super::{Db, StorageError, StorageResult, conflict, db_err, on_db, parse_stored};
+use super::{
+    Db, Scope, ScopedPool, StorageError, StorageResult, conflict, db_err, on_db, parse_stored,
+};
 use crate::model::{Alg, OrgId};
 
 /// A signing key row.
@@ -102,6 +104,7 @@ where
 impl KeyStore for Db {
     async fn list(&self, org_id: &str, now: i64) -> StorageResult<Vec<KeyRecord>> {
         let rows: Vec<KeyRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(
                 "SELECT org_id, kid, alg, public_jwk, private_enc, created_at, activates_at, \
                  retires_at, removed_at FROM signing_keys \
@@ -110,7 +113,7 @@ impl KeyStore for Db {
             )
             .bind(org_id)
             .bind(now)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -140,7 +143,7 @@ impl KeyStore for Db {
         event: &Event,
     ) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             for (kid, retires_at, removed_at) in retire {
                 sqlx::query(
                     "UPDATE signing_keys SET retires_at = $1, removed_at = $2 \

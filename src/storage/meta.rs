@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{Db, StorageResult, db_err, on_db};
+use super::{Db, LeaderLock, StorageResult, db_err, on_db};
 
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
@@ -14,6 +14,8 @@ pub trait MetaStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// One round trip to the database (readiness).
     async fn ping(&self) -> StorageResult<()>;
+    /// A new leader lock of this database for the background jobs (see [`LeaderLock`]).
+    fn leader_lock(&self) -> LeaderLock;
 }
 
 #[async_trait]
@@ -49,6 +51,10 @@ impl MetaStore for Db {
 
     async fn ping(&self) -> StorageResult<()> {
         Db::ping(self).await
+    }
+
+    fn leader_lock(&self) -> LeaderLock {
+        Db::leader_lock(self)
     }
 }
 

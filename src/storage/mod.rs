@@ -10,6 +10,26 @@
 //! - Every tenant table carries `org_id` and every query of tenant data is scoped by it.
 //!   Mutations take the domain [`Event`] they cause and write it in the same transaction
 //!   ([`outbox`]).
+//! - Row-level security (PostgreSQL, migration `0007_rls`) enforces that scope a second time, as
+//!   defence in depth against a query that forgets its `org_id`. The pool's connections run as
+//!   the role `agentidp_app` (no `BYPASSRLS`, not the tables' owner; `FORCE ROW LEVEL SECURITY`
+//!   covers the owner too): [`open`] makes sure the role exists and that the connecting user may
+//!   `SET ROLE` to it, and every pooled connection does so on connect; migrations and the leader
+//!   lock use a direct connection as the connecting user. Every tenant table's policy admits a
+//!   row only when the transaction's setting `agentidp.org_id` names its organization, or when
+//!   the transaction declared platform scope (`agentidp.scope = 'platform'`). Both settings are
+//!   transaction-local (`set_config(…, true)`): a statement outside such a transaction sees no
+//!   row of any organization and can write none. Every store method opens its statements with
+//!   [`ScopedPool::begin_in`] (a transaction) or [`ScopedPool::scoped`] (a connection for one
+//!   statement or a few reads) and a [`Scope`]: [`Scope::Org`] for one organization's data,
+//!   [`Scope::Platform`] only for the statements that are platform-wide by nature — an
+//!   organization by its slug (the id is not known yet), listing organizations, `all_ids`,
+//!   re-basing every issuer, the outbox relay, the revocations in force and the purge of
+//!   expired ones, an API key by its id and its last use (the id in the bearer key is all an
+//!   admin request has before it is authenticated), and the platform admin tokens (their events
+//!   have no organization). Tables without `org_id` (`meta`, `replay_markers`,
+//!   `admin_tokens`) are not tenant data and have no policy. On SQLite (one process, no roles) the scope is not recorded and the
+//!   statements run exactly as before: a plain transaction, or the pool.
 //! - Rows (`*Row`, private to their module) are parsed strictly into records (`*Record`): an
 //!   unknown stored value is [`StorageError::Other`], never a panic.
 //!
@@ -19,6 +39,7 @@
 
 mod agents;
 mod keys;
+mod lease;
 mod meta;
 mod orgs;
 mod outbox;
@@ -37,6 +58,7 @@ use sqlx::sqlite::{
 
 pub use agents::{AgentRecord, AgentStore};
 pub use keys::{KeyRecord, KeyStore};
+pub use lease::LeaderLock;
 pub use meta::MetaStore;
 pub use orgs::{OrgRecord, OrgStore};
 pub use outbox::{Event, Outbox, StoredEvent};
@@ -85,6 +107,122 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// Whose rows a statement may see and write under PostgreSQL's row-level security (see the
+/// module documentation and `migrations/postgres/0007_rls.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope<'a> {
+    /// One organization's rows (`agentidp.org_id`).
+    Org(&'a str),
+    /// Every organization's rows (`agentidp.scope = 'platform'`): only for the platform-wide
+    /// statements listed in the module documentation.
+    Platform,
+}
+
+/// The role every pooled PostgreSQL connection runs as (created by [`open`] and by migration
+/// `0007_rls`; roles are cluster-wide, so every agentidp database of a cluster shares it).
+pub const APP_ROLE: &str = "agentidp_app";
+
+/// An organization id that can be written into the `BEGIN` statement as a literal (ids are
+/// generated UUIDs; anything else is bound as a parameter in a statement of its own).
+fn literal_safe(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A connection for the statements of one [`Scope`] that need no transaction of their own (one
+/// read, a few reads, one single-statement write). On PostgreSQL it is a transaction whose first
+/// statement set the scope: [`Scoped::finish`] commits a write; a read just drops it (sqlx queues
+/// the `ROLLBACK` and sends it with the ping it makes when the connection goes back to the pool,
+/// off the caller's path). On SQLite it is a pooled connection in autocommit, as before.
+pub(crate) trait Scoped: Send {
+    fn finish(self) -> impl std::future::Future<Output = StorageResult<()>> + Send;
+}
+
+impl Scoped for sqlx::pool::PoolConnection<sqlx::Sqlite> {
+    async fn finish(self) -> StorageResult<()> {
+        Ok(())
+    }
+}
+
+impl Scoped for sqlx::Transaction<'static, sqlx::Postgres> {
+    async fn finish(self) -> StorageResult<()> {
+        self.commit().await.map_err(db_err)
+    }
+}
+
+/// The one way store methods reach a pool, so that every PostgreSQL statement on tenant tables
+/// runs in a transaction that set its [`Scope`] first. Written once per backend, used inside
+/// [`on_db!`] bodies.
+pub(crate) trait ScopedPool {
+    type Db: sqlx::Database;
+    type Conn: Scoped
+        + std::ops::DerefMut<Target = <Self::Db as sqlx::Database>::Connection>
+        + Send
+        + 'static;
+    /// A transaction in `scope` (PostgreSQL: `BEGIN` and the setting in one round trip).
+    fn begin_in(
+        &self,
+        scope: Scope<'_>,
+    ) -> impl std::future::Future<Output = StorageResult<sqlx::Transaction<'static, Self::Db>>> + Send;
+    /// A connection in `scope` (see [`Scoped`]).
+    fn scoped(
+        &self,
+        scope: Scope<'_>,
+    ) -> impl std::future::Future<Output = StorageResult<Self::Conn>> + Send;
+}
+
+impl ScopedPool for SqlitePool {
+    type Db = sqlx::Sqlite;
+    type Conn = sqlx::pool::PoolConnection<sqlx::Sqlite>;
+    async fn begin_in(
+        &self,
+        _: Scope<'_>,
+    ) -> StorageResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin().await.map_err(db_err)
+    }
+    async fn scoped(&self, _: Scope<'_>) -> StorageResult<Self::Conn> {
+        self.acquire().await.map_err(db_err)
+    }
+}
+
+impl ScopedPool for PgPool {
+    type Db = sqlx::Postgres;
+    type Conn = sqlx::Transaction<'static, sqlx::Postgres>;
+    async fn begin_in(
+        &self,
+        scope: Scope<'_>,
+    ) -> StorageResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        match scope {
+            Scope::Platform => self
+                .begin_with("BEGIN; SELECT set_config('agentidp.scope', 'platform', true)")
+                .await
+                .map_err(db_err),
+            // Audited: the id is checked to be letters, digits, '-' and '_' only.
+            Scope::Org(id) if literal_safe(id) => self
+                .begin_with(sqlx::AssertSqlSafe(format!(
+                    "BEGIN; SELECT set_config('agentidp.org_id', '{id}', true)"
+                )))
+                .await
+                .map_err(db_err),
+            Scope::Org(id) => {
+                let mut tx = self.begin().await.map_err(db_err)?;
+                sqlx::query("SELECT set_config('agentidp.org_id', $1, true)")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                Ok(tx)
+            }
+        }
+    }
+    async fn scoped(&self, scope: Scope<'_>) -> StorageResult<Self::Conn> {
+        self.begin_in(scope).await
+    }
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -111,10 +249,20 @@ pub async fn open(url: &str) -> StorageResult<Db> {
             ))
         })?
         .map_err(|e| pg_connect_error(&opts, e))?;
+        let mut probe = probe;
+        let ensured = ensure_app_role(&mut probe).await;
         let _ = probe.close().await;
+        ensured?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            // Every pooled connection runs as the application role, under row-level security.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("SET ROLE agentidp_app").await.map(|_| ())
+                })
+            })
             .connect_with(opts.clone())
             .await
             .map_err(|e| pg_connect_error(&opts, e))?;
@@ -140,6 +288,75 @@ pub async fn open(url: &str) -> StorageResult<Db> {
             "database URL must start with sqlite: or postgres:".into(),
         ))
     }
+}
+
+/// Makes sure [`APP_ROLE`] exists, has neither `SUPERUSER` nor `BYPASSRLS`, and that the
+/// connecting user may `SET ROLE` to it (granting itself the membership when it may), on the
+/// direct connection as the connecting user, before the pool connects as that role. Roles are
+/// cluster-wide and databases of one cluster may run this at the same moment: a role created
+/// meanwhile by another is fine. A user that may not create the role or take it gets a message
+/// saying what a superuser must run once.
+async fn ensure_app_role(conn: &mut sqlx::postgres::PgConnection) -> StorageResult<()> {
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let remedy = format!(
+        "as a superuser run once per cluster: CREATE ROLE {APP_ROLE} NOLOGIN; GRANT {APP_ROLE} TO \"{user}\";"
+    );
+    let found: Option<(bool, bool)> =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
+            .bind(APP_ROLE)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    match found {
+        Some((false, false)) => {}
+        Some(_) => {
+            return Err(StorageError::Other(format!(
+                "the PostgreSQL role {APP_ROLE} has SUPERUSER or BYPASSRLS, which would switch \
+                 row-level security off; run ALTER ROLE {APP_ROLE} NOSUPERUSER NOBYPASSRLS"
+            )));
+        }
+        None => {
+            let created = sqlx::query(
+                "CREATE ROLE agentidp_app NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE",
+            )
+            .execute(&mut *conn)
+            .await;
+            match created {
+                Ok(_) => {}
+                // Created at the same moment by another database of this cluster.
+                Err(sqlx::Error::Database(d))
+                    if matches!(d.code().as_deref(), Some("42710" | "23505")) => {}
+                Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42501") => {
+                    return Err(StorageError::Unavailable(format!(
+                        "PostgreSQL user {user:?} may not create the role {APP_ROLE} that agentidp \
+                         runs its queries as (so that row-level security applies to them); {remedy}"
+                    )));
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+    }
+    let set_role = "SET ROLE agentidp_app";
+    if sqlx::query(set_role).execute(&mut *conn).await.is_err() {
+        // A user that created the role (CREATEROLE) may grant it to itself.
+        let granted = sqlx::query("GRANT agentidp_app TO CURRENT_USER")
+            .execute(&mut *conn)
+            .await;
+        if granted.is_err() || sqlx::query(set_role).execute(&mut *conn).await.is_err() {
+            return Err(StorageError::Unavailable(format!(
+                "PostgreSQL user {user:?} may not SET ROLE {APP_ROLE}, the role agentidp runs its \
+                 queries as (so that row-level security applies to them); {remedy}"
+            )));
+        }
+    }
+    sqlx::query("RESET ROLE")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// How long the first, direct connection to PostgreSQL may take.
@@ -230,13 +447,56 @@ impl Db {
         }
     }
 
-    /// Applies the pending migrations of this backend's folder.
+    /// Applies the pending migrations of this backend's folder. On PostgreSQL they run on a
+    /// direct connection as the connecting user (the schema's owner), not as the pool's
+    /// application role.
     pub async fn migrate(&self) -> StorageResult<()> {
         let r = match self {
             Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Db::Postgres(pool) => {
+                let mut conn = owner_connection(pool).await?;
+                let r = POSTGRES_MIGRATIONS.run(&mut conn).await;
+                use sqlx::Connection;
+                let _ = conn.close().await;
+                r
+            }
         };
         r.map_err(|e| StorageError::Other(format!("migration failed: {e}")))
+    }
+
+    /// The instance metadata `key` read before migrating (the master key's check value): as the
+    /// connecting user on PostgreSQL (the application role has no rights on a database that is
+    /// not migrated yet), and `None` when there is no `meta` table yet (a new database).
+    pub async fn meta_before_migration(&self, key: &str) -> StorageResult<Option<String>> {
+        const SQL: &str = "SELECT value FROM meta WHERE key = $1";
+        let r: Result<Option<String>, sqlx::Error> = match self {
+            Db::Sqlite(pool) => sqlx::query_scalar(SQL).bind(key).fetch_optional(pool).await,
+            Db::Postgres(pool) => {
+                let mut conn = owner_connection(pool).await?;
+                let r = sqlx::query_scalar(SQL)
+                    .bind(key)
+                    .fetch_optional(&mut conn)
+                    .await;
+                use sqlx::Connection;
+                let _ = conn.close().await;
+                r
+            }
+        };
+        match r {
+            Ok(v) => Ok(v),
+            Err(sqlx::Error::Database(d))
+                if d.code().as_deref() == Some("42P01")
+                    || d.message().contains("no such table") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    /// Exclusive leadership of this database's background jobs (see [`LeaderLock`]).
+    pub fn leader_lock(&self) -> LeaderLock {
+        LeaderLock::new(self)
     }
 
     /// One round trip (readiness).
@@ -249,6 +509,25 @@ impl Db {
         });
         Ok(())
     }
+}
+
+/// A direct connection to the pool's database as the connecting user (no `SET ROLE`).
+async fn owner_connection(pool: &PgPool) -> StorageResult<sqlx::postgres::PgConnection> {
+    use sqlx::Connection;
+    let opts = pool.connect_options();
+    tokio::time::timeout(
+        PG_CONNECT_TIMEOUT,
+        sqlx::postgres::PgConnection::connect_with(&opts),
+    )
+    .await
+    .map_err(|_| {
+        StorageError::Unavailable(format!(
+            "no answer from PostgreSQL at {} within {} s",
+            pg_where(&opts),
+            PG_CONNECT_TIMEOUT.as_secs()
+        ))
+    })?
+    .map_err(|e| pg_connect_error(&opts, e))
 }
 
 /// Every aggregate's store, built from one [`Db`]; what the rest of the code holds.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::keys::{self, KeyRecord};
 use super::outbox::{self, Event};
-use super::{Db, StorageResult, conflict, db_err, on_db};
+use super::{Db, Scope, ScopedPool, StorageResult, conflict, db_err, on_db};
 use crate::model::OrgId;
 
 /// An organization as stored. `issuer` and `did` are fixed at creation.
@@ -85,7 +85,7 @@ impl OrgStore for Db {
         event: &Event,
     ) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org.id.as_str())).await?;
             // The id is fresh and issuer and DID derive from the slug: a taken slug is the
             // conflict a caller can cause.
             sqlx::query(
@@ -114,12 +114,13 @@ impl OrgStore for Db {
 
     async fn by_slug(&self, slug: &str) -> StorageResult<Option<OrgRecord>> {
         let row: Option<OrgRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(
                 "SELECT id, slug, name, issuer, did, dek_wrapped, dek_mk_version, created_at, \
                  updated_at FROM orgs WHERE slug = $1 AND deleted_at IS NULL",
             )
             .bind(slug)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -128,12 +129,13 @@ impl OrgStore for Db {
 
     async fn by_id(&self, id: &str) -> StorageResult<Option<OrgRecord>> {
         let row: Option<OrgRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(id)).await?;
             sqlx::query_as(
                 "SELECT id, slug, name, issuer, did, dek_wrapped, dek_mk_version, created_at, \
                  updated_at FROM orgs WHERE id = $1 AND deleted_at IS NULL",
             )
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -142,13 +144,14 @@ impl OrgStore for Db {
 
     async fn list(&self, after: Option<&str>, limit: i64) -> StorageResult<Vec<OrgRecord>> {
         let rows: Vec<OrgRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(
                 "SELECT id, slug, name, issuer, did, dek_wrapped, dek_mk_version, created_at, \
                  updated_at FROM orgs WHERE deleted_at IS NULL AND id > $1 ORDER BY id LIMIT $2",
             )
             .bind(after.unwrap_or(""))
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -157,8 +160,9 @@ impl OrgStore for Db {
 
     async fn all_ids(&self) -> StorageResult<Vec<(OrgId, String)>> {
         let rows: Vec<(String, String)> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as("SELECT id, slug FROM orgs WHERE deleted_at IS NULL ORDER BY id")
-                .fetch_all(pool)
+                .fetch_all(&mut *c)
                 .await
                 .map_err(db_err)?
         });
@@ -170,7 +174,7 @@ impl OrgStore for Db {
 
     async fn rename(&self, org_id: &str, name: &str, at: i64, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             let n = sqlx::query(
                 "UPDATE orgs SET name = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL",
             )
@@ -191,7 +195,7 @@ impl OrgStore for Db {
 
     async fn delete(&self, org_id: &str, at: i64, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             let n = sqlx::query(
                 "UPDATE orgs SET deleted_at = $1, updated_at = $1 \
                  WHERE id = $2 AND deleted_at IS NULL",
@@ -229,7 +233,7 @@ impl OrgStore for Db {
 
     async fn rebase(&self, moves: &[(OrgId, String, String)], event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Platform).await?;
             for (id, issuer, did) in moves {
                 sqlx::query("UPDATE orgs SET issuer = $1, did = $2 WHERE id = $3")
                     .bind(issuer)

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::{Database, Encode, Executor, IntoArguments, Transaction, Type};
 
-use super::{Db, StorageResult, db_err, from_json, on_db};
+use super::{Db, Scope, ScopedPool, StorageResult, db_err, from_json, on_db};
 use crate::model::OrgId;
 
 /// A domain event written to the outbox in the same transaction as the change it records.
@@ -89,13 +89,14 @@ where
 impl Outbox for Db {
     async fn after(&self, after_id: i64, limit: i64) -> StorageResult<Vec<StoredEvent>> {
         let rows: Vec<EventRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(
                 "SELECT id, org_id, kind, subject, data, created_at FROM events \
                  WHERE id > $1 ORDER BY id LIMIT $2",
             )
             .bind(after_id)
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });

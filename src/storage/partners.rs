@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::outbox::{self, Event};
-use super::{Db, StorageError, StorageResult, conflict, db_err, from_json, on_db, to_json_list};
+use super::{
+    Db, Scope, ScopedPool, StorageError, StorageResult, conflict, db_err, from_json, on_db,
+    to_json_list,
+};
 use crate::model::{OrgId, PartnerId};
 
 /// A federation partner of an organization.
@@ -125,7 +128,7 @@ fn mapping_json(m: &BTreeMap<String, String>) -> String {
 impl PartnerStore for Db {
     async fn create(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(p.org_id.as_str())).await?;
             sqlx::query(concat!(
                 "INSERT INTO partners (",
                 columns!(),
@@ -156,6 +159,7 @@ impl PartnerStore for Db {
 
     async fn get(&self, org_id: &str, id: &str) -> StorageResult<Option<PartnerRecord>> {
         let row: Option<PartnerRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
@@ -163,7 +167,7 @@ impl PartnerStore for Db {
             ))
             .bind(org_id)
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -172,6 +176,7 @@ impl PartnerStore for Db {
 
     async fn by_issuer(&self, org_id: &str, issuer: &str) -> StorageResult<Option<PartnerRecord>> {
         let row: Option<PartnerRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
@@ -179,7 +184,7 @@ impl PartnerStore for Db {
             ))
             .bind(org_id)
             .bind(issuer)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -193,6 +198,7 @@ impl PartnerStore for Db {
         limit: i64,
     ) -> StorageResult<Vec<PartnerRecord>> {
         let rows: Vec<PartnerRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
@@ -201,7 +207,7 @@ impl PartnerStore for Db {
             .bind(org_id)
             .bind(after.unwrap_or(""))
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -210,7 +216,7 @@ impl PartnerStore for Db {
 
     async fn update(&self, p: &PartnerRecord, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(p.org_id.as_str())).await?;
             let n = sqlx::query(
                 "UPDATE partners SET name = $3, jwks_uri = $4, jwks = $5, did = $6, \
                  allowed_scopes = $7, allowed_audiences = $8, max_assertion_lifetime = $9, \
@@ -256,7 +262,7 @@ impl PartnerStore for Db {
 
     async fn delete(&self, org_id: &str, id: &str, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             let n = sqlx::query("DELETE FROM partners WHERE org_id = $1 AND id = $2")
                 .bind(org_id)
                 .bind(id)

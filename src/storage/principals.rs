@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use super::outbox::{self, Event};
 use super::{
-    Db, StorageError, StorageResult, db_err, from_json, on_db, parse_stored, to_json_list,
+    Db, Scope, ScopedPool, StorageError, StorageResult, db_err, from_json, on_db, parse_stored,
+    to_json_list,
 };
 use crate::model::{OrgId, Role};
 
@@ -194,7 +195,7 @@ fn one_row(rows: u64) -> StorageResult<()> {
 impl PrincipalStore for Db {
     async fn create_api_key(&self, k: &ApiKeyRecord, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(k.org_id.as_str())).await?;
             sqlx::query(concat!(
                 "INSERT INTO api_keys (",
                 key_columns!(),
@@ -228,13 +229,14 @@ impl PrincipalStore for Db {
 
     async fn api_key(&self, id: &str) -> StorageResult<Option<ApiKeyRecord>> {
         let row: Option<ApiKeyRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 key_columns!(),
                 " FROM api_keys WHERE id = $1"
             ))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -248,6 +250,7 @@ impl PrincipalStore for Db {
         limit: i64,
     ) -> StorageResult<Vec<ApiKeyRecord>> {
         let rows: Vec<ApiKeyRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 key_columns!(),
@@ -257,7 +260,7 @@ impl PrincipalStore for Db {
             .bind(org_id)
             .bind(after.unwrap_or(""))
             .bind(limit)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -272,7 +275,7 @@ impl PrincipalStore for Db {
         event: &Event,
     ) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             // With a grace period the current secret becomes the previous one; without, the
             // previous one is dropped as well.
             let done = sqlx::query(
@@ -305,7 +308,7 @@ impl PrincipalStore for Db {
         event: &Event,
     ) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Org(org_id)).await?;
             let done = sqlx::query(
                 "UPDATE api_keys SET revoked_at = $3 \
                  WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
@@ -324,20 +327,22 @@ impl PrincipalStore for Db {
 
     async fn touch_api_key(&self, id: &str, at: i64, ip: &str) -> StorageResult<()> {
         on_db!(self, |pool| {
+            let mut c = pool.begin_in(Scope::Platform).await?;
             sqlx::query("UPDATE api_keys SET last_used_at = $2, last_used_ip = $3 WHERE id = $1")
                 .bind(id)
                 .bind(at)
                 .bind(ip)
-                .execute(pool)
+                .execute(&mut *c)
                 .await
                 .map_err(db_err)?;
+            c.commit().await.map_err(db_err)?;
         });
         Ok(())
     }
 
     async fn create_admin_token(&self, t: &AdminTokenRecord, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Platform).await?;
             sqlx::query(concat!(
                 "INSERT INTO admin_tokens (",
                 token_columns!(),
@@ -360,13 +365,14 @@ impl PrincipalStore for Db {
 
     async fn admin_token(&self, id: &str) -> StorageResult<Option<AdminTokenRecord>> {
         let row: Option<AdminTokenRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 token_columns!(),
                 " FROM admin_tokens WHERE id = $1"
             ))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -375,12 +381,13 @@ impl PrincipalStore for Db {
 
     async fn admin_tokens(&self) -> StorageResult<Vec<AdminTokenRecord>> {
         let rows: Vec<AdminTokenRow> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 token_columns!(),
                 " FROM admin_tokens ORDER BY id"
             ))
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -389,7 +396,7 @@ impl PrincipalStore for Db {
 
     async fn revoke_admin_token(&self, id: &str, at: i64, event: &Event) -> StorageResult<()> {
         on_db!(self, |pool| {
-            let mut tx = pool.begin().await.map_err(db_err)?;
+            let mut tx = pool.begin_in(Scope::Platform).await?;
             let done = sqlx::query(
                 "UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             )
@@ -406,12 +413,14 @@ impl PrincipalStore for Db {
 
     async fn touch_admin_token(&self, id: &str, at: i64) -> StorageResult<()> {
         on_db!(self, |pool| {
+            let mut c = pool.begin_in(Scope::Platform).await?;
             sqlx::query("UPDATE admin_tokens SET last_used_at = $2 WHERE id = $1")
                 .bind(id)
                 .bind(at)
-                .execute(pool)
+                .execute(&mut *c)
                 .await
                 .map_err(db_err)?;
+            c.commit().await.map_err(db_err)?;
         });
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::{Db, StorageResult, db_err, on_db};
+use super::{Db, Scope, Scoped, ScopedPool, StorageResult, db_err, on_db};
 
 /// One single-use marker to record: `key` until `expires_at`, as seen at `now` (seconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,7 @@ pub trait ReplayStore: Send + Sync + 'static {
 impl ReplayStore for Db {
     async fn revoke(&self, org_id: &str, jti: &str, expires_at: i64) -> StorageResult<()> {
         on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query(
                 "INSERT INTO revoked_tokens (org_id, jti, expires_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (org_id, jti) DO NOTHING",
@@ -79,19 +80,21 @@ impl ReplayStore for Db {
             .bind(org_id)
             .bind(jti)
             .bind(expires_at)
-            .execute(pool)
+            .execute(&mut *c)
             .await
             .map_err(db_err)?;
+            c.finish().await?;
         });
         Ok(())
     }
 
     async fn is_revoked(&self, org_id: &str, jti: &str) -> StorageResult<bool> {
         let n: i64 = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens WHERE org_id = $1 AND jti = $2")
                 .bind(org_id)
                 .bind(jti)
-                .fetch_one(pool)
+                .fetch_one(&mut *c)
                 .await
                 .map_err(db_err)?
         });
@@ -158,11 +161,12 @@ impl ReplayStore for Db {
 
     async fn live_revocations(&self, now: i64) -> StorageResult<Vec<Revocation>> {
         let rows: Vec<(String, String, i64)> = on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             sqlx::query_as(
                 "SELECT org_id, jti, expires_at FROM revoked_tokens WHERE expires_at >= $1",
             )
             .bind(now)
-            .fetch_all(pool)
+            .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
@@ -171,18 +175,20 @@ impl ReplayStore for Db {
 
     async fn purge_expired(&self, now: i64) -> StorageResult<u64> {
         on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Platform).await?;
             let a = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
                 .bind(now)
-                .execute(pool)
+                .execute(&mut *c)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
             let b = sqlx::query("DELETE FROM replay_markers WHERE expires_at < $1")
                 .bind(now)
-                .execute(pool)
+                .execute(&mut *c)
                 .await
                 .map_err(db_err)?
                 .rows_affected();
+            c.finish().await?;
             Ok(a + b)
         })
     }
