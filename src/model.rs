@@ -313,9 +313,27 @@ pub fn rfc3339(secs: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A Unix time (seconds, fractions dropped) from RFC 3339 text, `None` if it is not RFC 3339.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        assert_eq!(parse_rfc3339(&rfc3339(1_767_225_600)), Some(1_767_225_600));
+        assert_eq!(
+            parse_rfc3339("2026-01-01T01:00:00.9+01:00"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(parse_rfc3339("2026-01-01"), None);
+        assert_eq!(parse_rfc3339("tomorrow"), None);
+    }
 
     #[test]
     fn slug_rules() {

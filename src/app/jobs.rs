@@ -154,6 +154,7 @@ pub fn spawn_all(
                             }
                             idp.directory.apply(&inv).await;
                             idp.partners.apply(&inv).await;
+                            idp.policies.apply(&inv).await;
                             idp.oauth.revocations.apply(&inv);
                         }
                     },
@@ -163,6 +164,7 @@ pub fn spawn_all(
                     move |subscribed| {
                         resync_idp.directory.invalidate_all();
                         resync_idp.partners.invalidate_all();
+                        resync_idp.policies.invalidate_all();
                         resync_idp.keys.invalidate_all();
                         resync_idp.oauth.revocations.bus_changed(subscribed);
                     },

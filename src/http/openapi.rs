@@ -66,6 +66,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::org_get, admin::org_patch, admin::org_delete))
         .routes(routes!(admin::keys_get))
         .routes(routes!(admin::keys_rotate_post))
+        .routes(routes!(admin::policy_get, admin::policy_put))
         .routes(routes!(admin::agents_post, admin::agents_get))
         .routes(routes!(
             admin::agent_get,

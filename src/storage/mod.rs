@@ -23,6 +23,7 @@ mod meta;
 mod orgs;
 mod outbox;
 mod partners;
+mod policies;
 mod replay;
 
 use std::str::FromStr;
@@ -34,12 +35,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use agents::{AgentRecord, AgentStore};
+pub use agents::{AgentFilter, AgentRecord, AgentStore};
 pub use keys::{KeyRecord, KeyStore};
 pub use meta::MetaStore;
 pub use orgs::{OrgRecord, OrgStore};
 pub use outbox::{Event, Outbox, StoredEvent};
 pub use partners::{PartnerRecord, PartnerStore};
+pub use policies::{PolicyRecord, PolicyStore};
 pub use replay::{Marker, ReplayStore, Revocation};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +258,7 @@ pub struct Stores {
     pub agents: Arc<dyn AgentStore>,
     pub keys: Arc<dyn KeyStore>,
     pub partners: Arc<dyn PartnerStore>,
+    pub policies: Arc<dyn PolicyStore>,
     pub replay: Arc<dyn ReplayStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
@@ -268,6 +271,7 @@ impl Stores {
             agents: Arc::new(db.clone()),
             keys: Arc::new(db.clone()),
             partners: Arc::new(db.clone()),
+            policies: Arc::new(db.clone()),
             replay: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),

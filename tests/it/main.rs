@@ -17,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod policy;
 mod private_key_jwt;
 mod scale_out;
 mod schemas;
