@@ -151,12 +151,25 @@ pub struct ViolationReport {
     pub over_max_agents: bool,
 }
 
-/// `GET`/`PUT .../policy` answer: the whole policy; after a `PUT` also what existing agents
-/// violate it.
+/// `GET`/`PUT .../policy` answer: the whole policy (every member, null: no restriction); after
+/// a `PUT` also what existing agents violate it. No `deny_unknown_fields` here (an answer).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyResponse {
-    #[serde(flatten)]
-    pub policy: PolicyDocument,
+    #[schema(required = true)]
+    pub max_agents: Option<i64>,
+    #[schema(required = true)]
+    pub allowed_scopes: Option<Vec<String>>,
+    #[schema(required = true, value_type = Option<Vec<AuthMethod>>)]
+    pub allowed_auth_methods: Option<Vec<String>>,
+    #[schema(required = true)]
+    pub max_access_token_ttl_secs: Option<i64>,
+    #[schema(required = true)]
+    pub max_secret_age_secs: Option<i64>,
+    #[schema(required = true)]
+    pub admin_allowed_cidrs: Option<Vec<String>>,
+    #[schema(required = true)]
+    pub token_rate_limit: Option<TokenRateLimit>,
+    pub dynamic_registration: DynamicRegistration,
     /// When it was last changed (null: never, the default policy).
     #[schema(required = true, format = DateTime)]
     pub updated_at: Option<String>,
@@ -310,8 +323,16 @@ impl Policy {
 
     /// The admin view.
     pub fn view(&self, violations: Option<ViolationReport>) -> PolicyResponse {
+        let d = self.document();
         PolicyResponse {
-            policy: self.document(),
+            max_agents: d.max_agents,
+            allowed_scopes: d.allowed_scopes,
+            allowed_auth_methods: d.allowed_auth_methods,
+            max_access_token_ttl_secs: d.max_access_token_ttl_secs,
+            max_secret_age_secs: d.max_secret_age_secs,
+            admin_allowed_cidrs: d.admin_allowed_cidrs,
+            token_rate_limit: d.token_rate_limit,
+            dynamic_registration: self.dynamic_registration,
             updated_at: self.updated_at.map(rfc3339),
             violations,
         }

@@ -479,10 +479,12 @@ async fn expired_agent_gets_no_token_and_is_deactivated(backend: Backend) {
         "/1.0/identifiers/{}",
         percent_encoding::utf8_percent_encode(&agent.did, percent_encoding::NON_ALPHANUMERIC)
     ));
+    let card_url = format!("{}/agents/{}/card", org.issuer, agent.id);
     // Rendered (and pre-rendered: the second request is served from the cache) while live.
     for _ in 0..2 {
         assert_eq!(app.get_json(&did_url).await.0, StatusCode::OK);
         assert_eq!(app.get_json(&resolve_url).await.0, StatusCode::OK);
+        assert_eq!(app.get_json(&card_url).await.0, StatusCode::OK);
     }
     // Its tokens never outlive it.
     let t = app.token(&org, &agent, &[]).await;
@@ -525,6 +527,7 @@ async fn expired_agent_gets_no_token_and_is_deactivated(backend: Backend) {
     let (st, res) = app.get_json(&resolve_url).await;
     assert_eq!(st, StatusCode::GONE, "{res}");
     assert_eq!(res["didDocumentMetadata"]["deactivated"], true, "{res}");
+    assert_eq!(app.get_json(&card_url).await.0, StatusCode::NOT_FOUND);
     // Still listed as active (an expiry is not a status), with its expiry.
     let (_, a) = app
         .admin(
@@ -652,15 +655,15 @@ async fn agent_list_filters(backend: Backend) {
 
     let (st, v) = list("status=suspended".into()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(ids(&v), [beta.id.clone()]);
+    assert_eq!(ids(&v), vec![beta.id.clone()]);
     let (_, v) = list("status=active".into()).await;
     assert_eq!(ids(&v), sorted(vec![&alpha.id, &gamma.id]));
     let (_, v) = list(format!("expiring_before={}", enc(&in_secs(&app, 86400)))).await;
-    assert_eq!(ids(&v), [alpha.id.clone()]);
+    assert_eq!(ids(&v), vec![alpha.id.clone()]);
     let (_, v) = list("name=BILLING".into()).await;
     assert_eq!(ids(&v), sorted(vec![&alpha.id, &beta.id]));
     let (_, v) = list("name=ch%20GAM".into()).await;
-    assert_eq!(ids(&v), [gamma.id.clone()]);
+    assert_eq!(ids(&v), vec![gamma.id.clone()]);
     // LIKE wildcards are literal.
     let (_, v) = list("name=%25".into()).await;
     assert_eq!(ids(&v), Vec::<String>::new());
@@ -670,7 +673,7 @@ async fn agent_list_filters(backend: Backend) {
         enc(&in_secs(&app, 30 * 86400))
     ))
     .await;
-    assert_eq!(ids(&v), [alpha.id.clone()]);
+    assert_eq!(ids(&v), vec![alpha.id.clone()]);
     let (_, first) = list("name=billing&limit=1".into()).await;
     assert_eq!(first["items"].as_array().unwrap().len(), 1);
     let next = first["next"].as_str().unwrap().to_owned();
