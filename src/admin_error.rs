@@ -18,6 +18,10 @@ pub enum AdminError {
     Forbidden,
     #[error("{0}")]
     Conflict(String),
+    /// The change is valid but the organization's policy does not allow it (422
+    /// `policy_violation`): a limit such as `max_agents`.
+    #[error("{0}")]
+    Policy(String),
     /// An `If-Match` precondition failed (RFC 9110 §13.1.1): the object is at another version.
     #[error("the object changed: If-Match does not match its current ETag")]
     PreconditionFailed,

@@ -22,6 +22,7 @@ use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
 use crate::tenancy::orgs::Orgs;
+use crate::tenancy::policy::{OrgPolicies, Policies};
 use crate::tenancy::principals::Principals;
 use crate::tenancy::{Directory, cache_ttl};
 
@@ -38,6 +39,10 @@ pub struct Idp {
     /// Admin credentials: API keys, platform admin tokens, the bootstrap token.
     pub principals: Principals,
     pub agents: Agents,
+    /// Every organization's policy, cached (`get` is an in-memory lookup).
+    pub policies: Arc<Policies>,
+    /// `GET`/`PUT .../policy`.
+    pub policy_admin: OrgPolicies,
     pub partner_admin: Partners,
     pub resolver: Arc<Resolver>,
     pub cards: Cards,
@@ -77,6 +82,7 @@ impl Idp {
             p.bus.clone(),
             ttl,
         ));
+        let policies = Arc::new(Policies::new(p.stores.policies.clone(), p.bus.clone(), ttl));
         let keys = Arc::new(p.keys);
         let digester = Arc::new(p.digester);
         let remote = |accept, check| {
@@ -131,6 +137,14 @@ impl Idp {
                 fetch_policy: *p.fetcher.policy(),
                 agent_jwks: agent_jwks.clone(),
                 max_token_ttl: p.access_token_ttl,
+                policies: policies.clone(),
+                clock: p.clock.clone(),
+            },
+            policy_admin: OrgPolicies {
+                directory: directory.clone(),
+                policies: policies.clone(),
+                store: p.stores.policies.clone(),
+                max_token_ttl: p.access_token_ttl,
                 clock: p.clock.clone(),
             },
             partner_admin: Partners {
@@ -148,6 +162,7 @@ impl Idp {
                     digester: digester.clone(),
                     agent_jwks,
                     replay: p.replay.clone(),
+                    policies: policies.clone(),
                 },
                 directory: directory.clone(),
                 partners: partners.clone(),
@@ -167,6 +182,7 @@ impl Idp {
             resolver,
             stores: p.stores,
             directory,
+            policies,
             partners,
             keys,
             digester,

@@ -121,3 +121,13 @@ CREATE POLICY org_scope ON api_keys
 CREATE POLICY platform_scope ON api_keys
     USING (current_setting('agentidp.scope', true) = 'platform')
     WITH CHECK (current_setting('agentidp.scope', true) = 'platform');
+
+-- 0006: organization policies.
+ALTER TABLE org_policies ENABLE ROW LEVEL SECURITY;
+ALTER TABLE org_policies FORCE ROW LEVEL SECURITY;
+CREATE POLICY org_scope ON org_policies
+    USING (org_id = current_setting('agentidp.org_id', true))
+    WITH CHECK (org_id = current_setting('agentidp.org_id', true));
+CREATE POLICY platform_scope ON org_policies
+    USING (current_setting('agentidp.scope', true) = 'platform')
+    WITH CHECK (current_setting('agentidp.scope', true) = 'platform');

@@ -241,6 +241,7 @@ pub fn spawn_all(
                             }
                             idp.directory.apply(&inv).await;
                             idp.partners.apply(&inv).await;
+                            idp.policies.apply(&inv).await;
                             idp.oauth.revocations.apply(&inv);
                         }
                     },
@@ -250,6 +251,7 @@ pub fn spawn_all(
                     move |subscribed| {
                         resync_idp.directory.invalidate_all();
                         resync_idp.partners.invalidate_all();
+                        resync_idp.policies.invalidate_all();
                         resync_idp.keys.invalidate_all();
                         resync_idp.oauth.revocations.bus_changed(subscribed);
                     },

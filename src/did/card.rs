@@ -14,7 +14,7 @@ use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
 use crate::jose::Header;
 use crate::keys::{KeyService, LoadedKey, SigningError};
-use crate::model::{AgentStatus, Alg, Clock, rfc3339};
+use crate::model::{Alg, Clock, rfc3339};
 use crate::storage::OrgRecord;
 use crate::tenancy::access::{Action, Principal};
 use crate::tenancy::{Agent, Directory, agents};
@@ -292,7 +292,8 @@ impl Cards {
     }
 
     /// The signed card of `agent_id` as served (JSON bytes), signed with the organization's
-    /// active ES256 key; `None` for an unknown or revoked agent.
+    /// active ES256 key; `None` for an unknown, revoked or expired agent (checked before the
+    /// cache: a cached card never outlives the agent's expiry).
     pub async fn signed(
         &self,
         org: &OrgRecord,
@@ -300,7 +301,7 @@ impl Cards {
         now: i64,
     ) -> Result<Option<Bytes>, AdminError> {
         let agent = match self.directory.agent(&org.id, agent_id).await? {
-            Some(a) if a.status != AgentStatus::Revoked => a,
+            Some(a) if !a.is_deactivated(now) => a,
             _ => return Ok(None),
         };
         let keys = self.keys.org_keys(org, now).await?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::keys::OrgKeys;
 use crate::keys::signing::thumbprint;
 use crate::storage::OrgRecord;
-use crate::tenancy::{Agent, AgentStatus};
+use crate::tenancy::Agent;
 
 pub const CONTEXT_DID: &str = "https://www.w3.org/ns/did/v1";
 pub const CONTEXT_JWS_2020: &str = "https://w3id.org/security/suites/jws-2020/v1";
@@ -189,7 +189,7 @@ pub fn agent_document(
     let meta = DocMeta {
         created: agent.record.created_at,
         updated,
-        deactivated: agent.status == AgentStatus::Revoked,
+        deactivated: agent.is_deactivated(now),
     };
     (doc, meta)
 }

@@ -144,6 +144,21 @@ pub fn rendered_cache() -> moka::future::Cache<DocKey, Arc<RenderedDoc>> {
         .build()
 }
 
+/// The metadata of a deactivated agent DID: updated when it was revoked (its last change) or
+/// when it expired, whichever is later.
+fn deactivated_meta(agent: &crate::tenancy::Agent) -> DocMeta {
+    let r = &agent.record;
+    let updated = match (agent.status, r.expires_at) {
+        (AgentStatus::Revoked, _) | (_, None) => r.updated_at,
+        (_, Some(exp)) => r.updated_at.max(exp),
+    };
+    DocMeta {
+        created: r.created_at,
+        updated,
+        deactivated: true,
+    }
+}
+
 fn uuid_key(id: &str) -> Option<u128> {
     uuid::Uuid::try_parse(id).ok().map(|u| u.as_u128())
 }
@@ -228,20 +243,22 @@ impl Resolver {
                 let org = self.own_org(slug).await?;
                 let agent = self.own_agent(&org, agent_id).await?;
                 let key = uuid_key(agent.id()).map(DocKey::Agent);
-                if agent.status == AgentStatus::Revoked {
+                if agent.is_deactivated(now) {
                     let deps = Deps::new(Some(&org), None, Some(&agent), None);
                     if let Some(hit) = self.current_rendering(key, &deps, now).await {
                         return Ok(hit);
                     }
-                    let meta = DocMeta {
-                        created: agent.record.created_at,
-                        updated: agent.record.updated_at,
-                        deactivated: true,
-                    };
+                    let meta = deactivated_meta(&agent);
                     let doc = deactivated_document(&agent.record.did);
+                    // An expired agent's rendering is valid from its expiry on (a revoked one's
+                    // always): a changed expiry is another agent object, rendered again.
+                    let from = match agent.status {
+                        AgentStatus::Revoked => i64::MIN,
+                        _ => agent.record.expires_at.unwrap_or(i64::MIN),
+                    };
                     (
                         key,
-                        rendered::render(deps, &doc, Some(meta), i64::MIN, i64::MAX),
+                        rendered::render(deps, &doc, Some(meta), from, i64::MAX),
                     )
                 } else {
                     let keys = self.own_keys(&org, now).await?;
@@ -257,7 +274,10 @@ impl Resolver {
                     }
                     let jwks = agent.jwks.as_ref().or(remote.as_ref().map(|e| &e.doc));
                     let (doc, meta) = document::agent_document(&org, &keys, &agent, jwks, now);
-                    let until = keys.next_transition(now);
+                    // Never past the agent's expiry: then its DID is deactivated.
+                    let until = keys
+                        .next_transition(now)
+                        .min(agent.record.expires_at.unwrap_or(i64::MAX));
                     (key, rendered::render(deps, &doc, Some(meta), now, until))
                 }
             }
@@ -288,15 +308,10 @@ impl Resolver {
             OwnDid::Agent { slug, agent_id } => {
                 let org = self.own_org(&slug).await?;
                 let agent = self.own_agent(&org, &agent_id).await?;
-                if agent.status == AgentStatus::Revoked {
-                    let meta = DocMeta {
-                        created: agent.record.created_at,
-                        updated: agent.record.updated_at,
-                        deactivated: true,
-                    };
+                if agent.is_deactivated(now) {
                     return Ok(Resolved {
                         document: deactivated_document(&agent.record.did),
-                        meta: Some(meta),
+                        meta: Some(deactivated_meta(&agent)),
                     });
                 }
                 let keys = self.own_keys(&org, now).await?;

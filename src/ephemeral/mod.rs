@@ -113,6 +113,10 @@ pub enum Invalidation {
         org_id: String,
         issuer: String,
     },
+    /// The organization's policy changed.
+    Policy {
+        org_id: String,
+    },
     /// Not a cache entry to forget but a fact to learn: the access token `jti` of `org_id` is
     /// revoked until its `exp`.
     Revoked {
@@ -128,6 +132,7 @@ impl Invalidation {
             Invalidation::Org { slug } => format!("org {slug}"),
             Invalidation::Agent { org_id, agent_id } => format!("agent {org_id} {agent_id}"),
             Invalidation::Keys { org_id } => format!("keys {org_id}"),
+            Invalidation::Policy { org_id } => format!("policy {org_id}"),
             Invalidation::Partner { org_id, issuer } => format!("partner {org_id} {issuer}"),
             Invalidation::Revoked { org_id, jti, exp } => format!("revoked {org_id} {jti} {exp}"),
         }
@@ -143,6 +148,9 @@ impl Invalidation {
                 agent_id: (*a).to_owned(),
             },
             ["keys", o] => Invalidation::Keys {
+                org_id: (*o).to_owned(),
+            },
+            ["policy", o] => Invalidation::Policy {
                 org_id: (*o).to_owned(),
             },
             ["partner", o, i] => Invalidation::Partner {
@@ -202,6 +210,9 @@ mod tests {
                 agent_id: "a".into(),
             },
             Invalidation::Keys { org_id: "o".into() },
+            Invalidation::Policy {
+                org_id: "0196a000-0000-7000-8000-000000000001".into(),
+            },
             Invalidation::Partner {
                 org_id: "o".into(),
                 issuer: "https://p.example/orgs/x".into(),
@@ -218,6 +229,8 @@ mod tests {
         // The subscription heartbeat is no invalidation.
         assert_eq!(Invalidation::decode("heartbeat"), None);
         assert_eq!(Invalidation::decode("keys a b"), None);
+        assert_eq!(Invalidation::decode("policy"), None);
+        assert_eq!(Invalidation::decode("policy a b"), None);
         assert_eq!(Invalidation::decode(""), None);
         assert_eq!(Invalidation::decode("revoked o j"), None);
         assert_eq!(Invalidation::decode("revoked o j soon"), None);

@@ -17,8 +17,10 @@ use super::openapi::{
 };
 use super::state::AppState;
 use crate::admin_error::IfMatch;
+use crate::storage::AgentFilter;
 use crate::tenancy::agents::{self, AgentInput, AgentResponse};
 use crate::tenancy::orgs::{KeyRevokedResponse, KeysResponse, OrgResponse};
+use crate::tenancy::policy::{PolicyDocument, PolicyResponse};
 use crate::tenancy::{AgentStatus, orgs};
 
 pub type ApiResult = Result<Response, ApiError>;
@@ -375,12 +377,79 @@ pub async fn agents_post(
     ))
 }
 
+/// `GET .../agents` query: cursor pagination and filters (every given filter must hold). An
+/// unknown parameter or a bad value is refused, never ignored.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AgentQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500, value_type = Option<i64>)]
+    pub limit: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    /// Only agents with this status: `active`, `suspended` or `revoked`.
+    #[param(value_type = Option<AgentStatus>)]
+    pub status: Option<String>,
+    /// Only agents with an `expires_at` before this RFC 3339 instant.
+    #[param(format = DateTime)]
+    pub expiring_before: Option<String>,
+    /// Only agents whose name contains this text (a case-insensitive substring, 1 to 200
+    /// characters).
+    pub name: Option<String>,
+}
+
+/// A query parameter with a bad value: 422 `invalid_field` naming it, as `?limit=abc` (the
+/// admin API's one rule for bodies and queries).
+fn bad_param(field: &str, d: &str) -> ApiError {
+    ApiError::invalid_field(field, d)
+}
+
+impl AgentQuery {
+    fn filter(&self) -> Result<AgentFilter, ApiError> {
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(v) => Some(
+                AgentStatus::parse(v)
+                    .ok_or_else(|| bad_param("status", "must be active, suspended or revoked"))?,
+            ),
+        };
+        let expiring_before = match self.expiring_before.as_deref() {
+            None => None,
+            Some(v) => Some(crate::model::parse_rfc3339(v).ok_or_else(|| {
+                bad_param(
+                    "expiring_before",
+                    "must be an RFC 3339 date-time such as 2027-01-01T00:00:00Z",
+                )
+            })?),
+        };
+        let name = match self.name.as_deref() {
+            None => None,
+            Some(n)
+                if n.is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control) =>
+            {
+                return Err(bad_param(
+                    "name",
+                    "must be 1 to 200 characters without control characters",
+                ));
+            }
+            Some(n) => Some(n.to_owned()),
+        };
+        Ok(AgentFilter {
+            status,
+            expiring_before,
+            name_contains: name,
+        })
+    }
+}
+
+/// The organization's agents, a page at a time, optionally filtered.
 #[utoipa::path(
     get,
     path = "/api/v1/orgs/{org}/agents",
     tag = "agents",
     extensions(("x-agentidp-role" = json!("member"))),
-    params(OrgPath, Page),
+    params(OrgPath, AgentQuery),
     responses(
         (status = 200, description = "A page of agents", body = ListResponse<AgentResponse>),
         Authenticated, Forbidden, NotFound, BadQuery, Invalid,
@@ -390,13 +459,18 @@ pub async fn agents_get(
     State(s): State<AppState>,
     Admin(p): Admin,
     Path(OrgPath { org }): Path<OrgPath>,
-    ApiQuery(q): ApiQuery<Page>,
+    ApiQuery(q): ApiQuery<AgentQuery>,
 ) -> ApiResult {
-    let limit = q.limit()?;
+    let limit = Page {
+        limit: q.limit.clone(),
+        after: None,
+    }
+    .limit()?;
+    let filter = q.filter()?;
     let items = s
         .idp
         .agents
-        .list(&p, &org, q.after.as_deref(), limit)
+        .list(&p, &org, q.after.as_deref(), limit, &filter)
         .await?;
     Ok(Json(page(
         items,
@@ -613,4 +687,59 @@ pub fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Opti
     ApiError::require_object(body, true)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(ApiError::from_json)
+}
+
+/// The organization's policy (every member; null: no restriction).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/policy",
+    tag = "orgs",
+    extensions(("x-agentidp-role" = json!("member"))),
+    params(OrgPath),
+    responses(
+        (status = 200, description = "The whole policy", body = PolicyResponse, headers(("ETag" = String, description = "The policy's version (RFC 9110 §8.8.3; `\"0\"` before the first change); send it in `If-Match` to replace only that version"))),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn policy_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+) -> ApiResult {
+    let policy = s.idp.policy_admin.get(&p, &org).await?;
+    Ok(with_etag(StatusCode::OK, policy.view(None), policy.version))
+}
+
+/// Replaces the whole policy (absent members: no restriction). Existing agents that violate it
+/// are reported in `violations`, not changed; new registrations and updates must comply.
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org}/policy",
+    tag = "orgs",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(OrgPath, IfMatchHeader),
+    request_body = PolicyDocument,
+    responses(
+        (status = 200, description = "The whole policy, with the existing agents that violate it", body = PolicyResponse, headers(("ETag" = String, description = "The policy's version (RFC 9110 §8.8.3); send it in `If-Match` to replace only that version"))),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict, Precondition,
+    ),
+)]
+pub async fn policy_put(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PolicyDocument>,
+) -> ApiResult {
+    let pre = if_match(&headers)?;
+    let (policy, report) = s
+        .idp
+        .policy_admin
+        .put(&p, &org, &body, pre.as_ref())
+        .await?;
+    Ok(with_etag(
+        StatusCode::OK,
+        policy.view(Some(report)),
+        policy.version,
+    ))
 }

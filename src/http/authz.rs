@@ -13,6 +13,8 @@
 //!    one, counted as a failed authentication; 403 for a key used outside its `allowed_cidrs`);
 //! 4. the organization of the path's `{org}`: one the principal does not belong to answers 404
 //!    exactly like a missing one, a lacking role 403 ([`access::authorize`]);
+//! 5. the organization's policy `admin_allowed_cidrs`, for its own principals (not a platform
+//!    admin, who can always let a fenced-out organization back in): 403 from elsewhere;
 //!
 //! and hands the principal to the handler as a request extension ([`Authorized`], read by the
 //! `Admin` extractor).
@@ -163,6 +165,24 @@ pub async fn authorize(
             ))
             .into_response(),
         };
+    }
+    // The organization's own fence (policy `admin_allowed_cidrs`) binds its own principals;
+    // a platform admin stays outside it, so an organization that fenced itself out can be let
+    // back in.
+    if let (Some(org), false) = (&org, principal.is_platform()) {
+        match state.idp.policies.get(&org.id).await {
+            Ok(policy) if policy.admin_ip_allowed(ip.to_canonical()) => {}
+            Ok(_) => {
+                tracing::info!(event = "admin.forbidden", client_ip = %ip, actor = %principal.actor(), route = %route, reason = "outside the organization's admin_allowed_cidrs", "admin request refused");
+                return ApiError::forbidden(
+                    "the organization's policy does not allow its admin API from this address",
+                )
+                .into_response();
+            }
+            Err(_) => {
+                return ApiError::unavailable("the database is unavailable; retry").into_response();
+            }
+        }
     }
     req.extensions_mut().insert(Authorized(principal));
     next.run(req).await

@@ -328,6 +328,9 @@ impl From<AdminError> for ApiError {
                 )
             }
             AdminError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            AdminError::Policy(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_violation", m)
+            }
             AdminError::PreconditionFailed => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",

@@ -79,6 +79,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(principals::api_keys_post, principals::api_keys_get))
         .routes(routes!(principals::api_key_delete))
         .routes(routes!(principals::api_key_rotate_post))
+        .routes(routes!(admin::policy_get, admin::policy_put))
         .routes(routes!(admin::agents_post, admin::agents_get))
         .routes(routes!(
             admin::agent_get,

@@ -12,9 +12,11 @@ use crate::ephemeral::DynReplay;
 use crate::jose::{self, Claim, Expectations, JoseError, Jws, KeySet, Origin, Typ};
 use crate::keys::SecretDigester;
 use crate::model::Secret;
+use crate::model::rfc3339;
 use crate::remote::RemoteJson;
 use crate::storage::OrgRecord;
 use crate::tenancy::Directory;
+use crate::tenancy::policy::{Policies, Policy};
 use crate::tenancy::{Agent, AgentStatus, AuthMethod};
 
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -107,6 +109,18 @@ pub struct ClientAuth {
     pub digester: Arc<SecretDigester>,
     pub agent_jwks: Arc<RemoteJson>,
     pub replay: DynReplay,
+    /// Organization policies (allowed auth methods, secret age), read from memory.
+    pub policies: Arc<Policies>,
+}
+
+/// Which of an agent's secrets a request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    Current,
+    /// The previous secret, during a rotation's grace period.
+    Previous,
+    /// No secret (`private_key_jwt`).
+    Key,
 }
 
 impl ClientAuth {
@@ -123,22 +137,78 @@ impl ClientAuth {
         now: i64,
         endpoint: &str,
     ) -> Result<Arc<Agent>, OAuthError> {
-        match credentials {
+        Ok(self
+            .authenticate_with_policy(org, credentials, now, endpoint)
+            .await?
+            .0)
+    }
+
+    /// [`ClientAuth::authenticate`], also answering the organization's policy it checked (one
+    /// in-memory lookup: the caller needs it too, for the token lifetime). After the client
+    /// proved its credentials: an inactive or expired agent, an auth method the policy no
+    /// longer allows and a secret older than the policy's maximum age are each refused with
+    /// `invalid_client` saying why.
+    pub async fn authenticate_with_policy(
+        &self,
+        org: &OrgRecord,
+        credentials: ClientCredentials,
+        now: i64,
+        endpoint: &str,
+    ) -> Result<(Arc<Agent>, Arc<Policy>), OAuthError> {
+        let (agent, presented) = match credentials {
             ClientCredentials::Basic { client_id, secret }
             | ClientCredentials::Post { client_id, secret } => {
-                self.by_secret(org, &client_id, &secret, now).await
+                self.by_secret(org, &client_id, &secret, now).await?
             }
             ClientCredentials::Jwt {
                 assertion,
                 client_id,
-            } => {
+            } => (
                 self.by_assertion(org, &assertion, client_id.as_deref(), now, endpoint)
-                    .await
+                    .await?,
+                Presented::Key,
+            ),
+            ClientCredentials::None { .. } => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication is required",
+                ));
             }
-            ClientCredentials::None { .. } => Err(OAuthError::invalid_client(
-                "client authentication is required",
-            )),
+        };
+        let agent = active(agent)?;
+        if let Some(exp) = agent.record.expires_at
+            && now >= exp
+        {
+            return Err(OAuthError::invalid_client(format!(
+                "the agent expired at {}",
+                rfc3339(exp)
+            )));
         }
+        let policy = self
+            .policies
+            .get(&org.id)
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        if !policy.allows_auth_method(agent.auth_method) {
+            return Err(OAuthError::invalid_client(format!(
+                "the organization's policy does not allow {} client authentication",
+                agent.auth_method.as_str()
+            )));
+        }
+        let issued = match presented {
+            Presented::Current => agent.record.secret_created_at,
+            Presented::Previous => agent.record.prev_secret_created_at,
+            Presented::Key => None,
+        };
+        if let Some(exp) = policy.secret_expires_at(issued)
+            && now >= exp
+        {
+            return Err(OAuthError::invalid_client(format!(
+                "the client secret expired at {} (the organization's policy allows secrets {} seconds old); rotate it",
+                rfc3339(exp),
+                policy.max_secret_age_secs.unwrap_or_default()
+            )));
+        }
+        Ok((agent, policy))
     }
 
     /// The agent named by a request, whatever its status: client ids are public, so whether a
@@ -158,7 +228,7 @@ impl ClientAuth {
         client_id: &str,
         secret: &Secret,
         now: i64,
-    ) -> Result<Arc<Agent>, OAuthError> {
+    ) -> Result<(Arc<Agent>, Presented), OAuthError> {
         let a = self.agent(org, client_id).await?;
         let fail = bad_credentials;
         if !a.auth_method.uses_secret() {
@@ -179,8 +249,10 @@ impl ClientAuth {
             }
             _ => false,
         };
-        if current || previous() {
-            active(a)
+        if current {
+            Ok((a, Presented::Current))
+        } else if previous() {
+            Ok((a, Presented::Previous))
         } else {
             Err(fail())
         }
@@ -263,7 +335,7 @@ impl ClientAuth {
                 "client_assertion jti was already used",
             ));
         }
-        active(a)
+        Ok(a)
     }
 
     /// Verifies with the agent's inline keys, or its `jwks_uri` keys (parsed once per fetched

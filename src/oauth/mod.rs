@@ -34,6 +34,8 @@ pub enum TokenStateError {
     Revoked,
     #[error("the agent is not active")]
     AgentInactive,
+    #[error("the agent has expired")]
+    AgentExpired,
     /// The agent was suspended, revoked or had its secret rotated (without a grace period) after
     /// the token was issued: such tokens stay dead, also after a reactivation (README, "Agent
     /// lifecycle").
@@ -125,6 +127,9 @@ impl OAuth {
                     .ok_or(TokenStateError::AgentInactive)?;
                 if agent.status != AgentStatus::Active {
                     return Err(TokenStateError::AgentInactive);
+                }
+                if agent.is_expired(now) {
+                    return Err(TokenStateError::AgentExpired);
                 }
                 let issued_ms = crate::model::uuid_v7_millis(&claims.jti)
                     .unwrap_or(claims.iat.saturating_mul(1000));

@@ -26,11 +26,12 @@ impl OAuth {
         let grant_type = form.require("grant_type")?;
         match grant_type {
             GRANT_CLIENT_CREDENTIALS => {
-                let agent = self
+                let (agent, policy) = self
                     .clients
-                    .authenticate(org, client, now, "/oauth2/token")
+                    .authenticate_with_policy(org, client, now, "/oauth2/token")
                     .await?;
-                self.issue_client_credentials(org, &agent, form, now).await
+                self.issue_client_credentials(org, &agent, &policy, form, now)
+                    .await
             }
             GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
                 self.exchange(org, client, form, grant_type, now).await

@@ -27,6 +27,12 @@ pub struct AgentRecord {
     pub prev_secret_digest: Option<Vec<u8>>,
     pub prev_secret_version: Option<i64>,
     pub prev_secret_expires_at: Option<i64>,
+    /// When the current secret was issued (registration or rotation), Unix seconds.
+    pub secret_created_at: Option<i64>,
+    /// When the previous secret (valid during a rotation's grace period) was issued.
+    pub prev_secret_created_at: Option<i64>,
+    /// After this instant (Unix seconds) the agent gets no tokens and its DID is deactivated.
+    pub expires_at: Option<i64>,
     /// A registered JWK Set (`private_key_jwt`).
     pub jwks: Option<Value>,
     pub jwks_uri: Option<String>,
@@ -67,6 +73,9 @@ impl AgentRecord {
             prev_secret_digest: None,
             prev_secret_version: None,
             prev_secret_expires_at: None,
+            secret_created_at: None,
+            prev_secret_created_at: None,
+            expires_at: None,
             jwks: None,
             jwks_uri: None,
             access_token_alg: Alg::ES256,
@@ -80,10 +89,47 @@ impl AgentRecord {
     }
 }
 
+/// Which agents a listing returns (every given condition holds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentFilter {
+    pub status: Option<AgentStatus>,
+    /// Agents with an `expires_at` before this instant (Unix seconds).
+    pub expiring_before: Option<i64>,
+    /// Agents whose name contains this text, compared case-insensitively (`LOWER` of the
+    /// database: ASCII letters on SQLite, the database's locale on PostgreSQL).
+    pub name_contains: Option<String>,
+}
+
+/// `s` as a `LIKE` pattern matching any text that contains it (`\` escapes `%`, `_`, `\`).
+fn contains_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
     /// `Conflict { what: "agent id" }` if the organization has an agent with this id.
-    async fn create(&self, agent: &AgentRecord, event: &Event) -> StorageResult<()>;
+    async fn create(&self, agent: &AgentRecord, event: &Event) -> StorageResult<()> {
+        self.create_within(agent, event, None).await.map(|_| ())
+    }
+    /// Like [`AgentStore::create`], but only while the organization has fewer than `max_live`
+    /// live (not deleted, not revoked) agents, counted in the same transaction under a lock on
+    /// the organization's row (concurrent creations cannot both take the last place). `false`:
+    /// the limit is reached, nothing was written.
+    async fn create_within(
+        &self,
+        agent: &AgentRecord,
+        event: &Event,
+        max_live: Option<i64>,
+    ) -> StorageResult<bool>;
     /// The live (not deleted) agent.
     async fn get(&self, org_id: &str, id: &str) -> StorageResult<Option<AgentRecord>>;
     /// Live agents of the organization ordered by id, after the cursor.
@@ -92,7 +138,20 @@ pub trait AgentStore: Send + Sync + 'static {
         org_id: &str,
         after: Option<&str>,
         limit: i64,
+    ) -> StorageResult<Vec<AgentRecord>> {
+        self.list_filtered(org_id, after, limit, &AgentFilter::default())
+            .await
+    }
+    /// Live agents of the organization that pass `filter`, ordered by id, after the cursor.
+    async fn list_filtered(
+        &self,
+        org_id: &str,
+        after: Option<&str>,
+        limit: i64,
+        filter: &AgentFilter,
     ) -> StorageResult<Vec<AgentRecord>>;
+    /// How many live (not deleted, not revoked) agents the organization has.
+    async fn count_live(&self, org_id: &str) -> StorageResult<i64>;
     /// Writes every mutable column if the stored row is still at `agent.version` (and increments
     /// it). `Stale` if another write came first (read again and redo the change: a blind write
     /// would undo it, e.g. a suspension or a secret rotation); `NotFound` if the agent is gone or
@@ -137,6 +196,9 @@ struct AgentRow {
     created_at: i64,
     updated_at: i64,
     version: i64,
+    secret_created_at: Option<i64>,
+    prev_secret_created_at: Option<i64>,
+    expires_at: Option<i64>,
 }
 
 impl TryFrom<AgentRow> for AgentRecord {
@@ -171,6 +233,9 @@ impl TryFrom<AgentRow> for AgentRecord {
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
+            secret_created_at: r.secret_created_at,
+            prev_secret_created_at: r.prev_secret_created_at,
+            expires_at: r.expires_at,
         })
     }
 }
@@ -181,20 +246,45 @@ macro_rules! columns {
         "org_id, id, name, description, did, scopes, status, auth_method, secret_digest, \
          secret_digest_version, prev_secret_digest, prev_secret_version, prev_secret_expires_at, \
          jwks, jwks_uri, access_token_alg, id_token_alg, access_token_ttl, tokens_valid_after_ms, \
-         created_at, updated_at, version"
+         created_at, updated_at, version, secret_created_at, prev_secret_created_at, expires_at"
     };
 }
 
 #[async_trait]
 impl AgentStore for Db {
-    async fn create(&self, a: &AgentRecord, event: &Event) -> StorageResult<()> {
+    async fn create_within(
+        &self,
+        a: &AgentRecord,
+        event: &Event,
+        max_live: Option<i64>,
+    ) -> StorageResult<bool> {
         on_db!(self, |pool| {
             let mut tx = pool.begin_in(Scope::Org(a.org_id.as_str())).await?;
+            if let Some(max) = max_live {
+                // A write first: PostgreSQL locks the organization's row, SQLite takes its one
+                // write lock, so the count below cannot change before this commits.
+                sqlx::query("UPDATE orgs SET updated_at = updated_at WHERE id = $1")
+                    .bind(a.org_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM agents WHERE org_id = $1 \
+                     AND deleted_at IS NULL AND status <> 'revoked'",
+                )
+                .bind(a.org_id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if live >= max {
+                    return Ok(false);
+                }
+            }
             sqlx::query(concat!(
                 "INSERT INTO agents (",
                 columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21, $22)"
+                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
             ))
             .bind(a.org_id.as_str())
             .bind(a.id.as_str())
@@ -218,11 +308,15 @@ impl AgentStore for Db {
             .bind(a.created_at)
             .bind(a.updated_at)
             .bind(a.version)
+            .bind(a.secret_created_at)
+            .bind(a.prev_secret_created_at)
+            .bind(a.expires_at)
             .execute(&mut *tx)
             .await
             .map_err(conflict("agent id"))?;
             outbox::append(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
         })
     }
 
@@ -243,28 +337,50 @@ impl AgentStore for Db {
         row.map(TryInto::try_into).transpose()
     }
 
-    async fn list(
+    async fn list_filtered(
         &self,
         org_id: &str,
         after: Option<&str>,
         limit: i64,
+        f: &AgentFilter,
     ) -> StorageResult<Vec<AgentRecord>> {
+        let name = f.name_contains.as_deref().map(contains_pattern);
         let rows: Vec<AgentRow> = on_db!(self, |pool| {
             let mut c = pool.scoped(Scope::Org(org_id)).await?;
             sqlx::query_as(concat!(
                 "SELECT ",
                 columns!(),
                 " FROM agents WHERE org_id = $1 AND deleted_at IS NULL AND id > $2 \
+                 AND ($4 IS NULL OR status = $4) \
+                 AND ($5 IS NULL OR (expires_at IS NOT NULL AND expires_at < $5)) \
+                 AND ($6 IS NULL OR LOWER(name) LIKE $6 ESCAPE '\\') \
                  ORDER BY id LIMIT $3"
             ))
             .bind(org_id)
             .bind(after.unwrap_or(""))
             .bind(limit)
+            .bind(f.status.map(AgentStatus::as_str))
+            .bind(f.expiring_before)
+            .bind(name.as_deref())
             .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
         });
         rows.into_iter().map(TryInto::try_into).collect()
+    }
+
+    async fn count_live(&self, org_id: &str) -> StorageResult<i64> {
+        on_db!(self, |pool| {
+            let mut c = pool.scoped(Scope::Org(org_id)).await?;
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM agents WHERE org_id = $1 \
+                 AND deleted_at IS NULL AND status <> 'revoked'",
+            )
+            .bind(org_id)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(db_err)
+        })
     }
 
     async fn update(&self, a: &AgentRecord, event: &Event) -> StorageResult<()> {
@@ -276,7 +392,8 @@ impl AgentStore for Db {
                  prev_secret_digest = $10, prev_secret_version = $11, \
                  prev_secret_expires_at = $12, jwks = $13, jwks_uri = $14, \
                  access_token_alg = $15, id_token_alg = $16, access_token_ttl = $17, \
-                 tokens_valid_after_ms = $18, updated_at = $19, version = version + 1 \
+                 tokens_valid_after_ms = $18, updated_at = $19, secret_created_at = $21, \
+                 prev_secret_created_at = $22, expires_at = $23, version = version + 1 \
                  WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'revoked' \
                  AND version = $20",
             )
@@ -300,6 +417,9 @@ impl AgentStore for Db {
             .bind(a.tokens_valid_after_ms)
             .bind(a.updated_at)
             .bind(a.version)
+            .bind(a.secret_created_at)
+            .bind(a.prev_secret_created_at)
+            .bind(a.expires_at)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
@@ -435,6 +555,9 @@ mod tests {
             prev_secret_digest: None,
             prev_secret_version: None,
             prev_secret_expires_at: None,
+            secret_created_at: None,
+            prev_secret_created_at: None,
+            expires_at: Some(1_767_225_600),
             jwks: Some(serde_json::json!({"keys": [{"kty": "OKP"}]})),
             jwks_uri: None,
             access_token_alg: Alg::EdDSA,

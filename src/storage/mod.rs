@@ -44,6 +44,7 @@ mod meta;
 mod orgs;
 mod outbox;
 mod partners;
+mod policies;
 mod principals;
 mod replay;
 
@@ -56,13 +57,14 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use agents::{AgentRecord, AgentStore};
+pub use agents::{AgentFilter, AgentRecord, AgentStore};
 pub use keys::{KeyRecord, KeyStore};
 pub use lease::LeaderLock;
 pub use meta::MetaStore;
 pub use orgs::{OrgRecord, OrgStore};
 pub use outbox::{Event, Outbox, StoredEvent};
 pub use partners::{PartnerRecord, PartnerStore};
+pub use policies::{PolicyRecord, PolicyStore};
 pub use principals::{AdminTokenRecord, ApiKeyRecord, PrincipalStore, Rotation};
 pub use replay::{Marker, ReplayStore, Revocation};
 
@@ -538,6 +540,7 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     pub partners: Arc<dyn PartnerStore>,
     pub principals: Arc<dyn PrincipalStore>,
+    pub policies: Arc<dyn PolicyStore>,
     pub replay: Arc<dyn ReplayStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
@@ -551,6 +554,7 @@ impl Stores {
             keys: Arc::new(db.clone()),
             partners: Arc::new(db.clone()),
             principals: Arc::new(db.clone()),
+            policies: Arc::new(db.clone()),
             replay: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::access::Action;
 use super::access::Principal;
+use super::policy::Policies;
 use super::{Agent, AgentStatus, AuthMethod, Directory, orgs};
 use crate::admin_error::{AdminError, IfMatch};
 use crate::ephemeral::Invalidation;
@@ -18,7 +19,7 @@ use crate::keys::SecretDigester;
 use crate::keys::envelope::random_token;
 use crate::model::{AgentId, Alg, Clock, Secret, is_uuid, rfc3339};
 use crate::remote::RemoteJson;
-use crate::storage::{AgentRecord, Event, OrgRecord, StorageError};
+use crate::storage::{AgentFilter, AgentRecord, Event, OrgRecord, StorageError};
 
 /// How often a change is redone on a fresh read when a concurrent write came first.
 const ATTEMPTS: usize = 8;
@@ -55,6 +56,12 @@ pub struct AgentInput {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub access_token_ttl_secs: Option<Option<i64>>,
+    /// RFC 3339; after it the agent gets no tokens (`invalid_client`), its tokens are inactive
+    /// and its DID deactivated. In the future on registration; an update may set any instant
+    /// (a past one expires the agent at once) or `null` (never expires).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<String>>,
 }
 
 /// RFC 7396 JSON Merge Patch for one member: absent is `None` (unchanged, via `#[serde(default)]`),
@@ -129,6 +136,8 @@ pub struct Agents {
     pub fetch_policy: FetchPolicy,
     pub agent_jwks: Arc<RemoteJson>,
     pub max_token_ttl: i64,
+    /// Organization policies: registrations and updates must comply.
+    pub policies: Arc<Policies>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -186,6 +195,19 @@ impl Agents {
                 ));
             }
             rec.access_token_ttl = Some(ttl);
+        }
+        match input.expires_at {
+            None => {}
+            Some(None) => rec.expires_at = None,
+            Some(Some(t)) => {
+                let at = crate::model::parse_rfc3339(&t).ok_or_else(|| {
+                    AdminError::field(
+                        "expires_at",
+                        "must be an RFC 3339 date-time such as 2027-01-01T00:00:00Z",
+                    )
+                })?;
+                rec.expires_at = Some(at);
+            }
         }
         if let Some(m) = input.token_endpoint_auth_method {
             let m = AuthMethod::parse(&m).ok_or_else(|| {
@@ -267,10 +289,16 @@ impl Agents {
         let mut input = input;
         input.token_endpoint_auth_method = None;
         self.apply_input(&mut rec, input)?;
+        if rec.expires_at.is_some_and(|e| e <= now) {
+            return Err(AdminError::field("expires_at", "must be in the future"));
+        }
+        let policy = self.policies.get(&org.id).await?;
+        policy.check_agent(&rec, None)?;
         let secret = method.uses_secret().then(random_token);
         if let Some(s) = &secret {
             rec.secret_digest = Some(self.digester.digest(s.expose()));
             rec.secret_digest_version = Some(self.digester.version());
+            rec.secret_created_at = Some(now);
         }
         let ev = event(
             &rec,
@@ -278,7 +306,17 @@ impl Agents {
             json!({"name": rec.name, "auth_method": rec.auth_method.as_str()}),
             now,
         );
-        self.directory.agent_store().create(&rec, &ev).await?;
+        let created = self
+            .directory
+            .agent_store()
+            .create_within(&rec, &ev, policy.max_agents)
+            .await?;
+        if !created {
+            return Err(AdminError::Policy(format!(
+                "the organization has its policy's max_agents ({}) live agents; revoke or delete one first",
+                policy.max_agents.unwrap_or_default()
+            )));
+        }
         self.directory
             .invalidate(Invalidation::Agent {
                 org_id: org.id.into(),
@@ -299,18 +337,20 @@ impl Agents {
             .1)
     }
 
+    /// A page of the organization's agents that pass `filter`.
     pub async fn list(
         &self,
         principal: &Principal,
         org_slug: &str,
         after: Option<&str>,
         limit: i64,
+        filter: &AgentFilter,
     ) -> Result<Vec<Agent>, AdminError> {
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Read).await?;
         let rows = self
             .directory
             .agent_store()
-            .list(&org.id, after, limit)
+            .list_filtered(&org.id, after, limit, filter)
             .await?;
         Ok(rows.into_iter().map(Agent::from_record).collect())
     }
@@ -392,14 +432,18 @@ impl Agents {
                 "access_token_ttl_secs",
                 input.access_token_ttl_secs.is_some(),
             ),
+            ("expires_at", input.expires_at.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
         .collect();
+        let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
+        let policy = self.policies.get(&org.id).await?;
         self.modify(principal, org_slug, id, if_match, |agent| {
             ensure_not_revoked(agent)?;
             let mut rec = agent.record.clone();
             self.apply_input(&mut rec, input.clone())?;
+            policy.check_agent(&rec, Some(&fields[..]))?;
             let now = self.clock.now();
             rec.updated_at = now;
             let ev = event(&rec, "agent.updated", json!({ "fields": fields }), now);
@@ -498,15 +542,18 @@ impl Agents {
                     rec.prev_secret_digest = rec.secret_digest.take();
                     rec.prev_secret_version = rec.secret_digest_version.take();
                     rec.prev_secret_expires_at = Some(now + grace);
+                    rec.prev_secret_created_at = rec.secret_created_at.take();
                 } else {
                     rec.prev_secret_digest = None;
                     rec.prev_secret_version = None;
                     rec.prev_secret_expires_at = None;
+                    rec.prev_secret_created_at = None;
                     rec.tokens_valid_after_ms = now_ms;
                 }
                 let secret = random_token();
                 rec.secret_digest = Some(self.digester.digest(secret.expose()));
                 rec.secret_digest_version = Some(self.digester.version());
+                rec.secret_created_at = Some(now);
                 rec.updated_at = now;
                 issued = Some(secret);
                 let ev = event(
@@ -601,6 +648,9 @@ pub struct AgentResponse {
     pub description: Option<String>,
     /// `did:web:...:orgs:{slug}:agents:{id}`.
     pub did: String,
+    /// When the agent expires (null: never).
+    #[schema(required = true, format = DateTime)]
+    pub expires_at: Option<String>,
     pub id: String,
     pub id_token_signed_response_alg: Alg,
     /// With `private_key_jwt` and a registered JWK Set.
@@ -620,6 +670,10 @@ pub struct AgentResponse {
     #[schema(nullable = false, format = DateTime)]
     pub previous_secret_expires_at: Option<String>,
     pub scopes: Vec<String>,
+    /// When the current client secret was issued (registration or the last rotation); null
+    /// for `private_key_jwt`. The policy's `max_secret_age_secs` counts from it.
+    #[schema(required = true, format = DateTime)]
+    pub secret_created_at: Option<String>,
     pub status: AgentStatus,
     pub token_endpoint_auth_method: AuthMethod,
     #[schema(format = DateTime)]
@@ -637,6 +691,7 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         created_at: rfc3339(r.created_at),
         description: r.description.clone(),
         did: r.did.clone(),
+        expires_at: r.expires_at.map(rfc3339),
         id: r.id.to_string(),
         id_token_signed_response_alg: agent.id_token_alg,
         jwks: agent.jwks.clone(),
@@ -645,6 +700,7 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         org: org.map(str::to_owned),
         previous_secret_expires_at: r.prev_secret_expires_at.map(rfc3339),
         scopes: agent.scopes.clone(),
+        secret_created_at: r.secret_created_at.map(rfc3339),
         status: agent.status,
         token_endpoint_auth_method: agent.auth_method,
         updated_at: rfc3339(r.updated_at),

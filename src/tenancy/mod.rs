@@ -3,6 +3,7 @@
 pub mod access;
 pub mod agents;
 pub mod orgs;
+pub mod policy;
 pub mod principals;
 
 use std::sync::Arc;
@@ -40,6 +41,16 @@ impl Agent {
     /// The OAuth `client_id` is the agent id.
     pub fn client_id(&self) -> &str {
         &self.record.id
+    }
+
+    /// Has the agent's `expires_at` passed at `now`?
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.record.expires_at.is_some_and(|e| now >= e)
+    }
+
+    /// Is its DID deactivated at `now` (revoked, or expired)?
+    pub fn is_deactivated(&self, now: i64) -> bool {
+        self.record.status == AgentStatus::Revoked || self.is_expired(now)
     }
 }
 
@@ -278,6 +289,7 @@ impl Directory {
             }
             Invalidation::Partner { .. }
             | Invalidation::Keys { .. }
+            | Invalidation::Policy { .. }
             | Invalidation::Revoked { .. } => {}
         }
     }

@@ -479,7 +479,55 @@ async fn admin_tokens_from_the_cli(backend: Backend) {
     assert!(startup.new_bootstrap_token.is_none());
 }
 
+/// The organization's policy `admin_allowed_cidrs` fences its own principals out from other
+/// addresses (403, nothing changes); the platform admin stays outside the fence and can lift it.
+async fn the_policy_fences_the_admin_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let owner = api_key(&app, &org, json!({"name": "o", "role": "owner"})).await;
+    let key = owner["key"].as_str().unwrap();
+    let org_path = format!("/api/v1/orgs/{}", org.slug);
+    let (st, v) = call(
+        &app,
+        key,
+        Method::PUT,
+        &format!("{org_path}/policy"),
+        Some(json!({"admin_allowed_cidrs": ["10.0.0.0/8"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = call(&app, key, Method::GET, &org_path, None).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "{v}"
+    );
+    let (st, _) = call(
+        &app,
+        key,
+        Method::POST,
+        &format!("{org_path}/agents"),
+        Some(json!({"name": "no", "scopes": []})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, agents) = app
+        .admin(Method::GET, &format!("{org_path}/agents"), None)
+        .await;
+    assert_eq!(agents["items"].as_array().unwrap().len(), 0);
+    // The platform admin lifts the fence.
+    let (st, _) = app
+        .admin(Method::PUT, &format!("{org_path}/policy"), Some(json!({})))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        call(&app, key, Method::GET, &org_path, None).await.0,
+        StatusCode::OK
+    );
+}
+
 on_all_backends!(
+    the_policy_fences_the_admin_api,
     keys_are_principals_with_a_role,
     rotation_grace_revocation_expiry_and_cidrs,
     revoked_on_one_instance_refused_by_the_other,

@@ -19,6 +19,7 @@ mod leader;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod policy;
 mod private_key_jwt;
 mod rls;
 mod roles;

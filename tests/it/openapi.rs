@@ -489,6 +489,62 @@ async fn responses_match_the_document(backend: Backend) {
         .await;
     f.err(get.clone(), &format!("{agents}?limit=501"), None, 422)
         .await;
+    let filtered = f
+        .ok(
+            get.clone(),
+            &format!("{agents}?status=active&name=WORK&expiring_before=2999-01-01T00:00:00Z"),
+            None,
+            200,
+        )
+        .await;
+    assert!(
+        filtered["items"].as_array().unwrap().is_empty(),
+        "{filtered}"
+    );
+    let v = f
+        .err(get.clone(), &format!("{agents}?status=paused"), None, 422)
+        .await;
+    assert_eq!(v["field"], "status");
+    f.err(get.clone(), &format!("{agents}?colour=red"), None, 400)
+        .await;
+
+    // The organization's policy: read, replaced (with the report of violating agents), refused.
+    let pol = format!("{o}/policy");
+    let p0 = f.ok(get.clone(), &pol, None, 200).await;
+    assert_eq!(p0["dynamic_registration"], "off", "{p0}");
+    let p1 = f
+        .ok(
+            put.clone(),
+            &pol,
+            Some(json!({
+                "max_agents": 1, "allowed_scopes": ["read"], "max_secret_age_secs": 86400,
+                "token_rate_limit": {"per_second": 100, "burst": 200},
+                "dynamic_registration": "open",
+            })),
+            200,
+        )
+        .await;
+    assert_eq!(p1["violations"]["over_max_agents"], true, "{p1}");
+    assert!(
+        !p1["violations"]["agents"].as_array().unwrap().is_empty(),
+        "{p1}"
+    );
+    f.ok(get.clone(), &pol, None, 200).await;
+    let v = f
+        .err(put.clone(), &pol, Some(json!({"max_agents": -1})), 422)
+        .await;
+    assert_eq!(v["field"], "max_agents");
+    f.err(put.clone(), &pol, Some(json!({"colour": 1})), 400)
+        .await;
+    f.err(
+        get.clone(),
+        &format!("/api/v1/orgs/{}/policy", random_slug()),
+        None,
+        404,
+    )
+    .await;
+    // Back to no restriction: the rest of this flow registers and changes agents freely.
+    f.ok(put.clone(), &pol, Some(json!({})), 200).await;
 
     let a = format!("{agents}/{}", secret_agent["id"].as_str().unwrap());
     let k = format!("{agents}/{}", jwks_agent["id"].as_str().unwrap());

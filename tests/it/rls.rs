@@ -156,6 +156,11 @@ async fn populate(stores: &Stores, slug: &str) -> OrgId {
         .create_api_key(&key, &ev(&o.id, "api_key.created"))
         .await
         .unwrap();
+    stores
+        .policies
+        .put(&o.id, "{}", 0, 1, &ev(&o.id, "policy.updated"))
+        .await
+        .unwrap();
     o.id
 }
 

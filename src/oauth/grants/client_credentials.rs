@@ -9,6 +9,7 @@ use crate::oauth::wire::TokenResponse;
 use crate::storage::OrgRecord;
 use crate::tenancy::Agent;
 use crate::tenancy::agents::valid_scope_token;
+use crate::tenancy::policy::Policy;
 use crate::tokens::access_token::{self, AccessClaims};
 use crate::tokens::{Audience, id_token};
 
@@ -78,6 +79,7 @@ impl OAuth {
         &self,
         org: &OrgRecord,
         agent: &Agent,
+        policy: &Policy,
         form: &FormParams,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
@@ -87,6 +89,12 @@ impl OAuth {
             .record
             .access_token_ttl
             .map_or(self.access_token_ttl, |t| t.min(self.access_token_ttl));
+        // Capped by the organization's policy, and never past the agent's expiry (which the
+        // client authentication checked is still ahead).
+        let mut ttl = policy.cap_ttl(ttl);
+        if let Some(exp) = agent.record.expires_at {
+            ttl = ttl.min(exp.saturating_sub(now)).max(1);
+        }
         let keys = self
             .keys
             .org_keys(org, now)

@@ -42,13 +42,24 @@ impl OAuth {
         grant_type: &str,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let client = match credentials {
-            ClientCredentials::None { .. } => None,
-            other => Some(
+        // The organization's policy (its token-lifetime cap) comes with the client
+        // authentication, or is looked up alone: one in-memory lookup either way.
+        let (client, policy) = match credentials {
+            ClientCredentials::None { .. } => (
+                None,
                 self.clients
-                    .authenticate(org, other, now, "/oauth2/token")
-                    .await?,
+                    .policies
+                    .get(&org.id)
+                    .await
+                    .map_err(|_| OAuthError::server_error())?,
             ),
+            other => {
+                let (agent, policy) = self
+                    .clients
+                    .authenticate_with_policy(org, other, now, "/oauth2/token")
+                    .await?;
+                (Some(agent), policy)
+            }
         };
 
         let (assertion, token_exchange) = if grant_type == GRANT_JWT_BEARER {
@@ -116,7 +127,7 @@ impl OAuth {
             .spend(self.replay.as_ref(), now)
             .await
             .map_err(grant_error)?;
-        let ttl = self.access_token_ttl;
+        let ttl = policy.cap_ttl(self.access_token_ttl);
         let key = self.signing_key(org, crate::model::Alg::ES256, now).await?;
         let foreign_sub = verified
             .claims
