@@ -15,6 +15,7 @@ mod first_hour;
 mod fuzz;
 mod keys;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod openapi;
 mod private_key_jwt;
