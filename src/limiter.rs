@@ -604,12 +604,10 @@ impl RateLimiter {
     }
 
     fn shard(&self, key: &str) -> &Shard {
-        use std::hash::{BuildHasher, Hash, Hasher};
+        use std::hash::BuildHasher;
         static HASH: LazyLock<std::collections::hash_map::RandomState> =
             LazyLock::new(std::collections::hash_map::RandomState::new);
-        let mut h = HASH.build_hasher();
-        key.hash(&mut h);
-        let i = usize::try_from(h.finish() % SHARDS as u64).unwrap_or(0);
+        let i = usize::try_from(HASH.hash_one(key) % SHARDS as u64).unwrap_or(0);
         &self.shards[i]
     }
 

@@ -184,8 +184,10 @@ impl FromRequestParts<AppState> for Admin {
                     Principal::Platform => "platform".to_owned(),
                     Principal::Org { org_id, .. } => format!("org:{org_id}"),
                 };
-                admin_rate_limit(state, &key, ip)?;
-                Ok(Admin(p))
+                match admin_rate_limit(state, &key, ip) {
+                    Some(refused) => Err(refused),
+                    None => Ok(Admin(p)),
+                }
             }
             None => {
                 state.auth_failures.failed(&subjects).await;
@@ -199,21 +201,19 @@ impl FromRequestParts<AppState> for Admin {
 
 /// The admin API's request limit (`AGENTIDP_ADMIN_RATE_LIMIT`) for one authenticated principal,
 /// named by `principal` (a stable string per principal: `platform` for the bootstrap token, an
-/// API key's id, a user's id). Each call counts; `Err` is the 429 to answer (`Retry-After`, the
-/// RateLimit fields, `{"error": "rate_limited"}`).
-pub fn admin_rate_limit(state: &AppState, principal: &str, ip: IpAddr) -> Result<(), Response> {
-    let Some(limit) = state.limits.admin else {
-        return Ok(());
-    };
+/// API key's id, a user's id). Each call counts; `Some` is the 429 to answer (`Retry-After`, the
+/// RateLimit fields, `{"error": "rate_limited"}`); `None` lets the request through.
+pub fn admin_rate_limit(state: &AppState, principal: &str, ip: IpAddr) -> Option<Response> {
+    let limit = state.limits.admin?;
     match state
         .rate_limiter
         .check(&format!("admin:{principal}"), limit)
     {
         d @ crate::limiter::Decision::Limited { .. } => {
             tracing::info!(event = "admin.rate_limited", principal, client_ip = %ip, limit = %limit, "admin request refused: over its request limit");
-            Err(super::error::admin_too_many_requests(&d))
+            Some(super::error::admin_too_many_requests(&d))
         }
-        crate::limiter::Decision::Allowed { .. } => Ok(()),
+        crate::limiter::Decision::Allowed { .. } => None,
     }
 }
 
