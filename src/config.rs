@@ -214,6 +214,19 @@ pub struct Settings {
     /// stays on).
     #[arg(long, env = "AGENTIDP_AUTH_FAILURE_LIMIT", default_value_t = DEFAULT_AUTH_FAILURE_LIMIT)]
     pub auth_failure_limit: u32,
+    /// Requests one client (one `client_id` of one organization) may make to the token endpoint,
+    /// `PER_SECOND[:BURST]` (burst default: one second's worth); `0` turns the limit off. Over
+    /// it: 429 with `Retry-After`, the RateLimit headers and `{"error": "slow_down"}`.
+    #[arg(long, env = "AGENTIDP_TOKEN_RATE_LIMIT", default_value = DEFAULT_TOKEN_RATE_LIMIT, value_parser = parse_rate_limit)]
+    pub token_rate_limit: RateLimitSetting,
+    /// Requests one admin principal may make to the admin API, `PER_SECOND[:BURST]`; `0` off.
+    #[arg(long, env = "AGENTIDP_ADMIN_RATE_LIMIT", default_value = DEFAULT_ADMIN_RATE_LIMIT, value_parser = parse_rate_limit)]
+    pub admin_rate_limit: RateLimitSetting,
+    /// Requests one client IP may make to the unauthenticated public endpoints (discovery, JWKS,
+    /// DID documents, resolution, cards, `/agent-info`), `PER_SECOND[:BURST]`; `0` (the default)
+    /// off.
+    #[arg(long, env = "AGENTIDP_IP_RATE_LIMIT", default_value = DEFAULT_IP_RATE_LIMIT, value_parser = parse_rate_limit)]
+    pub ip_rate_limit: RateLimitSetting,
     /// Comma-separated CIDRs (or addresses) of reverse proxies whose `Forwarded` /
     /// `X-Forwarded-For` name the client address; from anyone else those headers are ignored.
     #[arg(long, env = "AGENTIDP_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
@@ -244,6 +257,39 @@ pub struct Settings {
     pub metrics_bind: Option<SocketAddr>,
 }
 
+/// A rate limit setting, `PER_SECOND[:BURST]`; `None` is off (`0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSetting(pub Option<crate::limiter::Limit>);
+
+fn parse_rate_limit(s: &str) -> Result<RateLimitSetting, String> {
+    crate::limiter::Limit::parse(s).map(RateLimitSetting)
+}
+
+/// Default of `AGENTIDP_TOKEN_RATE_LIMIT`: 100,000 requests a second per client, as many at once.
+/// Above what one instance serves (the benchmark's single client makes about 45,000 a second
+/// on 2 cores), so the default only stops a runaway client on a large machine or across many
+/// instances; set a lower one (or one per organization) to keep clients from starving each other.
+pub const DEFAULT_TOKEN_RATE_LIMIT: &str = "100000";
+
+/// Default of `AGENTIDP_ADMIN_RATE_LIMIT`: 1,000 requests a second per admin principal, 2,000 at
+/// once (scripts and tests run hundreds of calls in a row; a runaway loop is stopped).
+pub const DEFAULT_ADMIN_RATE_LIMIT: &str = "1000:2000";
+
+/// Default of `AGENTIDP_IP_RATE_LIMIT`: off. The public documents are cached and cheap; turn it
+/// on (e.g. `1000:2000`) where one address should not take a large share of the server.
+pub const DEFAULT_IP_RATE_LIMIT: &str = "0";
+
+impl Settings {
+    /// The rate limits in force.
+    pub fn rate_limits(&self) -> crate::limiter::Limits {
+        crate::limiter::Limits {
+            token: self.token_rate_limit.0,
+            admin: self.admin_rate_limit.0,
+            ip: self.ip_rate_limit.0,
+        }
+    }
+}
+
 /// A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address.
 fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
@@ -255,6 +301,11 @@ fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
 /// The default of `AGENTIDP_AUTH_FAILURE_LIMIT`: failed authentications one client IP may make
 /// per minute (a burst of that many, then one per `60 / limit` seconds).
 pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 60;
+
+fn default_rate_limit(s: &str) -> RateLimitSetting {
+    // The defaults are literals that parse (a test says so).
+    RateLimitSetting(crate::limiter::Limit::parse(s).ok().flatten())
+}
 
 /// The shortest bootstrap token an operator may choose: 32 characters (a generated one has 43).
 pub const MIN_OPERATOR_TOKEN_LEN: usize = 32;
@@ -282,6 +333,9 @@ impl Settings {
             outbound_ca_file: None,
             allow_insecure_loopback: false,
             auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
+            token_rate_limit: default_rate_limit(DEFAULT_TOKEN_RATE_LIMIT),
+            admin_rate_limit: default_rate_limit(DEFAULT_ADMIN_RATE_LIMIT),
+            ip_rate_limit: default_rate_limit(DEFAULT_IP_RATE_LIMIT),
             trusted_proxies: Vec::new(),
             outbound_proxy: None,
             header_read_timeout_secs: 10,
@@ -482,6 +536,76 @@ mod tests {
             Settings::defaults().auth_failure_limit,
             DEFAULT_AUTH_FAILURE_LIMIT
         );
+    }
+
+    /// `PER_SECOND[:BURST]`, 0 off; a bad value from the environment is reported under the
+    /// variable's name.
+    #[test]
+    fn rate_limits_parse_and_bad_values_name_the_variable() {
+        use crate::limiter::Limit;
+        let d = Settings::defaults().rate_limits();
+        assert_eq!(
+            d.token,
+            Some(Limit {
+                per_second: 100_000,
+                burst: 100_000
+            })
+        );
+        assert_eq!(
+            d.admin,
+            Some(Limit {
+                per_second: 1000,
+                burst: 2000
+            })
+        );
+        assert_eq!(d.ip, None);
+        let cli = Cli::try_parse_from([
+            "agentidp",
+            "serve",
+            "--token-rate-limit",
+            "0",
+            "--admin-rate-limit",
+            "5",
+            "--ip-rate-limit",
+            "10:20",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        let l = s.rate_limits();
+        assert_eq!(l.token, None);
+        assert_eq!(
+            l.admin,
+            Some(Limit {
+                per_second: 5,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            l.ip,
+            Some(Limit {
+                per_second: 10,
+                burst: 20
+            })
+        );
+        let args: Vec<std::ffi::OsString> = ["agentidp", "serve"].iter().map(Into::into).collect();
+        for var in [
+            "AGENTIDP_TOKEN_RATE_LIMIT",
+            "AGENTIDP_ADMIN_RATE_LIMIT",
+            "AGENTIDP_IP_RATE_LIMIT",
+        ] {
+            let flag = format!(
+                "--{}",
+                var.trim_start_matches("AGENTIDP_")
+                    .to_lowercase()
+                    .replace('_', "-")
+            );
+            let err = Cli::try_parse_from(["agentidp", "serve", &flag, "10:0"]).unwrap_err();
+            let text = name_env_source(err, &args, |v| v == var).to_string();
+            assert!(text.contains(&format!("'{var}'")), "{text}");
+            assert!(text.contains("PER_SECOND[:BURST]"), "{text}");
+        }
     }
 
     #[test]

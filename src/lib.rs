@@ -13,7 +13,7 @@
 //! | `model` | ids, secrets, algorithms, the clock, did:web builders | |
 //! | `telemetry` | logging and metrics set-up | |
 //! | `limiter` | rate limits (GCRA on the injected clock; in process or Redis) | model |
-//! | `config` | settings (flags and `AGENTIDP_*`) | model |
+//! | `config` | settings (flags and `AGENTIDP_*`) | model, limiter |
 //! | `jose` | JWS/JWK: parse keys once, the allow-list, verify, sign | model |
 //! | `storage` | one module per aggregate, SQLite and PostgreSQL | model |
 //! | `fetch` | outbound HTTP behind the SSRF guard | model |

@@ -320,6 +320,11 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> i64 {
         self.now_ms().div_euclid(1000)
     }
+    /// Microseconds since the Unix epoch (rate limits: 45,000 events a second are 22 µs apart).
+    /// By default the milliseconds, scaled.
+    fn now_us(&self) -> i64 {
+        self.now_ms().saturating_mul(1000)
+    }
 }
 
 /// The wall clock: the one place the process reads the system time.
@@ -328,6 +333,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis()
+    }
+    fn now_us(&self) -> i64 {
+        chrono::Utc::now().timestamp_micros()
     }
 }
 
@@ -352,6 +360,13 @@ impl Clock for OffsetClock {
         SystemClock
             .now_ms()
             .saturating_add(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+    fn now_us(&self) -> i64 {
+        SystemClock.now_us().saturating_add(
+            self.0
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .saturating_mul(1000),
+        )
     }
 }
 

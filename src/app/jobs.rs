@@ -11,7 +11,8 @@
 //! | --- | --- | --- | --- |
 //! | leadership (the database's leader lock) | `leader::spawn_lease` | 2 s | every instance |
 //! | purge: expired revocations and replay markers in the database | [`purge_tick`] | 5 min | leader |
-//! | housekeeping: idle per-IP limiter state, the failure brake, the in-memory revoked tokens (expired dropped; reloaded after an overflow) | — | 5 min | every instance |
+//! | housekeeping: idle per-IP limiter state, idle rate-limit keys, the failure brake, the in-memory revoked tokens (expired dropped; reloaded after an overflow) | — | 5 min | every instance |
+//! | rate limits shared through Redis: this instance's admitted events added to the shared TATs, the others' learned (only with Redis) | `RateLimiter::sync` | 5 ms | every instance |
 //! | metrics upkeep (histogram buckets) | `PrometheusHandle::run_upkeep` | 5 s | every instance |
 //! | key rotation (on demand: `agentidp keys rotate`) | [`rotate_keys_tick`] | — | the CLI |
 //! | cache invalidation from other instances (Redis pub/sub, not a tick; every cache emptied on each (re)subscribe and each second while down) | `RedisEphemeral::listen` | — | every instance |
@@ -208,9 +209,11 @@ pub fn spawn_all(
     let idp = state.idp.clone();
     let limiter = state.foreign_resolution_limit.clone();
     let auth_failures = state.auth_failures.clone();
+    let rate_limiter = state.rate_limiter.clone();
     tasks.push(every(PURGE_PERIOD, stop, move || {
         let (idp, limiter) = (idp.clone(), limiter.clone());
         auth_failures.prune();
+        rate_limiter.prune();
         async move {
             limiter.retain_recent();
             if let Err(e) = idp.oauth.revocations.purge().await {
@@ -218,6 +221,16 @@ pub fn spawn_all(
             }
         }
     }));
+
+    // Rate limits shared through Redis: what this instance admitted goes to the shared counts,
+    // and it learns the others', every few milliseconds (see `limiter::RateLimiter`).
+    if state.rate_limiter.shared_up().is_some() {
+        let rate_limiter = state.rate_limiter.clone();
+        tasks.push(every(crate::limiter::SYNC_PERIOD, stop, move || {
+            let rate_limiter = rate_limiter.clone();
+            async move { rate_limiter.sync().await }
+        }));
+    }
 
     if let Some(h) = state.metrics.clone() {
         tasks.push(every(METRICS_UPKEEP_PERIOD, stop, move || {

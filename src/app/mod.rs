@@ -285,6 +285,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
     } = parts;
     let mut auth_failures =
         crate::limiter::FailureLimiter::new(clock.clone(), settings.auth_failure_limit);
+    let mut rate_limiter = crate::limiter::RateLimiter::new(clock.clone());
     if let Some(r) = &redis {
         // One deployment's namespace: every instance shares the database, so the bootstrap
         // token's digest (hashed again: key names need no secret material), with the public URL
@@ -293,7 +294,9 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         let tag: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
         let namespace = format!("{}:{tag}", public_url.as_str());
         auth_failures = auth_failures.with_redis(r.connection(), &namespace);
+        rate_limiter = rate_limiter.with_redis(r.connection(), &namespace);
     }
+    let redis_handle = redis.clone();
     let (replay, bus): (DynReplay, DynBus) = match redis {
         Some(r) => (Arc::new(r.clone()), Arc::new(r)),
         None => (
@@ -336,6 +339,9 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
             .allow_burst(std::num::NonZeroU32::new(20).unwrap_or(std::num::NonZeroU32::MIN)),
         )),
         auth_failures: Arc::new(auth_failures),
+        rate_limiter: Arc::new(rate_limiter),
+        limits: settings.rate_limits(),
+        redis: redis_handle,
         trusted_proxies: settings.trusted_proxies.clone().into(),
         request_timeout: Duration::from_secs(settings.request_timeout_secs),
         metrics_on_main: settings.metrics_bind.is_none(),

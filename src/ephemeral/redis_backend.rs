@@ -63,6 +63,19 @@ impl RedisEphemeral {
         self.conn.clone()
     }
 
+    /// Whether Redis answers a `PING` within a second (`/readyz`).
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        matches!(
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
     fn channel(&self) -> String {
         format!("{}{CHANNEL}", self.prefix)
     }

@@ -11,9 +11,10 @@
 //!    read;
 //! 3. the bearer token becomes a [`Principal`] (401 for a missing, unknown, revoked or expired
 //!    one, counted as a failed authentication; 403 for a key used outside its `allowed_cidrs`);
-//! 4. the organization of the path's `{org}`: one the principal does not belong to answers 404
+//! 4. the principal's request limit (`AGENTIDP_ADMIN_RATE_LIMIT`, 429 with `Retry-After`);
+//! 5. the organization of the path's `{org}`: one the principal does not belong to answers 404
 //!    exactly like a missing one, a lacking role 403 ([`access::authorize`]);
-//! 5. the organization's policy `admin_allowed_cidrs`, for its own principals (not a platform
+//! 6. the organization's policy `admin_allowed_cidrs`, for its own principals (not a platform
 //!    admin, who can always let a fenced-out organization back in): 403 from elsewhere;
 //!
 //! and hands the principal to the handler as a request extension ([`Authorized`], read by the
@@ -146,6 +147,10 @@ pub async fn authorize(
             return answer;
         }
     };
+    // The admin API's request limit per principal (`AGENTIDP_ADMIN_RATE_LIMIT`).
+    if let Some(refused) = super::extract::admin_rate_limit(&state, &principal.actor(), ip) {
+        return refused;
+    }
     let org = match org_slug(&route, req.uri().path()) {
         Some(slug) => match state.idp.directory.org(slug).await {
             Ok(o) => o,

@@ -113,6 +113,65 @@ pub fn admin_rate_limited(retry: crate::limiter::RetryAfter) -> Response {
     rate_limited_response(body, retry)
 }
 
+/// The RateLimit fields of a limited endpoint's answer (draft-ietf-httpapi-ratelimit-headers-11:
+/// `RateLimit-Policy: NAME;q=BURST;w=SECONDS` and `RateLimit: NAME;r=REMAINING;t=SECONDS`,
+/// both structured fields, RFC 9651), under the policy name `policy` (`token`, `admin`, `ip`).
+pub fn rate_limit_headers(
+    h: &mut axum::http::HeaderMap,
+    d: &crate::limiter::Decision,
+    policy: &str,
+) {
+    if let Ok(v) = HeaderValue::from_str(&d.policy_field(policy)) {
+        h.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&d.limit_field(policy)) {
+        h.insert("ratelimit", v);
+    }
+}
+
+/// A client over its request limit at an OAuth endpoint (`AGENTIDP_TOKEN_RATE_LIMIT` or its
+/// organization's): 429 with `Retry-After`, the RateLimit fields and the RFC 6749 §5.2 body with
+/// `slow_down`, exactly like the failure brake's answer ([`oauth_rate_limited`]).
+pub fn oauth_too_many_requests(d: &crate::limiter::Decision) -> Response {
+    let body = json!({
+        "error": "slow_down",
+        "error_description": "too many requests for this client; retry later",
+    });
+    limited_response(body, d, "token")
+}
+
+/// An admin principal over its request limit (`AGENTIDP_ADMIN_RATE_LIMIT`).
+pub fn admin_too_many_requests(d: &crate::limiter::Decision) -> Response {
+    let body = json!({
+        "error": "rate_limited",
+        "error_description": "too many requests for this principal; retry later",
+    });
+    limited_response(body, d, "admin")
+}
+
+/// A client IP over its request limit on the public endpoints (`AGENTIDP_IP_RATE_LIMIT`).
+pub fn ip_too_many_requests(d: &crate::limiter::Decision) -> Response {
+    let body = json!({
+        "error": "rate_limited",
+        "error_description": "too many requests from this address; retry later",
+    });
+    limited_response(body, d, "ip")
+}
+
+fn limited_response(
+    body: serde_json::Value,
+    d: &crate::limiter::Decision,
+    policy: &str,
+) -> Response {
+    let retry = match d {
+        crate::limiter::Decision::Limited { retry_after, .. } => *retry_after,
+        crate::limiter::Decision::Allowed { .. } => crate::limiter::RetryAfter(1),
+    };
+    let mut resp = rate_limited_response(body, retry);
+    rate_limit_headers(resp.headers_mut(), d, policy);
+    resp
+}
+
 fn rate_limited_response(body: serde_json::Value, retry: crate::limiter::RetryAfter) -> Response {
     let mut resp = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
     let h = resp.headers_mut();

@@ -9,12 +9,14 @@ use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, OAuthResponse};
 use super::state::AppState;
+use crate::limiter::Subject;
 use crate::model::Secret;
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::OAuthError;
 use crate::oauth::form::FormParams;
 use crate::tenancy::access::Principal;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
@@ -167,6 +169,47 @@ impl FromRequestParts<AppState> for Admin {
             .map(|a| Admin(a.0.clone()))
             .ok_or_else(ApiError::unauthorized)
     }
+}
+
+/// The admin API's request limit (`AGENTIDP_ADMIN_RATE_LIMIT`) for one authenticated principal,
+/// named by `principal` (a stable string per principal: `platform` for the bootstrap token, an
+/// API key's id, a user's id). Each call counts; `Some` is the 429 to answer (`Retry-After`, the
+/// RateLimit fields, `{"error": "rate_limited"}`); `None` lets the request through.
+pub fn admin_rate_limit(state: &AppState, principal: &str, ip: IpAddr) -> Option<Response> {
+    let limit = state.limits.admin?;
+    match state
+        .rate_limiter
+        .check(&format!("admin:{principal}"), limit)
+    {
+        d @ crate::limiter::Decision::Limited { .. } => {
+            tracing::info!(event = "admin.rate_limited", principal, client_ip = %ip, limit = %limit, "admin request refused: over its request limit");
+            Some(super::error::admin_too_many_requests(&d))
+        }
+        crate::limiter::Decision::Allowed { .. } => None,
+    }
+}
+
+/// The client IP's request limit on the unauthenticated public endpoints
+/// (`AGENTIDP_IP_RATE_LIMIT`), as a middleware; the router adds it only when the limit is on, so
+/// with the default (off) those GETs pay nothing for it.
+pub async fn ip_rate_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(limit) = state.limits.ip else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let ip = client_ip_of(&parts, &state);
+    let d = state.rate_limiter.check(&Subject::Ip(ip).key(), limit);
+    if let crate::limiter::Decision::Limited { .. } = d {
+        tracing::info!(event = "ip.rate_limited", client_ip = %ip, limit = %limit, "request refused: over the per-address request limit");
+        return super::error::ip_too_many_requests(&d);
+    }
+    let mut resp = next.run(Request::from_parts(parts, body)).await;
+    super::error::rate_limit_headers(resp.headers_mut(), &d, "ip");
+    resp
 }
 
 /// The client's address: the socket peer, or, when the peer is one of `AGENTIDP_TRUSTED_PROXIES`,

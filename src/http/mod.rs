@@ -50,13 +50,27 @@ async fn healthz_get() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
+/// Readiness: 503 when the database does not answer. Redis down is reported
+/// (`"redis": "down"`, `"status": "degraded"`) but stays 200: the instance still serves every
+/// request correctly (rate limits per instance, caches on their short lifetimes, replay markers
+/// and invalidation failing over as documented), and Redis is shared, so a 503 would take every
+/// instance out of its load balancer at once, a whole outage for a partial degradation.
 async fn readyz_get(State(state): State<AppState>) -> Response {
     let meta = &state.idp.stores.meta;
     let leader = state.leader.is_leader();
     match meta.ping().await {
         Ok(()) => {
-            axum::Json(json!({"status": "ready", "database": meta.backend(), "leader": leader}))
-                .into_response()
+            let mut body = json!({"status": "ready", "database": meta.backend(), "leader": leader});
+            if let Some(r) = &state.redis {
+                if r.ping().await {
+                    body["redis"] = json!("up");
+                } else {
+                    body["redis"] = json!("down");
+                    body["status"] = json!("degraded");
+                    body["rate_limits"] = json!("per instance");
+                }
+            }
+            axum::Json(body).into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -170,7 +184,17 @@ pub fn router(state: AppState) -> Router {
         .route("/orgs/{slug}/did.json", get(did::org_did_get))
         .route("/orgs/{slug}/agents/{id}/did.json", get(did::agent_did_get))
         .route("/orgs/{slug}/agents/{id}/card", get(did::agent_card_get))
-        .route("/1.0/identifiers/{did}", get(did::identifiers_get))
+        .route("/1.0/identifiers/{did}", get(did::identifiers_get));
+    // Per client IP (`AGENTIDP_IP_RATE_LIMIT`), only when it is on: off, these GETs pay nothing.
+    let public = if state.limits.ip.is_some() {
+        public.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            extract::ip_rate_limit,
+        ))
+    } else {
+        public
+    };
+    let public = public
         .route("/healthz", get(healthz_get))
         .route("/readyz", get(readyz_get));
     let public = if state.metrics_on_main {

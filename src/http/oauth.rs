@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Response};
 
 use std::net::IpAddr;
 
-use super::error::{OAuthResponse, internal_error, oauth_rate_limited};
+use super::error::{
+    OAuthResponse, internal_error, oauth_rate_limited, oauth_too_many_requests, rate_limit_headers,
+};
 use super::extract::{ClientIp, OAuthRequest};
 use super::state::AppState;
-use crate::limiter::Subject;
+use crate::limiter::{Limit, Subject};
 use crate::oauth::OAuth;
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::error::ErrorCode;
@@ -37,10 +39,43 @@ pub async fn org_or_404(state: &AppState, slug: &str) -> Result<Arc<OrgRecord>, 
 /// One OAuth endpoint call: the organization (404 when unknown), the parsed request (its own
 /// OAuth error when malformed), the clock read once, `call`, and the mapping of its answer (a
 /// refusal in the RFC's format, its 401 challenge decided by how the client authenticated).
+///
+/// `limit`: the request limit per client of this endpoint (the token endpoint's), keyed on the
+/// organization and the `client_id`. A client over it is answered 429 before anything is
+/// verified (memory only); only requests that got past client authentication count (a guesser
+/// cannot spend a client's allowance: failures are the failure brake's), and the answer carries
+/// the RateLimit fields. Concurrent requests of one client may all pass the check before any is
+/// counted: the overshoot is at most the client's requests in flight.
+/// The request limit per client an endpoint has.
+#[derive(Debug, Clone, Copy)]
+enum ClientLimit {
+    None,
+    /// The token endpoint's: the organization's policy `token_rate_limit`, or else
+    /// `AGENTIDP_TOKEN_RATE_LIMIT`.
+    Token,
+}
+
+/// The token endpoint's limit for `org`'s clients: its policy's (from memory: the policy cache)
+/// overrides the default, also a default that is off. A policy that cannot be read leaves the
+/// default in force.
+async fn token_limit(state: &AppState, org: &OrgRecord) -> Option<Limit> {
+    match state.idp.policies.get(&org.id).await {
+        Ok(p) => p
+            .token_rate_limit
+            .map(|t| Limit {
+                per_second: t.per_second,
+                burst: t.burst,
+            })
+            .or(state.limits.token),
+        Err(_) => state.limits.token,
+    }
+}
+
 async fn handle<T>(
     state: &AppState,
     slug: &str,
     ip: IpAddr,
+    limit: ClientLimit,
     req: Result<OAuthRequest, OAuthResponse>,
     call: impl AsyncFnOnce(
         &OAuth,
@@ -54,6 +89,10 @@ async fn handle<T>(
     let org = match org_or_404(state, slug).await {
         Ok(o) => o,
         Err(r) => return r,
+    };
+    let limit = match limit {
+        ClientLimit::None => None,
+        ClientLimit::Token => token_limit(state, &org).await,
     };
     // The brake on failed client authentication (issue 9 point 7): an address or a client
     // over its limit is answered 429 before any credential is looked at; only failures count,
@@ -90,9 +129,39 @@ async fn handle<T>(
     };
     let now = state.idp.clock.now();
     let client_id = req.client.client_id().map(str::to_owned);
+    let limited = match (limit, client_id.as_deref()) {
+        (Some(l), Some(client_id)) => Some((
+            l,
+            Subject::Client {
+                org: &org.id,
+                client_id,
+            }
+            .key(),
+        )),
+        _ => None,
+    };
+    if let Some((l, key)) = &limited
+        && let Some(d) = state.rate_limiter.peek(key, *l)
+    {
+        tracing::info!(event = "client.rate_limited", org = %org.slug, client_id = log_id(client_id.as_deref()), client_ip = %ip, limit = %l, "client request refused: over its request limit");
+        return oauth_too_many_requests(&d);
+    }
     match call(&state.idp.oauth, &org, req.client, &req.form, now).await {
-        Ok(v) => ok(v),
+        Ok(v) => {
+            let mut resp = ok(v);
+            if let Some((l, key)) = &limited {
+                let d = state.rate_limiter.record(key, *l);
+                rate_limit_headers(resp.headers_mut(), &d, "token");
+            }
+            resp
+        }
         Err(e) => {
+            if let Some((l, key)) = &limited
+                && e.code != ErrorCode::InvalidClient
+            {
+                // Authenticated, refused for another reason (scope, grant): it counts.
+                state.rate_limiter.record(key, *l);
+            }
             // RFC 6749 §5.2: invalid_client is exactly "client authentication failed".
             if e.code == ErrorCode::InvalidClient {
                 client_auth_failed(state, &org, client_id.as_deref(), ip, &e).await;
@@ -166,7 +235,16 @@ pub async fn token_post(
     ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, ip, req, OAuth::token, json_ok).await
+    handle(
+        &state,
+        &slug,
+        ip,
+        ClientLimit::Token,
+        req,
+        OAuth::token,
+        json_ok,
+    )
+    .await
 }
 
 /// `POST {iss}/oauth2/introspect` (RFC 7662 §2).
@@ -176,7 +254,16 @@ pub async fn introspect_post(
     ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, ip, req, OAuth::introspect, json_ok).await
+    handle(
+        &state,
+        &slug,
+        ip,
+        ClientLimit::None,
+        req,
+        OAuth::introspect,
+        json_ok,
+    )
+    .await
 }
 
 /// `POST {iss}/oauth2/revoke` (RFC 7009 §2.1); success is 200 with no body (§2.2).
@@ -186,9 +273,15 @@ pub async fn revoke_post(
     ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, ip, req, OAuth::revoke, |()| {
-        StatusCode::OK.into_response()
-    })
+    handle(
+        &state,
+        &slug,
+        ip,
+        ClientLimit::None,
+        req,
+        OAuth::revoke,
+        |()| StatusCode::OK.into_response(),
+    )
     .await
 }
 
@@ -199,5 +292,14 @@ pub async fn agent_proof_post(
     ClientIp(ip): ClientIp,
     req: Result<OAuthRequest, OAuthResponse>,
 ) -> Response {
-    handle(&state, &slug, ip, req, OAuth::agent_proof, json_ok).await
+    handle(
+        &state,
+        &slug,
+        ip,
+        ClientLimit::None,
+        req,
+        OAuth::agent_proof,
+        json_ok,
+    )
+    .await
 }

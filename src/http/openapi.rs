@@ -163,7 +163,7 @@ impl IntoResponses for Authenticated {
             ),
             (
                 429,
-                "Too many failed authentications from this address (`rate_limited`; `Retry-After` says when to try again)",
+                "Too many failed authentications from this address, or too many requests for this principal (`AGENTIDP_ADMIN_RATE_LIMIT`) (`rate_limited`; `Retry-After` says when to try again, `RateLimit-Policy` and `RateLimit` give the limit)",
             ),
             (500, "Internal error (`server_error`)"),
         ])

@@ -35,6 +35,12 @@ pub struct AppStateInner {
     pub foreign_resolution_limit: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// The brake on failed authentication (client and admin), per client IP and per client.
     pub auth_failures: Arc<crate::limiter::FailureLimiter>,
+    /// The general request limits (per client at the token endpoint, per admin principal, per
+    /// client IP on the public endpoints) and the limits in force.
+    pub rate_limiter: Arc<crate::limiter::RateLimiter>,
+    pub limits: crate::limiter::Limits,
+    /// Redis, when configured (`/readyz` reports whether it answers).
+    pub redis: Option<crate::ephemeral::redis_backend::RedisEphemeral>,
     /// `AGENTIDP_TRUSTED_PROXIES`: peers whose `Forwarded`/`X-Forwarded-For` are believed.
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// How long a request may take before it is answered 503 (`AGENTIDP_REQUEST_TIMEOUT_SECS`).

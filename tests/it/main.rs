@@ -17,6 +17,7 @@ mod fuzz;
 mod keys;
 mod leader;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod openapi;
 mod policy;
