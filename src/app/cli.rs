@@ -43,8 +43,8 @@ pub async fn admin_token_cli(cmd: &AdminTokenCommand) -> anyhow::Result<String> 
             out.push_str(&format!(
                 "bootstrap\t(bootstrap token)\t-\t-\t{}\n",
                 match bootstrap.as_deref() {
-                    Some(crate::tenancy::principals::BOOTSTRAP_RETIRED) | None => "retired",
-                    Some(_) => "active",
+                    Some(v) if !crate::tenancy::principals::is_retired(v) => "active",
+                    _ => "retired",
                 }
             ));
             for t in principals.admin_tokens().await.map_err(err)? {

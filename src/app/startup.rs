@@ -23,7 +23,7 @@ use crate::storage::{self, Event, Stores};
 
 const META_PUBLIC_URL: &str = "public_url";
 const META_MASTER_KEY_CHECK: &str = "master_key_check";
-use crate::tenancy::principals::{BOOTSTRAP_RETIRED, META_BOOTSTRAP};
+use crate::tenancy::principals::{BOOTSTRAP_RETIRED, META_BOOTSTRAP, bootstrap_record, is_retired};
 
 /// How to make a master key, for every message about a missing or malformed one.
 pub const MAKE_MASTER_KEY: &str = "make one with `openssl rand -base64 32`";
@@ -312,33 +312,35 @@ pub async fn bootstrap_token(
     digester: &crate::keys::SecretDigester,
     configured: Option<&Secret>,
 ) -> anyhow::Result<BootstrapToken> {
-    let encode = |d: &[u8]| {
-        format!(
-            "{}:{}",
-            digester.version(),
-            BASE64_URL_SAFE_NO_PAD.encode(d)
-        )
-    };
-    if let Some(t) = configured {
-        let d = digester.digest(t.expose());
-        return Ok(BootstrapToken {
-            to_record: Some(encode(&d)),
-            digest: (digester.version(), d),
-            new_token: None,
-        });
-    }
     let recorded = store.meta.get(META_BOOTSTRAP).await?;
-    if recorded.as_deref() == Some(BOOTSTRAP_RETIRED) {
+    let retired = || {
         tracing::info!(
             "the bootstrap token is retired (agentidp admin-token revoke bootstrap): the admin API \
-             takes platform admin tokens and API keys; AGENTIDP_BOOTSTRAP_TOKEN brings one back"
+             takes platform admin tokens and API keys; a new AGENTIDP_BOOTSTRAP_TOKEN brings one back"
         );
-        return Ok(BootstrapToken {
+        Ok(BootstrapToken {
             // Version 0 is no digester's: nothing matches it.
             digest: (0, Vec::new()),
             new_token: None,
             to_record: None,
+        })
+    };
+    if let Some(t) = configured {
+        let d = digester.digest(t.expose());
+        let rec = bootstrap_record(digester.version(), &d);
+        // The very token that was retired, still in the environment (every instance of a
+        // fleet has it): it stays retired. Another token is the operator's explicit choice.
+        if recorded.as_deref() == Some(&format!("{BOOTSTRAP_RETIRED}:{rec}")) {
+            return retired();
+        }
+        return Ok(BootstrapToken {
+            to_record: Some(rec),
+            digest: (digester.version(), d),
+            new_token: None,
         });
+    }
+    if recorded.as_deref().is_some_and(is_retired) {
+        return retired();
     }
     if let Some(v) = recorded {
         let (ver, d) = v
@@ -360,7 +362,7 @@ pub async fn bootstrap_token(
     let t = random_token();
     let d = digester.digest(t.expose());
     Ok(BootstrapToken {
-        to_record: Some(encode(&d)),
+        to_record: Some(bootstrap_record(digester.version(), &d)),
         digest: (digester.version(), d),
         new_token: Some(t),
     })

@@ -174,8 +174,13 @@ pub async fn authorize(
     // The organization's own fence (policy `admin_allowed_cidrs`) binds its own principals;
     // a platform admin stays outside it, so an organization that fenced itself out can be let
     // back in.
-    if let (Some(org), false) = (&org, principal.is_platform()) {
-        match state.idp.policies.get(&org.id).await {
+    // Without an `{org}` in the path (listing organizations), the fence of the principal's own.
+    let fenced_by = org
+        .as_ref()
+        .map(|o| o.id.as_str())
+        .or_else(|| principal.org_id());
+    if let (Some(org_id), false) = (fenced_by, principal.is_platform()) {
+        match state.idp.policies.get(org_id).await {
             Ok(policy) if policy.admin_ip_allowed(ip.to_canonical()) => {}
             Ok(_) => {
                 tracing::info!(event = "admin.forbidden", client_ip = %ip, actor = %principal.actor(), route = %route, reason = "outside the organization's admin_allowed_cidrs", "admin request refused");

@@ -129,17 +129,17 @@ async fn handle<T>(
     };
     let now = state.idp.clock.now();
     let client_id = req.client.client_id().map(str::to_owned);
-    let limited = match (limit, client_id.as_deref()) {
-        (Some(l), Some(client_id)) => Some((
+    let limited = limit.and_then(|l| {
+        let client = req.client.limited_client()?;
+        Some((
             l,
             Subject::Client {
                 org: &org.id,
-                client_id,
+                client_id: &client,
             }
             .key(),
-        )),
-        _ => None,
-    };
+        ))
+    });
     if let Some((l, key)) = &limited
         && let Some(d) = state.rate_limiter.peek(key, *l)
     {

@@ -56,6 +56,29 @@ impl ClientCredentials {
         }
     }
 
+    /// The client a request is about, for its request limit: the named `client_id`, or else the
+    /// `sub` of its (not yet verified) client assertion, which RFC 7523 §3 makes the client id,
+    /// so a `private_key_jwt` client that leaves out `client_id` (§2.2 allows it) is limited too.
+    /// Unverified, it only selects whose allowance is looked at; only a request whose assertion
+    /// then verifies (its `sub` being that client) is counted.
+    pub fn limited_client(&self) -> Option<std::borrow::Cow<'_, str>> {
+        if let Some(id) = self.client_id() {
+            return Some(std::borrow::Cow::Borrowed(id));
+        }
+        let Self::Jwt { assertion, .. } = self else {
+            return None;
+        };
+        #[derive(serde::Deserialize)]
+        struct Sub {
+            sub: String,
+        }
+        use base64::prelude::*;
+        let payload = assertion.expose().split('.').nth(1)?;
+        let bytes = BASE64_URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let sub: Sub = serde_json::from_slice(&bytes).ok()?;
+        Some(std::borrow::Cow::Owned(sub.sub))
+    }
+
     /// Combines the decoded Basic credentials (if the request had them) with the form's members.
     /// More than one method at once is `invalid_request` (RFC 6749 §2.3).
     pub fn from_request(

@@ -17,11 +17,15 @@ pub enum Principal {
     /// A platform admin: the bootstrap token (`token_id: None`) or a token made with
     /// `agentidp admin-token create`. May do everything.
     Platform { token_id: Option<String> },
-    /// An organization API key: its role in its one organization.
+    /// An organization API key: its role in its one organization. `previous_secret`: it was
+    /// presented with the secret a rotation replaced (still in its grace period), which may keep
+    /// working but may not manage API keys (or it could rotate its own key out from under the
+    /// owner who rotated it because it leaked).
     ApiKey {
         id: String,
         org_id: String,
         role: Role,
+        previous_secret: bool,
     },
 }
 
@@ -185,6 +189,7 @@ mod tests {
             id: "k".into(),
             org_id: org.into(),
             role,
+            previous_secret: false,
         }
     }
 

@@ -114,6 +114,10 @@ impl Orgs {
         // An organization's own principal sees its organization only: one row, not a filtered
         // page of everyone's (which would page through every organization to find it).
         if let Some(own) = principal.org_id() {
+            // A principal that may not read its organization (a `scim` key) lists nothing.
+            if principal.check(own, Action::Read).is_err() {
+                return Ok(Vec::new());
+            }
             let org = self.directory.org_store().by_id(own).await?;
             return Ok(org
                 .filter(|o| after.is_none_or(|a| o.id.as_str() > a))

@@ -620,6 +620,13 @@ impl OrgPolicies {
             if let Some(m) = if_match {
                 m.check(current.version)?;
             }
+            // Who may use the admin API from where is the owners' to decide: an admin fencing
+            // the owners out could not be removed by them (review finding).
+            if current.admin_allowed_cidrs != policy.admin_allowed_cidrs {
+                principal
+                    .check(&org.id, Action::Own)
+                    .map_err(|_| AdminError::Forbidden)?;
+            }
             let now = self.clock.now();
             let ev = Event {
                 org_id: Some(org.id.clone()),

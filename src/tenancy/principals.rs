@@ -29,9 +29,22 @@ use crate::storage::{
 /// The `meta` row holding the bootstrap token's digest (`VERSION:BASE64URL`). Deleting it
 /// (`agentidp admin-token revoke bootstrap`) retires the bootstrap token without a restart.
 pub const META_BOOTSTRAP: &str = "bootstrap_token_digest";
-/// The value of [`META_BOOTSTRAP`] once the bootstrap token is retired: no new one is generated
-/// at the next start (only `AGENTIDP_BOOTSTRAP_TOKEN`, an explicit choice, brings one back).
+/// The prefix of [`META_BOOTSTRAP`] once the bootstrap token is retired: `retired:` and the
+/// digest it had. No new token is generated at the next start, and the same token configured
+/// again (`AGENTIDP_BOOTSTRAP_TOKEN` left in every instance's environment) stays retired; only a
+/// different configured token, an explicit choice, brings a bootstrap token back.
 pub const BOOTSTRAP_RETIRED: &str = "retired";
+
+/// How [`META_BOOTSTRAP`] records a digest: `VERSION:BASE64URL`.
+pub fn bootstrap_record(version: i64, digest: &[u8]) -> String {
+    use base64::prelude::*;
+    format!("{version}:{}", BASE64_URL_SAFE_NO_PAD.encode(digest))
+}
+
+/// Whether a recorded [`META_BOOTSTRAP`] value is a retirement.
+pub fn is_retired(recorded: &str) -> bool {
+    recorded == BOOTSTRAP_RETIRED || recorded.starts_with("retired:")
+}
 
 const API_KEY_PREFIX: &str = "aidp_k_";
 const ADMIN_TOKEN_PREFIX: &str = "aidp_p_";
@@ -61,6 +74,9 @@ pub struct Principals {
     pub digester: Arc<SecretDigester>,
     /// Digest (and its key version) of the bootstrap token, as recorded at start-up.
     pub bootstrap: (i64, Vec<u8>),
+    /// [`bootstrap_record`] of it: the bootstrap token is accepted only while the database still
+    /// records exactly this (not retired, not replaced by another instance's new token).
+    bootstrap_recorded: String,
     pub clock: Arc<dyn Clock>,
     /// When each credential's use was last written, and from where (bounded).
     pub touched: moka::future::Cache<String, (i64, IpAddr)>,
@@ -123,6 +139,30 @@ pub fn validate_cidrs(field: &'static str, list: &[String]) -> Result<Vec<String
             })
         })
         .collect()
+}
+
+/// Whether every network of `inner` lies inside one of `outer` (an empty `outer`: anywhere; an
+/// empty `inner` is anywhere, so only within an empty `outer`).
+pub fn cidrs_within(inner: &[String], outer: &[String]) -> bool {
+    if outer.is_empty() {
+        return true;
+    }
+    let outer: Vec<ipnet::IpNet> = outer.iter().filter_map(|c| parse_cidr(c)).collect();
+    !inner.is_empty()
+        && inner
+            .iter()
+            .all(|c| parse_cidr(c).is_some_and(|n| outer.iter().any(|o| o.contains(&n))))
+}
+
+/// Whether `key` is restricted at least as much as `actor`: its CIDRs within the actor's, and
+/// expiring no later.
+fn reaches_no_further(key: &ApiKeyRecord, actor: &ApiKeyRecord) -> bool {
+    let expiry_ok = match (key.expires_at, actor.expires_at) {
+        (_, None) => true,
+        (Some(k), Some(a)) => k <= a,
+        (None, Some(_)) => false,
+    };
+    expiry_ok && cidrs_within(&key.allowed_cidrs, &actor.allowed_cidrs)
 }
 
 fn access(e: AccessError) -> AdminError {
@@ -204,6 +244,7 @@ impl Principals {
             store,
             meta,
             digester,
+            bootstrap_recorded: bootstrap_record(bootstrap.0, &bootstrap.1),
             bootstrap,
             clock,
             touched: moka::future::Cache::builder()
@@ -254,6 +295,7 @@ impl Principals {
                 id: key.id,
                 org_id: key.org_id.to_string(),
                 role: key.role,
+                previous_secret: previous,
             });
         }
         if let Some(id) = token_id(t, ADMIN_TOKEN_PREFIX) {
@@ -280,10 +322,13 @@ impl Principals {
         if !self.digester.verify(t, *version, digest) {
             return Err(Refusal::Unauthenticated("unknown token"));
         }
-        // Retired (`agentidp admin-token revoke bootstrap`) since start-up?
+        // Retired (`agentidp admin-token revoke bootstrap`) or replaced (an instance started
+        // with another AGENTIDP_BOOTSTRAP_TOKEN) since this instance started?
         match self.meta.get(META_BOOTSTRAP).await.map_err(unavailable)? {
-            Some(v) if v != BOOTSTRAP_RETIRED => Ok(Principal::Platform { token_id: None }),
-            _ => Err(Refusal::Unauthenticated("retired bootstrap token")),
+            Some(v) if v == self.bootstrap_recorded => Ok(Principal::Platform { token_id: None }),
+            _ => Err(Refusal::Unauthenticated(
+                "retired or replaced bootstrap token",
+            )),
         }
     }
 
@@ -315,7 +360,7 @@ impl Principals {
             AdminError::field("role", "must not be above the role of the key's creator")
         })?;
         let now = self.clock.now();
-        let expires_at = match input.expires_at.as_deref() {
+        let expires_at: Option<i64> = match input.expires_at.as_deref() {
             None => None,
             Some(s) => match parse_rfc3339(s) {
                 Some(t) if t > now => Some(t),
@@ -328,8 +373,32 @@ impl Principals {
                 }
             },
         };
-        let allowed_cidrs =
+        let mut allowed_cidrs =
             validate_cidrs("allowed_cidrs", &input.allowed_cidrs.unwrap_or_default())?;
+        let mut expires_at = expires_at;
+        // A key never makes a key that reaches further than itself: not from more addresses,
+        // not for longer (unset, they default to its own), or a key fenced to 10.0.0.0/8 that
+        // expires tomorrow could mint itself a permanent, unfenced twin (review finding).
+        if let Some(creator) = self.creator_key(principal).await? {
+            if allowed_cidrs.is_empty() {
+                allowed_cidrs.clone_from(&creator.allowed_cidrs);
+            } else if !cidrs_within(&allowed_cidrs, &creator.allowed_cidrs) {
+                return Err(AdminError::field(
+                    "allowed_cidrs",
+                    "must lie within the creating key's own allowed_cidrs",
+                ));
+            }
+            match (expires_at, creator.expires_at) {
+                (None, limit) => expires_at = limit,
+                (Some(e), Some(limit)) if e > limit => {
+                    return Err(AdminError::field(
+                        "expires_at",
+                        "must not be after the creating key's own expiry",
+                    ));
+                }
+                _ => {}
+            }
+        }
         let id = new_id();
         let secret = new_token(API_KEY_PREFIX, &id);
         let rec = ApiKeyRecord {
@@ -367,7 +436,23 @@ impl Principals {
         Ok(self.store.list_api_keys(&org.id, after, limit).await?)
     }
 
-    /// A key of `org` the principal may manage: not above its own role.
+    /// The record of the API key acting, when an API key is (`None` for a platform admin).
+    /// A key presented with its previous secret may not manage keys at all.
+    async fn creator_key(&self, principal: &Principal) -> Result<Option<ApiKeyRecord>, AdminError> {
+        match principal {
+            Principal::Platform { .. } => Ok(None),
+            Principal::ApiKey {
+                previous_secret: true,
+                ..
+            } => Err(AdminError::Forbidden),
+            Principal::ApiKey { id, .. } => Ok(Some(
+                self.store.api_key(id).await?.ok_or(AdminError::Forbidden)?,
+            )),
+        }
+    }
+
+    /// A key of `org` the principal may manage: not above its own role, nor reaching further
+    /// (addresses, lifetime) than the key acting.
     async fn manageable(
         &self,
         principal: &Principal,
@@ -382,6 +467,12 @@ impl Principals {
             .filter(|k| k.org_id == org.id && k.revoked_at.is_none())
             .ok_or(AdminError::NotFound)?;
         principal.may_grant(&org.id, key.role).map_err(access)?;
+        if let Some(creator) = self.creator_key(principal).await?
+            && !reaches_no_further(&key, &creator)
+        {
+            // Rotating it would hand this caller a key that reaches further than its own.
+            return Err(AdminError::Forbidden);
+        }
         Ok(key)
     }
 
@@ -497,9 +588,10 @@ impl Principals {
     pub async fn revoke_admin_token(&self, id: &str) -> Result<(), AdminError> {
         if id == "bootstrap" {
             return match self.meta.get(META_BOOTSTRAP).await? {
-                Some(v) if v != BOOTSTRAP_RETIRED => {
-                    Ok(self.meta.set(META_BOOTSTRAP, BOOTSTRAP_RETIRED).await?)
-                }
+                Some(v) if !is_retired(&v) => Ok(self
+                    .meta
+                    .set(META_BOOTSTRAP, &format!("{BOOTSTRAP_RETIRED}:{v}"))
+                    .await?),
                 _ => Err(AdminError::NotFound),
             };
         }
@@ -539,6 +631,23 @@ mod tests {
         let t = new_token(API_KEY_PREFIX, id);
         assert_eq!(token_id(t.expose(), API_KEY_PREFIX), Some(id));
         assert_eq!(t.expose().len(), 7 + 32 + 1 + 43);
+    }
+
+    #[test]
+    fn narrower_cidrs_lie_within() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(cidrs_within(
+            &v(&["10.1.0.0/16", "10.2.3.4/32"]),
+            &v(&["10.0.0.0/8"])
+        ));
+        assert!(!cidrs_within(&v(&["0.0.0.0/0"]), &v(&["10.0.0.0/8"])));
+        assert!(
+            !cidrs_within(&[], &v(&["10.0.0.0/8"])),
+            "anywhere is not within a fence"
+        );
+        assert!(cidrs_within(&[], &[]));
+        assert!(cidrs_within(&v(&["192.0.2.0/24"]), &[]));
+        assert!(!cidrs_within(&v(&["2001:db8::/32"]), &v(&["10.0.0.0/8"])));
     }
 
     #[test]

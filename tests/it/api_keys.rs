@@ -241,6 +241,30 @@ async fn rotation_grace_revocation_expiry_and_cidrs(backend: Backend) {
             StatusCode::OK
         );
     }
+    // The old secret (it may have leaked: that is why it was rotated) may not manage keys: it
+    // cannot rotate its key out from under the owner, nor mint another.
+    let (st, v) = call(
+        &app,
+        &old,
+        Method::POST,
+        &format!("{org_path}/api-keys/{id}/rotate"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = call(
+        &app,
+        &old,
+        Method::POST,
+        &format!("{org_path}/api-keys"),
+        Some(json!({"name": "twin", "role": "member"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(
+        call(&app, &new, Method::GET, &org_path, None).await.0,
+        StatusCode::OK
+    );
     app.advance(Duration::from_secs(301));
     assert_eq!(
         call(&app, &old, Method::GET, &org_path, None).await.0,
@@ -468,6 +492,17 @@ async fn admin_tokens_from_the_cli(backend: Backend) {
             .any(|l| l.starts_with("bootstrap") && l.ends_with("retired")),
         "{list}"
     );
+    // Started again with the same AGENTIDP_BOOTSTRAP_TOKEN (every instance of a fleet has it):
+    // it stays retired, there and here.
+    let mut same = settings.clone();
+    same.bind = "127.0.0.1:0".parse().unwrap();
+    same.public_url = Some(app.base.clone());
+    let second = spawn_with_settings(same, None).await;
+    assert_eq!(direct(&second, &app.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.admin(Method::GET, "/api/v1/orgs", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     // Started again without AGENTIDP_BOOTSTRAP_TOKEN: no new bootstrap token is made.
     let mut again = settings.clone();
     again.bootstrap_token = None;
@@ -477,6 +512,45 @@ async fn admin_tokens_from_the_cli(backend: Backend) {
         .await
         .expect("a second start");
     assert!(startup.new_bootstrap_token.is_none());
+    drop(startup);
+    // A different token is the operator's explicit choice: it works, and replaces the old one
+    // also in instances that started with it.
+    let mut fresh = settings.clone();
+    fresh.bind = "127.0.0.1:0".parse().unwrap();
+    fresh.public_url = Some(app.base.clone());
+    fresh.bootstrap_token = Some(agentidp::model::Secret::new(
+        "a-new-bootstrap-token-0123456789",
+    ));
+    let third = spawn_with_settings(fresh, None).await;
+    let list = agentidp::app::admin_token_cli(&Cmd::List {
+        settings: settings.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("bootstrap") && l.ends_with("active")),
+        "{list}"
+    );
+    assert_eq!(
+        direct(&third, "a-new-bootstrap-token-0123456789").await,
+        StatusCode::OK
+    );
+    // The first instance still refuses its (retired) token.
+    assert_eq!(direct(&app, &app.token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(direct(&second, &app.token).await, StatusCode::UNAUTHORIZED);
+}
+
+/// `GET /api/v1/orgs` at this very instance (its socket address: instances sharing a public URL
+/// share `base`).
+async fn direct(app: &TestApp, token: &str) -> StatusCode {
+    app.http
+        .get(format!("http://{}/api/v1/orgs", app.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
 }
 
 /// The organization's policy `admin_allowed_cidrs` fences its own principals out from other
@@ -526,7 +600,110 @@ async fn the_policy_fences_the_admin_api(backend: Backend) {
     );
 }
 
+/// A key never makes or takes over a key that reaches further than itself (review findings):
+/// the keys it creates inherit its CIDRs and expiry, may narrow them, never widen them; it may
+/// not rotate a less restricted key; an admin may not change where the admin API may be used
+/// from (the owners' decision); a `scim` key lists no organization.
+async fn keys_never_reach_further_than_their_maker(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let org_path = format!("/api/v1/orgs/{}", org.slug);
+    let now = agentidp::model::Clock::now(app.clock.as_ref());
+    let until = agentidp::model::rfc3339(now + 3600);
+    let fenced = api_key(
+        &app,
+        &org,
+        json!({"name": "ci", "role": "admin", "allowed_cidrs": ["127.0.0.0/8"], "expires_at": until}),
+    )
+    .await;
+    let fk = fenced["key"].as_str().unwrap();
+    let (st, child) = call(
+        &app,
+        fk,
+        Method::POST,
+        &format!("{org_path}/api-keys"),
+        Some(json!({"name": "child", "role": "member"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{child}");
+    assert_eq!(child["allowed_cidrs"], json!(["127.0.0.0/8"]));
+    assert_eq!(child["expires_at"], until.as_str());
+    let later = agentidp::model::rfc3339(now + 7200);
+    for (body, field) in [
+        (
+            json!({"name": "wide", "role": "member", "allowed_cidrs": ["0.0.0.0/0"]}),
+            "allowed_cidrs",
+        ),
+        (
+            json!({"name": "long", "role": "member", "expires_at": later}),
+            "expires_at",
+        ),
+    ] {
+        let (st, v) = call(
+            &app,
+            fk,
+            Method::POST,
+            &format!("{org_path}/api-keys"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (st, v["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{v}"
+        );
+    }
+    let (st, narrow) = call(
+        &app,
+        fk,
+        Method::POST,
+        &format!("{org_path}/api-keys"),
+        Some(json!({"name": "narrow", "role": "member", "allowed_cidrs": ["127.0.0.1"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{narrow}");
+    // An unrestricted admin key: the fenced key may not rotate (take over) it.
+    let free = api_key(&app, &org, json!({"name": "free", "role": "admin"})).await;
+    let free_id = free["id"].as_str().unwrap();
+    let (st, _) = call(
+        &app,
+        fk,
+        Method::POST,
+        &format!("{org_path}/api-keys/{free_id}/rotate"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // The fence of the admin API is the owners' decision.
+    let (st, _) = call(
+        &app,
+        free["key"].as_str().unwrap(),
+        Method::PUT,
+        &format!("{org_path}/policy"),
+        Some(json!({"admin_allowed_cidrs": ["192.0.2.1/32"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, policy) = app
+        .admin(Method::GET, &format!("{org_path}/policy"), None)
+        .await;
+    assert!(policy["admin_allowed_cidrs"].is_null(), "{policy}");
+    // A scim key sees no organization.
+    let scim = api_key(&app, &org, json!({"name": "scim", "role": "scim"})).await;
+    let (st, v) = call(
+        &app,
+        scim["key"].as_str().unwrap(),
+        Method::GET,
+        "/api/v1/orgs",
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["items"], json!([]), "{v}");
+}
+
 on_all_backends!(
+    keys_never_reach_further_than_their_maker,
     the_policy_fences_the_admin_api,
     keys_are_principals_with_a_role,
     rotation_grace_revocation_expiry_and_cidrs,

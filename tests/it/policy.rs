@@ -713,11 +713,7 @@ async fn a_policy_change_on_one_instance_applies_on_the_other() {
     else {
         return;
     };
-    let (settings, cleanup) = test_settings(&backend).await;
-    let one = spawn_with_settings(settings.clone(), Some(cleanup)).await;
-    let mut s2 = settings.clone();
-    s2.public_url = Some(one.base.clone());
-    let two = spawn_with_settings(s2, None).await;
+    let (one, two) = two_instances(backend).await;
     let org = one.create_org().await;
     let agent = one.create_agent(&org, &["read"]).await;
     let org2 = TestOrg {
