@@ -13,7 +13,7 @@ pub use cli::admin_token_cli;
 pub use jobs::rotate_keys_cli;
 pub use serve::DRAIN_TIMEOUT;
 pub use startup::{Opening, check_settings, open_database, open_database_for};
-use startup::{bootstrap_token, check_public_url};
+use startup::{bootstrap_token, check_public_url, deployment_id};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ use url::Url;
 
 use crate::config::Settings;
 use crate::ephemeral::redis_backend::RedisEphemeral;
-use crate::ephemeral::{DbReplayCache, DynBus, DynReplay, LocalBus};
+use crate::ephemeral::{DbReplayCache, DynBus, DynReplay, FailoverReplay, LocalBus};
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::http::{AppState, router};
 use crate::idp::{Idp, Parts, parse_public_url};
@@ -147,6 +147,7 @@ impl App {
                 fetcher,
                 public_url: public_url.clone(),
                 bootstrap: bootstrap.digest.clone(),
+                deployment_id: deployment_id(&store).await?,
             },
             &settings,
             clock,
@@ -255,6 +256,8 @@ struct Opened {
     public_url: Url,
     /// The bootstrap token's digest version and digest.
     bootstrap: (i64, Vec<u8>),
+    /// [`startup::deployment_id`].
+    deployment_id: String,
 }
 
 /// The outbound client, trusting `AGENTIDP_OUTBOUND_CA_FILE` besides the platform's roots.
@@ -282,23 +285,27 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         fetcher,
         public_url,
         bootstrap,
+        deployment_id,
     } = parts;
     let mut auth_failures =
         crate::limiter::FailureLimiter::new(clock.clone(), settings.auth_failure_limit);
     let mut rate_limiter = crate::limiter::RateLimiter::new(clock.clone());
     if let Some(r) = &redis {
-        // One deployment's namespace: every instance shares the database, so the bootstrap
-        // token's digest (hashed again: key names need no secret material), with the public URL
-        // for people reading the keys.
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bootstrap.1);
-        let tag: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let namespace = format!("{}:{tag}", public_url.as_str());
+        // One deployment's namespace: the identifier every instance reads from the shared
+        // database, with the public URL for people reading the keys.
+        let namespace = format!("{}:{deployment_id}", public_url.as_str());
         auth_failures = auth_failures.with_redis(r.connection(), &namespace);
         rate_limiter = rate_limiter.with_redis(r.connection(), &namespace);
     }
     let redis_handle = redis.clone();
     let (replay, bus): (DynReplay, DynBus) = match redis {
-        Some(r) => (Arc::new(r.clone()), Arc::new(r)),
+        Some(r) => (
+            Arc::new(FailoverReplay::new(
+                Arc::new(r.clone()),
+                Arc::new(DbReplayCache::new(store.replay.clone())),
+            )),
+            Arc::new(r),
+        ),
         None => (
             Arc::new(DbReplayCache::new(store.replay.clone())),
             Arc::new(LocalBus),

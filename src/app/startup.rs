@@ -23,6 +23,7 @@ use crate::storage::{self, Event, Stores};
 
 const META_PUBLIC_URL: &str = "public_url";
 const META_MASTER_KEY_CHECK: &str = "master_key_check";
+const META_DEPLOYMENT_ID: &str = "deployment_id";
 use crate::tenancy::principals::{BOOTSTRAP_RETIRED, META_BOOTSTRAP, bootstrap_record, is_retired};
 
 /// How to make a master key, for every message about a missing or malformed one.
@@ -235,6 +236,20 @@ fn create_master_key(path: &Path) -> anyhow::Result<MasterKey> {
     f.sync_all()?;
     tracing::info!(path = %path.display(), "generated a new master key");
     Ok(key)
+}
+
+/// This deployment's identifier: random, recorded by the first instance to start on the
+/// database and shared by every later one. It namespaces what the instances share in Redis (rate
+/// limits, failure counters), so that deployments sharing one Redis never mix their counters, and
+/// it does not change when the bootstrap token or the public URL does.
+pub async fn deployment_id(store: &Stores) -> anyhow::Result<String> {
+    if let Some(id) = store.meta.get(META_DEPLOYMENT_ID).await? {
+        return Ok(id);
+    }
+    let mut raw = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let fresh: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(store.meta.get_or_insert(META_DEPLOYMENT_ID, &fresh).await?)
 }
 
 /// The recorded public URL must not change silently: every issuer and DID derives from it.

@@ -96,6 +96,64 @@ impl ReplayCache for DbReplayCache {
     }
 }
 
+/// Redis markers with the database's as the fallback (the scale-out mode's replay cache).
+///
+/// While Redis fails (an error, or no answer within the Redis backend's bound) markers go to
+/// the database, which every instance shares too, so an assertion is still single-use across
+/// instances and the token endpoint keeps serving `private_key_jwt` and jwt-bearer. Markers
+/// written to the database during the outage live until their own `exp`; until the last of them
+/// has expired every marker set in Redis is also set in the database, so an assertion first
+/// spent during the outage cannot be spent again in Redis afterwards.
+///
+/// What this cannot cover, and is documented as the outage's degradation: an assertion spent in
+/// Redis just before the outage is unknown to the database, so it could be spent once more
+/// during the outage, within its own lifetime (at most the assertion lifetime we accept).
+pub struct FailoverReplay {
+    primary: DynReplay,
+    fallback: DynReplay,
+    /// Unix seconds until which markers written to the fallback may be live (0: none).
+    fallback_live_until: std::sync::atomic::AtomicI64,
+}
+
+impl FailoverReplay {
+    pub fn new(primary: DynReplay, fallback: DynReplay) -> Self {
+        Self {
+            primary,
+            fallback,
+            fallback_live_until: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl ReplayCache for FailoverReplay {
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, EphemeralError> {
+        use std::sync::atomic::Ordering;
+        match self.primary.set_if_absent(key, expires_at, now).await {
+            Ok(false) => Ok(false),
+            Ok(true) => {
+                if now < self.fallback_live_until.load(Ordering::Relaxed) {
+                    // Recently degraded: the database may hold this marker from the outage.
+                    self.fallback.set_if_absent(key, expires_at, now).await
+                } else {
+                    Ok(true)
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis refused a replay marker; using the database's markers");
+                self.fallback_live_until
+                    .fetch_max(expires_at, Ordering::Relaxed);
+                self.fallback.set_if_absent(key, expires_at, now).await
+            }
+        }
+    }
+}
+
 /// What a cache must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
@@ -235,6 +293,68 @@ mod tests {
         assert_eq!(Invalidation::decode("revoked o j"), None);
         assert_eq!(Invalidation::decode("revoked o j soon"), None);
         assert_eq!(Invalidation::decode("revoked o j 1 2"), None);
+    }
+
+    /// Markers in memory, for [`FailoverReplay`]'s parts; `down` makes every call fail.
+    #[derive(Default)]
+    struct Memory {
+        set: std::sync::Mutex<std::collections::HashSet<String>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl ReplayCache for Memory {
+        async fn set_if_absent(&self, key: &str, _: i64, _: i64) -> Result<bool, EphemeralError> {
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(EphemeralError("down".into()));
+            }
+            Ok(self.set.lock().unwrap().insert(key.to_owned()))
+        }
+    }
+
+    /// Redis down: markers go to the database and stay single-use there; Redis back: a marker
+    /// spent during the outage is still refused while outage markers may be live, and after the
+    /// last of them expired Redis alone answers.
+    #[tokio::test]
+    async fn failover_markers_stay_single_use_across_an_outage() {
+        let redis = Arc::new(Memory::default());
+        let db = Arc::new(Memory::default());
+        let f = FailoverReplay::new(redis.clone(), db.clone());
+        assert!(f.set_if_absent("before", 100, 0).await.unwrap());
+        assert!(!f.set_if_absent("before", 100, 1).await.unwrap());
+        assert!(db.set.lock().unwrap().is_empty(), "healthy: Redis only");
+
+        redis.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(f.set_if_absent("during", 300, 10).await.unwrap());
+        assert!(
+            !f.set_if_absent("during", 300, 11).await.unwrap(),
+            "replay during the outage"
+        );
+        db.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            f.set_if_absent("x", 300, 12).await.is_err(),
+            "both down: closed"
+        );
+        db.down.store(false, std::sync::atomic::Ordering::Relaxed);
+
+        redis
+            .down
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        // Redis does not know "during"; the database does, until 300.
+        assert!(
+            !f.set_if_absent("during", 300, 20).await.unwrap(),
+            "replay after the outage"
+        );
+        assert!(f.set_if_absent("after", 400, 21).await.unwrap());
+        assert!(
+            db.set.lock().unwrap().contains("after"),
+            "written to both while outage markers live"
+        );
+        assert!(f.set_if_absent("later", 500, 300).await.unwrap());
+        assert!(
+            !db.set.lock().unwrap().contains("later"),
+            "Redis alone again"
+        );
     }
 
     /// The database-backed markers under concurrent callers: one key is set exactly once, many

@@ -12,6 +12,8 @@ use redis::aio::ConnectionManager;
 use super::{EphemeralError, Invalidation, InvalidationBus, ReplayCache};
 
 const CHANNEL: &str = "agentidp:invalidate";
+/// Bound on one replay marker's `SET`.
+const REPLAY_TIMEOUT: Duration = Duration::from_millis(500);
 /// Bound on connecting to Redis at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -179,14 +181,17 @@ impl ReplayCache for RedisEphemeral {
         _now: i64,
     ) -> Result<bool, EphemeralError> {
         let mut conn = self.conn.clone();
-        let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{}replay:{key}", self.prefix))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(format!("{}replay:{key}", self.prefix))
             .arg(1)
             .arg("NX")
             .arg("PXAT")
-            .arg(expires_at.saturating_mul(1000))
-            .query_async(&mut conn)
+            .arg(expires_at.saturating_mul(1000));
+        // Bounded: a Redis that stopped answering (not refusing) must not hold the token
+        // request; the caller falls back ([`super::FailoverReplay`]).
+        let set: Option<String> = tokio::time::timeout(REPLAY_TIMEOUT, cmd.query_async(&mut conn))
             .await
+            .map_err(|_| EphemeralError("Redis did not answer within 500 ms".into()))?
             .map_err(|e| EphemeralError(e.to_string()))?;
         Ok(set.is_some())
     }

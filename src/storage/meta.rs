@@ -10,6 +10,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> StorageResult<Option<String>>;
     /// Sets `key`, replacing any earlier value.
     async fn set(&self, key: &str, value: &str) -> StorageResult<()>;
+    /// Sets `key` unless it is set, and answers the value it holds afterwards (this one, or the
+    /// one another instance recorded first).
+    async fn get_or_insert(&self, key: &str, value: &str) -> StorageResult<String>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// One round trip to the database (readiness).
@@ -45,6 +48,20 @@ impl MetaStore for Db {
         Ok(())
     }
 
+    async fn get_or_insert(&self, key: &str, value: &str) -> StorageResult<String> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        });
+        self.get(key).await?.ok_or(super::StorageError::NotFound)
+    }
+
     fn backend(&self) -> &'static str {
         Db::backend(self)
     }
@@ -72,6 +89,8 @@ mod tests {
         meta.set("k", "v2").await.unwrap();
         t.db.migrate().await.unwrap();
         assert_eq!(meta.get("k").await.unwrap().as_deref(), Some("v2"));
+        assert_eq!(meta.get_or_insert("id", "first").await.unwrap(), "first");
+        assert_eq!(meta.get_or_insert("id", "second").await.unwrap(), "first");
         assert_eq!(meta.backend(), "sqlite");
         meta.ping().await.unwrap();
     }

@@ -702,7 +702,34 @@ async fn keys_never_reach_further_than_their_maker(backend: Backend) {
     assert_eq!(v["items"], json!([]), "{v}");
 }
 
+/// Deleting an organization revokes its API keys: the owner's key that deleted it is refused
+/// (401) from then on, like the organization's other keys.
+async fn deleting_the_organization_revokes_its_keys(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let owner = api_key(&app, &org, json!({"name": "owner", "role": "owner"})).await;
+    let member = api_key(&app, &org, json!({"name": "reader", "role": "member"})).await;
+    let owner = owner["key"].as_str().unwrap();
+    let member = member["key"].as_str().unwrap();
+    let (st, v) = call(&app, member, Method::GET, "/api/v1/orgs", None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = call(
+        &app,
+        owner,
+        Method::DELETE,
+        &format!("/api/v1/orgs/{}", org.slug),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    for key in [owner, member] {
+        let (st, v) = call(&app, key, Method::GET, "/api/v1/orgs", None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    }
+}
+
 on_all_backends!(
+    deleting_the_organization_revokes_its_keys,
     keys_never_reach_further_than_their_maker,
     the_policy_fences_the_admin_api,
     keys_are_principals_with_a_role,

@@ -12,6 +12,7 @@ use agentidp::model::OffsetClock;
 use reqwest::{Method, StatusCode};
 
 use crate::on_all_backends;
+use crate::private_key_jwt::{ClientKey, assertion_claims, register, token_with_assertion};
 use crate::support::*;
 
 fn limit(per_second: u32, burst: u32) -> RateLimitSetting {
@@ -378,6 +379,8 @@ async fn redis_down_degrades_and_recovers() {
     let org = app.create_org().await;
     let agent = app.create_agent(&org, &[]).await;
     app.token(&org, &agent, &[]).await;
+    let key = ClientKey::es256();
+    let jwt_agent = register(&app, &org, &key).await;
     let (st, ready) = app.get_json(&app.url("/readyz")).await;
     assert_eq!(
         (st, &ready["redis"]),
@@ -386,6 +389,22 @@ async fn redis_down_degrades_and_recovers() {
     );
 
     redis.kill();
+    // private_key_jwt keeps working: the assertion's marker goes to the database, and it is
+    // still single-use.
+    let spent = key.sign(&assertion_claims(&jwt_agent.client_id, &org.issuer));
+    let resp = token_with_assertion(&app, &org, &spent).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "Redis down: {:?}",
+        resp.text().await
+    );
+    assert_oauth_error(
+        token_with_assertion(&app, &org, &spent).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
     // Tokens keep coming (from a fresh allowance), the limit holds in process.
     app.advance(Duration::from_secs(5));
     for _ in 0..3 {
@@ -411,6 +430,18 @@ async fn redis_down_degrades_and_recovers() {
     .await;
     let (_, ready) = app.get_json(&app.url("/readyz")).await;
     assert_eq!(ready["status"], "ready", "{ready}");
+    // Redis never saw the assertion spent during the outage; it is refused all the same.
+    assert_oauth_error(
+        token_with_assertion(&app, &org, &spent).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    let fresh = key.sign(&assertion_claims(&jwt_agent.client_id, &org.issuer));
+    assert_eq!(
+        token_with_assertion(&app, &org, &fresh).await.status(),
+        StatusCode::OK
+    );
     // Limits reach Redis again: the key of this client appears there.
     app.advance(Duration::from_secs(5));
     app.token(&org, &agent, &[]).await;
