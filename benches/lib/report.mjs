@@ -212,6 +212,11 @@ const share = (name, floorName, min, label) => {
   share('token_jwt_bearer', 'assert_es256', 0.7, 'jwt-bearer');
   share('federation_verify', 'assert_es256', 0.7);
   share('token_basic_es256', 'token_es256', 0.85);
+  {
+    // Issue 11: the per-client token rate limit (on for `bench`, off for `free`, one server).
+    const r = ratio(rps(load('agentidp', 'token_basic_es256', T)), rps(load('agentidp', 'token_limits_off', T)));
+    check('`token_basic_es256` (per-client rate limit on) ≥ 90% of `token_limits_off` (off)', pct(r), r === undefined ? undefined : r >= 0.9);
+  }
   const pb = peerBest('token_es256', T);
   const rp = ratio(rps(load('agentidp', 'token_basic_es256', T)), pb?.rps);
   check("`token_basic_es256` ≥ 4x the peer's best configuration", times(rp), rp === undefined ? undefined : rp >= 4);
