@@ -19,7 +19,7 @@
 //! | `fetch` | outbound HTTP behind the SSRF guard | model |
 //! | `remote` | documents of others, cached within bounds | model, fetch, jose |
 //! | `ephemeral` | replay markers, the invalidation bus (database or Redis) | model, storage |
-//! | `keys` | master key, envelope encryption, signing keys | model, storage, jose |
+//! | `keys` | master key, envelope encryption, signing keys | model, storage, ephemeral, jose |
 //! | `admin_error` | the admin use cases' error | model, storage, keys |
 //! | `tokens` | access tokens (RFC 9068), ID tokens | model, jose, keys |
 //! | `tenancy` | organizations, agents, secrets, access | model, storage, ephemeral, fetch, remote, jose, keys, admin_error |

@@ -154,6 +154,32 @@ impl ReplayCache for FailoverReplay {
     }
 }
 
+/// A cache's invalidation count, against the race of a miss with an invalidation.
+///
+/// A miss reads the store and then inserts what it read; an invalidation that runs between the
+/// read and the insert removes nothing (the entry is not there yet), and the value read before
+/// the change would then be served until its lifetime ends (a suspended agent still getting
+/// tokens for a minute). So an invalidation bumps the count before it removes, a miss notes the
+/// count before it reads, and a miss that sees the count moved while it loaded removes what it
+/// inserted: the next lookup reads again.
+#[derive(Debug, Default)]
+pub struct Generation(std::sync::atomic::AtomicU64);
+
+impl Generation {
+    /// The count now: note it before reading the store.
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// An invalidation is about to remove entries.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Whether an invalidation ran since `noted` (the loaded value may predate it).
+    pub fn moved_since(&self, noted: u64) -> bool {
+        self.current() != noted
+    }
+}
+
 /// What a cache must forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {

@@ -52,6 +52,8 @@ pub struct PartnerDirectory {
     store: Arc<dyn PartnerStore>,
     bus: DynBus,
     cache: Cache<(String, String), Option<Arc<Partner>>>,
+    /// [`crate::ephemeral::Generation`]: a load racing an invalidation is not kept.
+    generation: crate::ephemeral::Generation,
 }
 
 /// What the cached partners may weigh in total (estimated bytes), by default.
@@ -105,6 +107,7 @@ impl PartnerDirectory {
                 })
                 .time_to_live(ttl)
                 .build(),
+            generation: Default::default(),
         }
     }
 
@@ -116,6 +119,7 @@ impl PartnerDirectory {
 
     /// Forget everything (the invalidation bus reconnected: what was missed is unknown).
     pub fn invalidate_all(&self) {
+        self.generation.bump();
         self.cache.invalidate_all();
     }
 
@@ -134,7 +138,9 @@ impl PartnerDirectory {
             return Ok(None);
         }
         let store = self.store.clone();
-        self.cache
+        let noted = self.generation.current();
+        let found = self
+            .cache
             .try_get_with((org_id.to_owned(), issuer.to_owned()), async move {
                 Ok(store
                     .by_issuer(org_id, issuer)
@@ -142,7 +148,13 @@ impl PartnerDirectory {
                     .map(|r| Arc::new(Partner::from_record(r))))
             })
             .await
-            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
+            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))?;
+        if self.generation.moved_since(noted) {
+            self.cache
+                .invalidate(&(org_id.to_owned(), issuer.to_owned()))
+                .await;
+        }
+        Ok(found)
     }
 
     /// Forget locally, then tell the other instances.
@@ -158,6 +170,7 @@ impl PartnerDirectory {
     /// Forget locally (also called for invalidations heard from other instances).
     pub async fn apply(&self, inv: &Invalidation) {
         if let Invalidation::Partner { org_id, issuer } = inv {
+            self.generation.bump();
             self.cache
                 .invalidate(&(org_id.clone(), issuer.clone()))
                 .await;

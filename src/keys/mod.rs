@@ -214,6 +214,8 @@ pub struct KeyService {
     activation_delay: i64,
     max_token_lifetime: i64,
     loads: std::sync::atomic::AtomicU64,
+    /// [`crate::ephemeral::Generation`]: a load racing an invalidation is not kept.
+    generation: crate::ephemeral::Generation,
 }
 
 /// How long a loaded key set is trusted before it is re-read: a key rotated by another instance
@@ -240,6 +242,7 @@ impl KeyService {
             activation_delay,
             max_token_lifetime,
             loads: std::sync::atomic::AtomicU64::new(0),
+            generation: Default::default(),
         }
     }
 
@@ -285,7 +288,9 @@ impl KeyService {
         if let Some(k) = self.cache.get(org.id.as_str()).await {
             return Ok(k);
         }
-        self.cache
+        let noted = self.generation.current();
+        let found = self
+            .cache
             .try_get_with(org.id.to_string(), async {
                 self.load(org, now).await.map(Arc::new)
             })
@@ -294,7 +299,11 @@ impl KeyService {
                 Ok(e) => e,
                 // Shared with another waiter: the storage error's text is what is left to give.
                 Err(shared) => KeyError::Storage(StorageError::Other(shared.to_string())),
-            })
+            })?;
+        if self.generation.moved_since(noted) {
+            self.cache.invalidate(org.id.as_str()).await;
+        }
+        Ok(found)
     }
 
     /// How many times key sets were loaded (read and decrypted) since start.
@@ -333,11 +342,13 @@ impl KeyService {
 
     /// Forget the cached keys of an organization (after a rotation here or elsewhere).
     pub async fn invalidate(&self, org_id: &str) {
+        self.generation.bump();
         self.cache.invalidate(org_id).await;
     }
 
     /// Forget every cached key set (the invalidation bus reconnected).
     pub fn invalidate_all(&self) {
+        self.generation.bump();
         self.cache.invalidate_all();
     }
 

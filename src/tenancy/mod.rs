@@ -123,6 +123,8 @@ pub struct Directory {
     /// By (organization UUID, agent UUID) as numbers: a lookup builds its key without
     /// allocating (two `String`s per token request before).
     agents: Cache<(u128, u128), Option<Arc<Agent>>>,
+    /// Invalidations of either cache ([`crate::ephemeral::Generation`]).
+    generation: crate::ephemeral::Generation,
 }
 
 /// The weight of an agent cache key: two UUIDs and the entry's fixed share.
@@ -198,6 +200,7 @@ impl Directory {
                 })
                 .time_to_live(ttl)
                 .build(),
+            generation: Default::default(),
         }
     }
 
@@ -210,6 +213,7 @@ impl Directory {
 
     /// Forget everything (the invalidation bus reconnected: what was missed is unknown).
     pub fn invalidate_all(&self) {
+        self.generation.bump();
         self.orgs.invalidate_all();
         self.agents.invalidate_all();
     }
@@ -233,12 +237,18 @@ impl Directory {
             return Ok(hit);
         }
         let orgs = self.org_store.clone();
-        self.orgs
+        let noted = self.generation.current();
+        let found = self
+            .orgs
             .try_get_with(slug.to_owned(), async move {
                 Ok(orgs.by_slug(slug).await?.map(Arc::new))
             })
             .await
-            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
+            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))?;
+        if self.generation.moved_since(noted) {
+            self.orgs.invalidate(slug).await;
+        }
+        Ok(found)
     }
 
     pub async fn agent(
@@ -261,7 +271,9 @@ impl Directory {
             return Ok(hit);
         }
         let agents = self.agent_store.clone();
-        self.agents
+        let noted = self.generation.current();
+        let found = self
+            .agents
             .try_get_with(key, async move {
                 Ok(agents
                     .get(org_id, agent_id)
@@ -269,7 +281,11 @@ impl Directory {
                     .map(|r| Arc::new(Agent::from_record(r))))
             })
             .await
-            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
+            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))?;
+        if self.generation.moved_since(noted) {
+            self.agents.invalidate(&key).await;
+        }
+        Ok(found)
     }
 
     /// Forget locally, then tell the other instances.
@@ -281,9 +297,13 @@ impl Directory {
     /// Forget locally (also called for invalidations heard from other instances).
     pub async fn apply(&self, inv: &Invalidation) {
         match inv {
-            Invalidation::Org { slug } => self.orgs.invalidate(slug).await,
+            Invalidation::Org { slug } => {
+                self.generation.bump();
+                self.orgs.invalidate(slug).await
+            }
             Invalidation::Agent { org_id, agent_id } => {
                 if let Some(key) = agent_key(org_id, agent_id) {
+                    self.generation.bump();
                     self.agents.invalidate(&key).await
                 }
             }

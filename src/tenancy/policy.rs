@@ -490,6 +490,8 @@ pub struct Policies {
     bus: DynBus,
     cache: Cache<u128, Arc<Policy>>,
     default: Arc<Policy>,
+    /// [`crate::ephemeral::Generation`]: a load racing an invalidation is not kept.
+    generation: crate::ephemeral::Generation,
 }
 
 impl Policies {
@@ -514,6 +516,7 @@ impl Policies {
                 .time_to_live(ttl)
                 .build(),
             default: Arc::new(Policy::default()),
+            generation: Default::default(),
         }
     }
 
@@ -526,10 +529,16 @@ impl Policies {
         if let Some(hit) = self.cache.get(&key).await {
             return Ok(hit);
         }
-        self.cache
+        let noted = self.generation.current();
+        let found = self
+            .cache
             .try_get_with(key, self.load(org_id))
             .await
-            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))
+            .map_err(|e: Arc<StorageError>| StorageError::Other(e.to_string()))?;
+        if self.generation.moved_since(noted) {
+            self.cache.invalidate(&key).await;
+        }
+        Ok(found)
     }
 
     /// Reads the stored policy (the default when none is stored), bypassing the cache.
@@ -566,12 +575,14 @@ impl Policies {
         if let Invalidation::Policy { org_id } = inv
             && let Some(key) = org_key(org_id)
         {
+            self.generation.bump();
             self.cache.invalidate(&key).await;
         }
     }
 
     /// Forget everything (the bus reconnected: what was missed is unknown).
     pub fn invalidate_all(&self) {
+        self.generation.bump();
         self.cache.invalidate_all();
     }
 }
@@ -704,6 +715,7 @@ impl OrgPolicies {
 mod tests {
     use super::*;
     use crate::model::{AgentId, OrgId};
+    use crate::storage::PolicyRecord;
 
     const NOW: i64 = 1_767_225_600;
 
@@ -945,5 +957,81 @@ mod tests {
             })
             .await;
         assert_eq!(policies.get(&org.id).await.unwrap().max_agents, Some(5));
+    }
+
+    /// A store whose reads can be held between reading and answering, to place an
+    /// invalidation exactly inside a cache miss.
+    struct HeldStore {
+        doc: std::sync::Mutex<Option<PolicyRecord>>,
+        /// When set, a read answers what it read only once `release` is notified.
+        hold: std::sync::atomic::AtomicBool,
+        read: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl PolicyStore for HeldStore {
+        async fn get(&self, _: &str) -> crate::storage::StorageResult<Option<PolicyRecord>> {
+            let found = self.doc.lock().unwrap().clone();
+            if self.hold.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.read.notify_one();
+                self.release.notified().await;
+            }
+            Ok(found)
+        }
+        async fn put(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+            _: i64,
+            _: &crate::storage::Event,
+        ) -> crate::storage::StorageResult<i64> {
+            unreachable!("not used")
+        }
+    }
+
+    /// A policy change whose invalidation lands while a miss is loading the old policy: the
+    /// old one is answered to that request only, never kept (before, it was cached for the
+    /// whole lifetime, so the change did not apply here for minutes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalidation_during_a_load_is_not_lost() {
+        let org = "0196a000-0000-7000-8000-000000000001";
+        let record = |max_agents: i64, version: i64| PolicyRecord {
+            org_id: OrgId::from(org.to_owned()),
+            document: serde_json::json!({"max_agents": max_agents}).to_string(),
+            version,
+            updated_at: 1,
+        };
+        let store = Arc::new(HeldStore {
+            doc: std::sync::Mutex::new(Some(record(5, 1))),
+            hold: std::sync::atomic::AtomicBool::new(true),
+            read: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        let policies = Arc::new(Policies::new(
+            store.clone(),
+            Arc::new(crate::ephemeral::LocalBus),
+            std::time::Duration::from_secs(3600),
+        ));
+        let miss = tokio::spawn({
+            let policies = policies.clone();
+            async move { policies.get(org).await.unwrap().max_agents }
+        });
+        store.read.notified().await;
+        // The change commits and is invalidated while the miss holds the old document.
+        *store.doc.lock().unwrap() = Some(record(7, 2));
+        policies
+            .apply(&Invalidation::Policy {
+                org_id: org.to_owned(),
+            })
+            .await;
+        store.release.notify_one();
+        assert_eq!(
+            miss.await.unwrap(),
+            Some(5),
+            "the racing request saw the old one"
+        );
+        assert_eq!(policies.get(org).await.unwrap().max_agents, Some(7));
     }
 }
