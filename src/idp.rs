@@ -62,6 +62,8 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     pub public_url: Url,
     pub access_token_ttl: i64,
+    /// `AGENTIDP_TOKEN_RATE_LIMIT` (see [`crate::tenancy::policy::OrgPolicies`]).
+    pub token_rate_ceiling: Option<crate::tenancy::policy::TokenRateLimit>,
     /// Digest (and its key version) of the bootstrap token.
     pub bootstrap: (i64, Vec<u8>),
 }
@@ -145,6 +147,7 @@ impl Idp {
                 policies: policies.clone(),
                 store: p.stores.policies.clone(),
                 max_token_ttl: p.access_token_ttl,
+                token_rate_ceiling: p.token_rate_ceiling,
                 clock: p.clock.clone(),
             },
             partner_admin: Partners {

@@ -327,6 +327,12 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         clock,
         public_url,
         access_token_ttl: settings.access_token_ttl_secs,
+        token_rate_ceiling: settings.token_rate_limit.0.map(|l| {
+            crate::tenancy::policy::TokenRateLimit {
+                per_second: l.per_second,
+                burst: l.burst,
+            }
+        }),
         bootstrap: bootstrap.clone(),
     });
     // SQLite leads from the start (one process); PostgreSQL once the lease is taken.

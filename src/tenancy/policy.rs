@@ -594,6 +594,10 @@ pub struct OrgPolicies {
     pub store: Arc<dyn PolicyStore>,
     /// The instance's default access-token lifetime (the ceiling of the policy's).
     pub max_token_ttl: i64,
+    /// The instance's token rate limit (`AGENTIDP_TOKEN_RATE_LIMIT`, `None` when off): the
+    /// ceiling of a `token_rate_limit` the organization's own principals set. The operator's
+    /// limit protects the instance from every tenant; only a platform admin sets one above it.
+    pub token_rate_ceiling: Option<TokenRateLimit>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -624,6 +628,27 @@ impl OrgPolicies {
     ) -> Result<(Arc<Policy>, ViolationReport), AdminError> {
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
         let mut policy = Policy::parse(doc, self.max_token_ttl)?;
+        if let (Some(set), Some(ceiling)) = (policy.token_rate_limit, self.token_rate_ceiling)
+            && !principal.is_platform()
+        {
+            for (field, value, max) in [
+                (
+                    "token_rate_limit.per_second",
+                    set.per_second,
+                    ceiling.per_second,
+                ),
+                ("token_rate_limit.burst", set.burst, ceiling.burst),
+            ] {
+                if value > max {
+                    return Err(AdminError::field(
+                        field,
+                        format!(
+                            "at most {max}, the instance's AGENTIDP_TOKEN_RATE_LIMIT; only a platform admin sets a higher limit"
+                        ),
+                    ));
+                }
+            }
+        }
         let stored = serde_json::to_string(&policy.document())
             .map_err(|e| AdminError::Internal(e.to_string()))?;
         for _ in 0..ATTEMPTS {

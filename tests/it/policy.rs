@@ -41,6 +41,7 @@ const MEMBERS: [&str; 8] = [
 ];
 
 on_all_backends!(
+    the_instance_limit_caps_what_an_organization_sets,
     default_policy_then_put_and_read_back,
     bad_policies_are_refused_precisely_and_change_nothing,
     violations_are_reported_not_applied,
@@ -134,6 +135,44 @@ async fn default_policy_then_put_and_read_back(backend: Backend) {
         .admin(Method::GET, "/api/v1/orgs/no-such-org/policy", None)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+/// The operator's AGENTIDP_TOKEN_RATE_LIMIT (the tests' default: 100000 a second, as many at
+/// once) is the ceiling of what an organization's own owner sets; a platform admin may set more.
+async fn the_instance_limit_caps_what_an_organization_sets(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let owner = crate::api_keys::api_key(&app, &org, json!({"name": "o", "role": "owner"})).await;
+    let owner = owner["key"].as_str().unwrap();
+    let put_as_owner = async |body: Value| {
+        crate::api_keys::call(&app, owner, Method::PUT, &policy_path(&org), Some(body)).await
+    };
+    for (body, field) in [
+        (
+            json!({"token_rate_limit": {"per_second": 100001, "burst": 10}}),
+            "token_rate_limit.per_second",
+        ),
+        (
+            json!({"token_rate_limit": {"per_second": 10, "burst": 100001}}),
+            "token_rate_limit.burst",
+        ),
+    ] {
+        let (st, v) = put_as_owner(body).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["field"], field, "{v}");
+    }
+    assert!(get_policy(&app, &org).await["token_rate_limit"].is_null());
+    let (st, v) =
+        put_as_owner(json!({"token_rate_limit": {"per_second": 100000, "burst": 100000}})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = put_policy(
+        &app,
+        &org,
+        json!({"token_rate_limit": {"per_second": 500000, "burst": 500000}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "the platform sets more: {v}");
+    assert_eq!(v["token_rate_limit"]["per_second"], 500000, "{v}");
 }
 
 async fn bad_policies_are_refused_precisely_and_change_nothing(backend: Backend) {
