@@ -29,3 +29,21 @@ macro_rules! on_all_backends {
         )+
     };
 }
+
+/// Tests that need several instances on one database, so PostgreSQL only: one test each,
+/// `NAME::postgres` (no `::sqlite` variant that would pass without checking anything).
+#[macro_export]
+macro_rules! on_postgres {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(b) = $crate::support::Backend::postgres() {
+                        super::$name(b).await;
+                    }
+                }
+            }
+        )+
+    };
+}
