@@ -333,9 +333,10 @@ mod tests {
             loggable_path("/orgs/acme/jwks.json"),
             "/orgs/acme/jwks.json"
         );
+        // Only the public page's path (the admin API's invite ids are no secret).
         assert_eq!(
-            loggable_path("/api/v1/orgs/acme/invites/1"),
-            "/api/v1/orgs/acme/invites/1"
+            loggable_path("/x/orgs/acme/invites/1"),
+            "/x/orgs/acme/invites/1"
         );
     }
 

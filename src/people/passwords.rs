@@ -203,18 +203,32 @@ mod tests {
         assert!(p.available_permits() >= 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn at_most_permits_hashes_run_at_once() {
-        let p = Arc::new(Passwords::with(1, 1024, 1, 1));
-        let pw = Secret::new("correct horse battery");
-        let a = {
-            let p = p.clone();
-            let pw = Secret::new(pw.expose());
-            tokio::spawn(async move { p.hash(&pw).await })
-        };
-        let b = p.hash(&pw).await.unwrap();
-        assert!(b.contains("m=1024,t=1,p=1"), "{b}");
-        assert!(a.await.unwrap().is_ok());
-        assert_eq!(p.available_permits(), 1);
+        // One permit, OWASP memory (tens of milliseconds a hash): while four hashes are asked
+        // for at once, the permit is taken and the others wait for it.
+        let p = Arc::new(Passwords::with(1, OWASP_MEMORY_KIB, 2, 1));
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let p = p.clone();
+                tokio::spawn(
+                    async move { p.hash(&Secret::new(format!("password number {i}"))).await },
+                )
+            })
+            .collect();
+        let mut seen_taken = false;
+        for _ in 0..10_000 {
+            assert!(p.available_permits() <= 1);
+            if p.available_permits() == 0 {
+                seen_taken = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(seen_taken, "a hash holds the permit while it runs");
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap().starts_with("$argon2id$"));
+        }
+        assert_eq!(p.available_permits(), 1, "every permit is given back");
     }
 }

@@ -678,3 +678,148 @@ impl UserStore for Db {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::storage::{OrgStore, Outbox};
+
+    async fn org(db: &Db) -> OrgId {
+        let id = OrgId::from(uuid::Uuid::new_v4().to_string());
+        let rec = crate::storage::OrgRecord {
+            id: id.clone(),
+            slug: format!("s{}", uuid::Uuid::new_v4().simple()),
+            name: "n".into(),
+            issuer: format!("https://x/{}", uuid::Uuid::new_v4()),
+            did: format!("did:web:x:{}", uuid::Uuid::new_v4()),
+            dek_wrapped: vec![1],
+            dek_mk_version: 1,
+            created_at: 1,
+            updated_at: 1,
+        };
+        OrgStore::create(
+            db,
+            &rec,
+            &[],
+            &event(Some(id.as_str()), "org.created", "o", 1),
+        )
+        .await
+        .unwrap();
+        id
+    }
+
+    fn user(org_id: &OrgId, role: Role, email: &str) -> UserRecord {
+        UserRecord {
+            org_id: org_id.clone(),
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.into(),
+            email_normalized: email.to_lowercase(),
+            name: "n".into(),
+            role,
+            status: UserStatus::Active,
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            email_verified: true,
+            created_at: 2,
+            updated_at: 2,
+        }
+    }
+
+    async fn kinds(db: &Db) -> Vec<String> {
+        Outbox::after(db, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn changes_write_their_event_and_refusals_nothing() {
+        let t = temp_db().await;
+        let db = &t.db;
+        let o = org(db).await;
+        let ev = |k| event(Some(o.as_str()), k, "u", 3);
+        let a = user(&o, Role::Owner, "A@x.example");
+        db.create_user(&a, &ev("user.created")).await.unwrap();
+        assert_eq!(db.user(&o, &a.id).await.unwrap(), Some(a.clone()));
+        let twin = user(&o, Role::Member, "a@X.example");
+        assert!(matches!(
+            db.create_user(&twin, &ev("user.created")).await,
+            Err(StorageError::Conflict { what: EMAIL_TAKEN })
+        ));
+        // The last active owner stays one; the refusal writes neither the change nor its event.
+        let demote = UserChange {
+            name: "n".into(),
+            role: Role::Member,
+            status: UserStatus::Active,
+            updated_at: 4,
+        };
+        let owner = (Role::Owner, UserStatus::Active);
+        assert!(matches!(
+            db.update_user(&o, &a.id, owner, &demote, &ev("user.updated"))
+                .await,
+            Err(WriteError::Refused(Refused::LastOwner))
+        ));
+        assert!(matches!(
+            db.delete_user(&o, &a.id, owner, &ev("user.deleted")).await,
+            Err(WriteError::Refused(Refused::LastOwner))
+        ));
+        assert_eq!(db.user(&o, &a.id).await.unwrap(), Some(a.clone()));
+        // The caller's view of the user is stale: nothing written.
+        assert!(matches!(
+            db.update_user(
+                &o,
+                &a.id,
+                (Role::Admin, UserStatus::Active),
+                &demote,
+                &ev("user.updated")
+            )
+            .await,
+            Err(WriteError::Storage(StorageError::Stale))
+        ));
+        assert!(matches!(
+            db.delete_user(&o, "nobody", owner, &ev("user.deleted"))
+                .await,
+            Err(WriteError::Storage(StorageError::NotFound))
+        ));
+        assert_eq!(kinds(db).await, ["org.created", "user.created"]);
+        // With a second owner the first one goes.
+        let b = user(&o, Role::Owner, "b@x.example");
+        db.create_user(&b, &ev("user.created")).await.unwrap();
+        let done = db
+            .update_user(&o, &a.id, owner, &demote, &ev("user.updated"))
+            .await
+            .unwrap();
+        assert_eq!((done.role, done.updated_at), (Role::Member, 4));
+        db.delete_user(
+            &o,
+            &a.id,
+            (Role::Member, UserStatus::Active),
+            &ev("user.deleted"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            kinds(db).await,
+            [
+                "org.created",
+                "user.created",
+                "user.created",
+                "user.updated",
+                "user.deleted"
+            ]
+        );
+        // Another organization sees none of it.
+        let other = org(db).await;
+        assert_eq!(db.user(&other, &b.id).await.unwrap(), None);
+        let all = UserFilter::default();
+        assert!(
+            db.list_users(&other, &all, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(db.list_users(&o, &all, None, 10).await.unwrap(), [b]);
+    }
+}
