@@ -437,6 +437,9 @@ async fn at_most_100_pending_per_address(backend: Backend) {
     invite(&app, &orgs[2], &who, "member").await;
 }
 
+/// A form body, extra headers, and the status it must get.
+type Case = (String, Vec<(&'static str, &'static str)>, StatusCode);
+
 async fn hostile_forms_get_4xx_pages(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
@@ -444,7 +447,7 @@ async fn hostile_forms_get_4xx_pages(backend: Backend) {
     let inv = invite(&app, &org, &who, "member").await;
     let path = link(&app, &inv);
     let good = accept("Ada", PASSWORD);
-    let cases: Vec<(String, Vec<(&str, &str)>, StatusCode)> = vec![
+    let cases: Vec<Case> = vec![
         (
             good.clone(),
             vec![("origin", "https://evil.example")],
