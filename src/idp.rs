@@ -18,6 +18,7 @@ use crate::model::Clock;
 use crate::oauth::OAuth;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::revocations::{Mode as RevocationMode, RevocationList};
+use crate::people::{Passwords, People};
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
@@ -39,6 +40,8 @@ pub struct Idp {
     /// Admin credentials: API keys, platform admin tokens, the bootstrap token.
     pub principals: Principals,
     pub agents: Agents,
+    /// User accounts and invites.
+    pub people: People,
     /// Every organization's policy, cached (`get` is an in-memory lookup).
     pub policies: Arc<Policies>,
     /// `GET`/`PUT .../policy`.
@@ -131,6 +134,12 @@ impl Idp {
                 directory: directory.clone(),
                 keys: keys.clone(),
                 public_url: p.public_url.clone(),
+                clock: p.clock.clone(),
+            },
+            people: People {
+                store: p.stores.users.clone(),
+                passwords: std::sync::Arc::new(Passwords::new()),
+                digester: digester.clone(),
                 clock: p.clock.clone(),
             },
             agents: Agents {

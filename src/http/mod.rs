@@ -6,10 +6,12 @@ pub mod did;
 pub mod error;
 pub mod extract;
 pub mod federation;
+pub mod invite_page;
 pub mod oauth;
 pub mod observe;
 pub mod oidc;
 pub mod openapi;
+pub mod people;
 pub mod principals;
 pub mod state;
 
@@ -184,7 +186,12 @@ pub fn router(state: AppState) -> Router {
         .route("/orgs/{slug}/did.json", get(did::org_did_get))
         .route("/orgs/{slug}/agents/{id}/did.json", get(did::agent_did_get))
         .route("/orgs/{slug}/agents/{id}/card", get(did::agent_card_get))
-        .route("/1.0/identifiers/{did}", get(did::identifiers_get));
+        .route("/1.0/identifiers/{did}", get(did::identifiers_get))
+        // The invitee's side of an invite (HTML; the token is the credential, see the module).
+        .route(
+            "/orgs/{slug}/invites/{token}",
+            get(invite_page::invite_get).post(invite_page::invite_post),
+        );
     // Per client IP (`AGENTIDP_IP_RATE_LIMIT`), only when it is on: off, these GETs pay nothing.
     let public = if state.limits.ip.is_some() {
         public.route_layer(middleware::from_fn_with_state(

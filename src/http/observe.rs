@@ -142,7 +142,7 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = request_id.to_str().unwrap_or(""));
     // The raw path only when the access log will print it.
     let path = tracing::enabled!(target: crate::telemetry::ACCESS_LOG_TARGET, tracing::Level::INFO)
-        .then(|| req.uri().path().to_owned());
+        .then(|| loggable_path(req.uri().path()));
     // The route template is an `Arc<str>` inside `MatchedPath`: cloning it costs no allocation.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let declared = req
@@ -155,7 +155,8 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     } else {
         next.run(req).instrument(span.clone()).await
     };
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json(&resp) {
+    // (An HTML page's own 413, the invite form's, is left as it is.)
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json(&resp) && !is_html(&resp) {
         resp = payload_too_large();
     }
     if !resp.headers().contains_key(&REQUEST_ID) {
@@ -190,6 +191,31 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
         elapsed,
     );
     resp
+}
+
+/// The path as the access log prints it: the token of an invite link
+/// (`/orgs/{slug}/invites/{token}`, a credential) is replaced by `[redacted]`.
+fn loggable_path(path: &str) -> String {
+    let mut segs = path.splitn(5, '/');
+    match (
+        segs.next(),
+        segs.next(),
+        segs.next(),
+        segs.next(),
+        segs.next(),
+    ) {
+        (Some(""), Some("orgs"), Some(slug), Some("invites"), Some(_)) => {
+            format!("/orgs/{slug}/invites/[redacted]")
+        }
+        _ => path.to_owned(),
+    }
+}
+
+fn is_html(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 fn is_json(resp: &Response) -> bool {
@@ -292,6 +318,27 @@ where
 mod tests {
     use super::*;
     use std::convert::Infallible;
+
+    #[test]
+    fn invite_tokens_never_reach_the_access_log() {
+        assert_eq!(
+            loggable_path("/orgs/acme/invites/aidp_i_x_secret"),
+            "/orgs/acme/invites/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/orgs/acme/invites/t/more"),
+            "/orgs/acme/invites/[redacted]"
+        );
+        assert_eq!(
+            loggable_path("/orgs/acme/jwks.json"),
+            "/orgs/acme/jwks.json"
+        );
+        // Only the public page's path (the admin API's invite ids are no secret).
+        assert_eq!(
+            loggable_path("/x/orgs/acme/invites/1"),
+            "/x/orgs/acme/invites/1"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_pending_handler_is_answered_at_the_timeout_and_a_ready_one_gets_no_timer() {

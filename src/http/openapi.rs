@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorResponse;
 use super::state::AppState;
-use super::{admin, did, federation, principals};
+use super::{admin, did, federation, people, principals};
 
 /// The name of the admin bearer security scheme (also spelled out in `security(...)` below).
 pub const BEARER: &str = "admin_token";
@@ -30,8 +30,8 @@ pub const BEARER: &str = "admin_token";
 #[openapi(
     info(
         title = "agentidp admin API",
-        description = "Organizations, their signing keys, agents, federation partners, API keys \
-                       and agent card metadata. Every call but this document's needs \
+        description = "Organizations, their signing keys, agents, federation partners, API keys, \
+                       people (users and invites) and agent card metadata. Every call but this document's needs \
                        `Authorization: Bearer` with a platform admin token or an organization API \
                        key. Each operation's `x-agentidp-role` names what it needs: `platform`, \
                        `authenticated` (any principal), or a role in the path's organization \
@@ -48,6 +48,7 @@ pub const BEARER: &str = "admin_token";
         (name = "agents", description = "Agents (OAuth clients) of an organization"),
         (name = "partners", description = "Federation partners of an organization"),
         (name = "api-keys", description = "API keys of an organization: principals with a role"),
+        (name = "users", description = "People of an organization (user accounts) and invites"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -79,6 +80,14 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(principals::api_keys_post, principals::api_keys_get))
         .routes(routes!(principals::api_key_delete))
         .routes(routes!(principals::api_key_rotate_post))
+        .routes(routes!(people::users_post, people::users_get))
+        .routes(routes!(
+            people::user_get,
+            people::user_patch,
+            people::user_delete
+        ))
+        .routes(routes!(people::invites_post, people::invites_get))
+        .routes(routes!(people::invite_delete))
         .routes(routes!(admin::policy_get, admin::policy_put))
         .routes(routes!(admin::agents_post, admin::agents_get))
         .routes(routes!(

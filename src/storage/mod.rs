@@ -26,7 +26,8 @@
 //!   organization by its slug (the id is not known yet), listing organizations, `all_ids`,
 //!   re-basing every issuer, the outbox relay, the revocations in force and the purge of
 //!   expired ones, an API key by its id and its last use (the id in the bearer key is all an
-//!   admin request has before it is authenticated), and the platform admin tokens (their events
+//!   admin request has before it is authenticated), creating an invite (its cap counts the
+//!   address's pending invites in every organization), and the platform admin tokens (their events
 //!   have no organization). Tables without `org_id` (`meta`, `replay_markers`,
 //!   `admin_tokens`) are not tenant data and have no policy. On SQLite (one process, no roles) the scope is not recorded and the
 //!   statements run exactly as before: a plain transaction, or the pool.
@@ -47,6 +48,7 @@ mod partners;
 mod policies;
 mod principals;
 mod replay;
+mod users;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -67,6 +69,10 @@ pub use partners::{PartnerRecord, PartnerStore};
 pub use policies::{PolicyRecord, PolicyStore};
 pub use principals::{AdminTokenRecord, ApiKeyRecord, PrincipalStore, Rotation};
 pub use replay::{Marker, ReplayStore, Revocation};
+pub use users::{
+    InviteRecord, InviteState, MAX_PENDING_INVITES, Refused, UserChange, UserFilter, UserRecord,
+    UserStatus, UserStore, WriteError, WriteResult,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -542,6 +548,7 @@ pub struct Stores {
     pub principals: Arc<dyn PrincipalStore>,
     pub policies: Arc<dyn PolicyStore>,
     pub replay: Arc<dyn ReplayStore>,
+    pub users: Arc<dyn UserStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
 }
@@ -556,6 +563,7 @@ impl Stores {
             principals: Arc::new(db.clone()),
             policies: Arc::new(db.clone()),
             replay: Arc::new(db.clone()),
+            users: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),
         }

@@ -779,6 +779,113 @@ async fn responses_match_the_document(backend: Backend) {
     f.err(get.clone(), &p, None, 404).await;
     f.err(post.clone(), &format!("{p}/enable"), None, 404).await;
 
+    // People: users and invites.
+    let users = format!("{o}/users");
+    let owner = f
+        .ok(
+            post.clone(),
+            &users,
+            Some(json!({"email": "Owner@Example.com", "name": "Owner", "role": "owner", "password": "correct horse battery"})),
+            201,
+        )
+        .await;
+    let person = f
+        .ok(
+            post.clone(),
+            &users,
+            Some(json!({"email": "person@example.com", "name": "Person"})),
+            201,
+        )
+        .await;
+    f.err(
+        post.clone(),
+        &users,
+        Some(json!({"email": "OWNER@example.com", "name": "Twin"})),
+        409,
+    )
+    .await;
+    let v = f
+        .err(
+            post.clone(),
+            &users,
+            Some(json!({"email": "x@example.com", "name": "x", "password": "short"})),
+            422,
+        )
+        .await;
+    assert_eq!(v["field"], "password");
+    f.err(
+        post.clone(),
+        &users,
+        Some(json!({"email": "x@example.com", "name": "x", "hash": 1})),
+        400,
+    )
+    .await;
+    f.ok(
+        get.clone(),
+        &format!("{users}?role=owner&status=active&email=owner@example.com"),
+        None,
+        200,
+    )
+    .await;
+    f.err(get.clone(), &format!("{users}?role=scim"), None, 422)
+        .await;
+    let owner_path = format!("{users}/{}", owner["id"].as_str().unwrap());
+    let person_path = format!("{users}/{}", person["id"].as_str().unwrap());
+    f.ok(get.clone(), &owner_path, None, 200).await;
+    f.ok(
+        patch.clone(),
+        &person_path,
+        Some(json!({"role": "admin", "name": "P"})),
+        200,
+    )
+    .await;
+    let v = f
+        .err(
+            patch.clone(),
+            &owner_path,
+            Some(json!({"role": "member"})),
+            409,
+        )
+        .await;
+    assert!(
+        v["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("last active owner"),
+        "{v}"
+    );
+    f.err(delete.clone(), &owner_path, None, 409).await;
+    f.ok(delete.clone(), &person_path, None, 204).await;
+    f.err(get.clone(), &person_path, None, 404).await;
+    let invites = format!("{o}/invites");
+    let inv = f
+        .ok(
+            post.clone(),
+            &invites,
+            Some(json!({"email": "invitee@example.com", "role": "member"})),
+            201,
+        )
+        .await;
+    assert!(inv["accept_url"].is_string(), "{inv}");
+    f.err(
+        post.clone(),
+        &invites,
+        Some(json!({"email": "owner@example.com", "role": "member"})),
+        409,
+    )
+    .await;
+    f.err(
+        post.clone(),
+        &invites,
+        Some(json!({"email": "x@example.com", "role": "scim"})),
+        422,
+    )
+    .await;
+    f.ok(get.clone(), &invites, None, 200).await;
+    let inv_path = format!("{invites}/{}", inv["id"].as_str().unwrap());
+    f.ok(delete.clone(), &inv_path, None, 204).await;
+    f.err(delete.clone(), &inv_path, None, 404).await;
+
     // Deleting the organization.
     let gone = format!("/api/v1/orgs/{other}");
     f.ok(delete.clone(), &gone, None, 204).await;

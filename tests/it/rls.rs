@@ -161,6 +161,40 @@ async fn populate(stores: &Stores, slug: &str) -> OrgId {
         .put(&o.id, "{}", 0, 1, &ev(&o.id, "policy.updated"))
         .await
         .unwrap();
+    let user = agentidp::storage::UserRecord {
+        org_id: o.id.clone(),
+        id: uuid::Uuid::new_v4().to_string(),
+        email: format!("a@{slug}.example"),
+        email_normalized: format!("a@{slug}.example"),
+        name: "A".into(),
+        role: agentidp::model::Role::Owner,
+        status: agentidp::model::UserStatus::Active,
+        password_hash: None,
+        email_verified: false,
+        created_at: 1,
+        updated_at: 1,
+    };
+    stores
+        .users
+        .create_user(&user, &ev(&o.id, "user.created"))
+        .await
+        .unwrap();
+    let invite = agentidp::storage::InviteRecord {
+        org_id: o.id.clone(),
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        email: format!("b@{slug}.example"),
+        email_normalized: format!("b@{slug}.example"),
+        role: agentidp::model::Role::Member,
+        digest: vec![1],
+        digest_version: 1,
+        created_at: 1,
+        created_by: "platform".into(),
+        expires_at: i64::MAX,
+        state: agentidp::storage::InviteState::Pending,
+        closed_at: None,
+        user_id: None,
+    };
+    stores.users.create_invite(&invite, 1).await.unwrap();
     o.id
 }
 

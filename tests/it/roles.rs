@@ -192,6 +192,21 @@ impl World {
                     .await;
                 assert_eq!(st, StatusCode::CREATED, "{v}");
                 v["id"].as_str().unwrap().to_owned()
+            } else if template.contains("/users/") {
+                super::users::user(app, &self.org, "member").await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            } else if template.contains("/invites/") {
+                let (st, v) = app
+                    .admin(
+                        Method::POST,
+                        &format!("/api/v1/orgs/{slug}/invites"),
+                        Some(json!({"email": super::users::email(), "role": "member"})),
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::CREATED, "{v}");
+                v["id"].as_str().unwrap().to_owned()
             } else if template.contains("/api-keys/") {
                 api_key(app, &self.org, json!({"name": "victim", "role": "member"})).await["id"]
                     .as_str()
@@ -225,7 +240,15 @@ impl World {
     async fn snapshot(&self, app: &TestApp) -> String {
         let slug = &self.org.slug;
         let mut out = String::new();
-        for p in ["", "/agents", "/partners", "/api-keys", "/keys"] {
+        for p in [
+            "",
+            "/agents",
+            "/partners",
+            "/api-keys",
+            "/keys",
+            "/users",
+            "/invites",
+        ] {
             let (st, mut v) = app
                 .admin(
                     Method::GET,

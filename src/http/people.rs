@@ -1,0 +1,290 @@
+//! `/api/v1/orgs/{org}/users` and `/api/v1/orgs/{org}/invites`: an organization's people
+//! (INTERFACE.md "People and the authorization server"). Passwords and invite tokens are never
+//! in an answer, except the invite link in the answer that created it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::admin::{ApiResult, ListResponse, ObjectPath, OrgPath, Page, page};
+use super::error::ApiError;
+use super::extract::{Admin, ApiJson, ApiQuery};
+use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound};
+use super::state::AppState;
+use crate::model::UserStatus;
+use crate::people::invites::{self, InviteResponse, NewInvite};
+use crate::people::users::{self, NewUser, UserPatch, UserResponse};
+use crate::people::{normalize_email, parse_person_role};
+use crate::storage::UserFilter;
+use crate::tenancy::access::Action;
+use crate::tenancy::orgs;
+
+/// `GET .../users` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500, value_type = Option<i64>)]
+    pub limit: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    /// Only the user with this email (compared case-insensitively).
+    pub email: Option<String>,
+    /// Only users with this role: `owner`, `admin` or `member`.
+    #[param(value_type = Option<String>)]
+    pub role: Option<String>,
+    /// Only users with this status: `active` or `suspended`.
+    #[param(value_type = Option<UserStatus>)]
+    pub status: Option<String>,
+}
+
+impl UserQuery {
+    fn filter(&self) -> Result<UserFilter, ApiError> {
+        let email = match self.email.as_deref() {
+            None => None,
+            Some(e) => Some(
+                normalize_email(e)
+                    .map_err(|m| ApiError::invalid_field("email", m))?
+                    .1,
+            ),
+        };
+        let role = match self.role.as_deref() {
+            None => None,
+            Some(r) => Some(parse_person_role(r).ok_or_else(|| {
+                ApiError::invalid_field("role", "must be owner, admin or member")
+            })?),
+        };
+        let status =
+            match self.status.as_deref() {
+                None => None,
+                Some(s) => Some(UserStatus::parse(s).ok_or_else(|| {
+                    ApiError::invalid_field("status", "must be active or suspended")
+                })?),
+            };
+        Ok(UserFilter {
+            email,
+            role,
+            status,
+        })
+    }
+}
+
+/// Creates a user of the organization. An admin may create admins and members; only an owner
+/// (or the platform) creates an owner.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/users",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(OrgPath),
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The user (never the password)", body = UserResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
+pub async fn users_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    let user = s.idp.people.create_user(&p, &org, body).await?;
+    Ok((StatusCode::CREATED, Json(users::view(&user))).into_response())
+}
+
+/// The organization's users, a page at a time, optionally filtered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/users",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("member"))),
+    params(OrgPath, UserQuery),
+    responses(
+        (status = 200, description = "A page of users", body = ListResponse<UserResponse>),
+        Authenticated, Forbidden, NotFound, BadQuery, Invalid,
+    ),
+)]
+pub async fn users_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult {
+    let limit = Page {
+        limit: q.limit.clone(),
+        after: None,
+    }
+    .limit()?;
+    let filter = q.filter()?;
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    let items = s
+        .idp
+        .people
+        .list_users(&p, &org, &filter, q.after.as_deref(), limit)
+        .await?;
+    Ok(Json(page(items, limit, |u| u.id.as_str(), users::view)).into_response())
+}
+
+/// The user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/users/{id}",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("member"))),
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The user", body = UserResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn user_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    let user = s.idp.people.user(&p, &org, &id).await?;
+    Ok(Json(users::view(&user)).into_response())
+}
+
+/// Changes the user's name, role or status. An admin changes admins and members only (and
+/// makes no owner); the organization's last active owner is neither demoted nor suspended
+/// (409).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/orgs/{org}/users/{id}",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    request_body = UserPatch,
+    responses(
+        (status = 200, description = "The user", body = UserResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
+pub async fn user_patch(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+    ApiJson(body): ApiJson<UserPatch>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    let user = s.idp.people.update_user(&p, &org, &id, body).await?;
+    Ok(Json(users::view(&user)).into_response())
+}
+
+/// Deletes the user. An admin deletes admins and members only; the organization's last active
+/// owner is not deleted (409).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/users/{id}",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        Authenticated, Forbidden, NotFound, Conflict,
+    ),
+)]
+pub async fn user_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    s.idp.people.delete_user(&p, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Invites an email address with a role (never above the inviter's; only an owner invites an
+/// owner). The answer's `accept_url` is shown once: hand it to the invitee. At most 100 pending
+/// invites per address across the instance (409 beyond); an address that is already a user of
+/// the organization is 409.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/invites",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(OrgPath),
+    request_body = NewInvite,
+    responses(
+        (status = 201, description = "The invite, with `accept_url` (shown once); it expires after 30 days", body = InviteResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
+pub async fn invites_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiJson(body): ApiJson<NewInvite>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    let (invite, url) = s.idp.people.create_invite(&p, &org, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(invites::view(&invite, Some(&url))),
+    )
+        .into_response())
+}
+
+/// The organization's pending invites (not expired, accepted, declined or revoked), never their
+/// links.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/invites",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("member"))),
+    params(OrgPath, Page),
+    responses(
+        (status = 200, description = "A page of pending invites", body = ListResponse<InviteResponse>),
+        Authenticated, Forbidden, NotFound, BadQuery, Invalid,
+    ),
+)]
+pub async fn invites_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiQuery(q): ApiQuery<Page>,
+) -> ApiResult {
+    let limit = q.limit()?;
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    let items = s
+        .idp
+        .people
+        .list_invites(&p, &org, q.after.as_deref(), limit)
+        .await?;
+    Ok(Json(page(
+        items,
+        limit,
+        |i| i.id.as_str(),
+        |i| invites::view(i, None),
+    ))
+    .into_response())
+}
+
+/// Revokes a pending invite: its link stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/invites/{id}",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn invite_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    s.idp.people.revoke_invite(&p, &org, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
