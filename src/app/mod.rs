@@ -138,6 +138,11 @@ impl App {
         let digester = master.digester();
         let bootstrap =
             bootstrap_token(&store, &digester, settings.bootstrap_token.as_ref()).await?;
+        // What the instances of this deployment share in Redis (replay markers, the
+        // invalidation channel) is namespaced by the deployment's id, so deployments sharing
+        // one Redis never see each other's markers or invalidations.
+        let deployment_id = deployment_id(&store).await?;
+        let redis = redis.map(|r| r.namespaced(&format!("{deployment_id}:")));
         let state = assemble(
             Opened {
                 store: store.clone(),
@@ -147,7 +152,7 @@ impl App {
                 fetcher,
                 public_url: public_url.clone(),
                 bootstrap: bootstrap.digest.clone(),
-                deployment_id: deployment_id(&store).await?,
+                deployment_id,
             },
             &settings,
             clock,
@@ -303,6 +308,7 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
             Arc::new(FailoverReplay::new(
                 Arc::new(r.clone()),
                 Arc::new(DbReplayCache::new(store.replay.clone())),
+                store.meta.clone(),
             )),
             Arc::new(r),
         ),

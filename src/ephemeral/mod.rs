@@ -101,9 +101,12 @@ impl ReplayCache for DbReplayCache {
 /// While Redis fails (an error, or no answer within the Redis backend's bound) markers go to
 /// the database, which every instance shares too, so an assertion is still single-use across
 /// instances and the token endpoint keeps serving `private_key_jwt` and jwt-bearer. Markers
-/// written to the database during the outage live until their own `exp`; until the last of them
-/// has expired every marker set in Redis is also set in the database, so an assertion first
-/// spent during the outage cannot be spent again in Redis afterwards.
+/// written to the database live until their own `exp`; until the last of them has expired every
+/// marker set in Redis is also set in the database, so an assertion first spent in the database
+/// cannot be spent again in Redis. That window ("database markers may be live until") is shared:
+/// raised in the database's `meta` by whoever writes a database marker, and read by every
+/// instance at most once a second, so it holds across instances (one that never saw Redis fail,
+/// or was restarted) and across restarts (review finding).
 ///
 /// What this cannot cover, and is documented as the outage's degradation: an assertion spent in
 /// Redis just before the outage is unknown to the database, so it could be spent once more
@@ -111,17 +114,77 @@ impl ReplayCache for DbReplayCache {
 pub struct FailoverReplay {
     primary: DynReplay,
     fallback: DynReplay,
-    /// Unix seconds until which markers written to the fallback may be live (0: none).
-    fallback_live_until: std::sync::atomic::AtomicI64,
+    shared: Arc<dyn crate::storage::MetaStore>,
+    /// Unix seconds until which database markers may be live (0: none), as this instance knows.
+    live_until: Arc<std::sync::atomic::AtomicI64>,
+    /// The window this instance last raised in the database.
+    raised: std::sync::atomic::AtomicI64,
+    /// Unix seconds of the last read of the shared window.
+    read_at: std::sync::atomic::AtomicI64,
 }
 
+/// The `meta` row of the shared window.
+pub const META_FALLBACK_UNTIL: &str = "replay_fallback_until";
+/// A raise covers this much more than the marker that caused it, so that an outage costs one
+/// `meta` write per this many seconds of assertion lifetimes, not one per request.
+const RAISE_AHEAD_SECS: i64 = 300;
+
 impl FailoverReplay {
-    pub fn new(primary: DynReplay, fallback: DynReplay) -> Self {
+    pub fn new(
+        primary: DynReplay,
+        fallback: DynReplay,
+        shared: Arc<dyn crate::storage::MetaStore>,
+    ) -> Self {
         Self {
             primary,
             fallback,
-            fallback_live_until: std::sync::atomic::AtomicI64::new(0),
+            shared,
+            live_until: Default::default(),
+            raised: Default::default(),
+            read_at: Default::default(),
         }
+    }
+
+    /// Reads the shared window (in the background, at most once a second).
+    fn refresh(&self, now: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.read_at.load(Ordering::Relaxed);
+        if now <= last
+            || self
+                .read_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let (shared, live_until) = (self.shared.clone(), self.live_until.clone());
+        tokio::spawn(async move {
+            match shared.get(META_FALLBACK_UNTIL).await {
+                Ok(Some(v)) => {
+                    if let Ok(until) = v.parse::<i64>() {
+                        live_until.fetch_max(until, Ordering::Relaxed);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the replay fallback window failed"),
+            }
+        });
+    }
+
+    /// Reads the shared window now (the first marker after start: a restarted instance must
+    /// know the window before it answers from Redis alone).
+    async fn load(&self) -> Result<(), EphemeralError> {
+        if let Some(v) = self
+            .shared
+            .get(META_FALLBACK_UNTIL)
+            .await
+            .map_err(|e| EphemeralError(e.to_string()))?
+            && let Ok(until) = v.parse::<i64>()
+        {
+            self.live_until
+                .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -134,11 +197,17 @@ impl ReplayCache for FailoverReplay {
         now: i64,
     ) -> Result<bool, EphemeralError> {
         use std::sync::atomic::Ordering;
+        if self.read_at.load(Ordering::Relaxed) == 0 {
+            self.load().await?;
+            self.read_at.fetch_max(now, Ordering::Relaxed);
+        } else {
+            self.refresh(now);
+        }
         match self.primary.set_if_absent(key, expires_at, now).await {
             Ok(false) => Ok(false),
             Ok(true) => {
-                if now < self.fallback_live_until.load(Ordering::Relaxed) {
-                    // Recently degraded: the database may hold this marker from the outage.
+                if now < self.live_until.load(Ordering::Relaxed) {
+                    // Database markers may be live: this one may be among them.
                     self.fallback.set_if_absent(key, expires_at, now).await
                 } else {
                     Ok(true)
@@ -146,8 +215,17 @@ impl ReplayCache for FailoverReplay {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Redis refused a replay marker; using the database's markers");
-                self.fallback_live_until
-                    .fetch_max(expires_at, Ordering::Relaxed);
+                // The window first, then the marker: no instance may stop checking the database
+                // while a marker written there is live.
+                if expires_at > self.raised.load(Ordering::Relaxed) {
+                    let until = expires_at.saturating_add(RAISE_AHEAD_SECS);
+                    self.shared
+                        .raise(META_FALLBACK_UNTIL, until)
+                        .await
+                        .map_err(|e| EphemeralError(e.to_string()))?;
+                    self.raised.fetch_max(until, Ordering::Relaxed);
+                    self.live_until.fetch_max(until, Ordering::Relaxed);
+                }
                 self.fallback.set_if_absent(key, expires_at, now).await
             }
         }
@@ -321,11 +399,27 @@ mod tests {
         assert_eq!(Invalidation::decode("revoked o j 1 2"), None);
     }
 
-    /// Markers in memory, for [`FailoverReplay`]'s parts; `down` makes every call fail.
-    #[derive(Default)]
+    /// Markers in memory, for [`FailoverReplay`]'s parts: handles share the set (one Redis, or
+    /// one database, seen by several instances); `down` makes this handle's calls fail.
+    #[derive(Default, Clone)]
     struct Memory {
-        set: std::sync::Mutex<std::collections::HashSet<String>>,
-        down: std::sync::atomic::AtomicBool,
+        set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+        down: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Memory {
+        fn handle(&self) -> Self {
+            Self {
+                set: self.set.clone(),
+                down: Default::default(),
+            }
+        }
+        fn down(&self, down: bool) {
+            self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn has(&self, key: &str) -> bool {
+            self.set.lock().unwrap().contains(key)
+        }
     }
 
     #[async_trait]
@@ -339,48 +433,59 @@ mod tests {
     }
 
     /// Redis down: markers go to the database and stay single-use there; Redis back: a marker
-    /// spent during the outage is still refused while outage markers may be live, and after the
-    /// last of them expired Redis alone answers.
+    /// spent during the outage is still refused while outage markers may be live, by this
+    /// instance and by one that starts later (the window is shared through `meta`); once the
+    /// window has passed Redis alone answers.
     #[tokio::test]
     async fn failover_markers_stay_single_use_across_an_outage() {
-        let redis = Arc::new(Memory::default());
-        let db = Arc::new(Memory::default());
-        let f = FailoverReplay::new(redis.clone(), db.clone());
-        assert!(f.set_if_absent("before", 100, 0).await.unwrap());
-        assert!(!f.set_if_absent("before", 100, 1).await.unwrap());
-        assert!(db.set.lock().unwrap().is_empty(), "healthy: Redis only");
+        let t = crate::storage::testing::temp_db().await;
+        let meta: Arc<dyn crate::storage::MetaStore> = Arc::new(t.db.clone());
+        let redis = Memory::default();
+        let db = Memory::default();
+        let a = FailoverReplay::new(Arc::new(redis.handle()), Arc::new(db.clone()), meta.clone());
+        let a_redis = redis.clone();
+        assert!(a.set_if_absent("before", 100, 1).await.unwrap());
+        assert!(!a.set_if_absent("before", 100, 1).await.unwrap());
+        assert!(!db.has("before"), "healthy: Redis only");
 
-        redis.down.store(true, std::sync::atomic::Ordering::Relaxed);
-        assert!(f.set_if_absent("during", 300, 10).await.unwrap());
+        // `a`'s handle of Redis fails (an outage, or a partition of `a` alone).
+        let a = FailoverReplay::new(
+            Arc::new(a_redis.clone()),
+            Arc::new(db.clone()),
+            meta.clone(),
+        );
+        a_redis.down(true);
+        assert!(a.set_if_absent("during", 300, 10).await.unwrap());
+        assert!(db.has("during"));
         assert!(
-            !f.set_if_absent("during", 300, 11).await.unwrap(),
+            !a.set_if_absent("during", 300, 11).await.unwrap(),
             "replay during the outage"
         );
-        db.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        db.down(true);
         assert!(
-            f.set_if_absent("x", 300, 12).await.is_err(),
+            a.set_if_absent("x", 300, 12).await.is_err(),
             "both down: closed"
         );
-        db.down.store(false, std::sync::atomic::Ordering::Relaxed);
-
-        redis
-            .down
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        // Redis does not know "during"; the database does, until 300.
+        db.down(false);
+        a_redis.down(false);
+        // Redis does not know "during"; the database does.
         assert!(
-            !f.set_if_absent("during", 300, 20).await.unwrap(),
+            !a.set_if_absent("during", 300, 20).await.unwrap(),
             "replay after the outage"
         );
-        assert!(f.set_if_absent("after", 400, 21).await.unwrap());
+        assert!(a.set_if_absent("after", 400, 21).await.unwrap());
+        assert!(db.has("after"), "written to both while outage markers live");
+
+        // Another instance, started after the outage, reads the window before it answers.
+        let b = FailoverReplay::new(Arc::new(redis.handle()), Arc::new(db.clone()), meta.clone());
         assert!(
-            db.set.lock().unwrap().contains("after"),
-            "written to both while outage markers live"
+            !b.set_if_absent("during", 300, 30).await.unwrap(),
+            "a replay at another instance"
         );
-        assert!(f.set_if_absent("later", 500, 300).await.unwrap());
-        assert!(
-            !db.set.lock().unwrap().contains("later"),
-            "Redis alone again"
-        );
+        // The window (the last outage marker's exp, 300, plus RAISE_AHEAD_SECS) passed.
+        let later = 300 + RAISE_AHEAD_SECS;
+        assert!(b.set_if_absent("later", later + 100, later).await.unwrap());
+        assert!(!db.has("later"), "Redis alone again");
     }
 
     /// The database-backed markers under concurrent callers: one key is set exactly once, many

@@ -60,6 +60,14 @@ impl RedisEphemeral {
         })
     }
 
+    /// The same connection with keys and the channel under `prefix` (one deployment's).
+    pub fn namespaced(self, prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            ..self
+        }
+    }
+
     /// A handle on the shared connection, for other users of the same Redis (the rate limiter).
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()

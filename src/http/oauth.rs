@@ -59,15 +59,21 @@ enum ClientLimit {
 /// overrides the default, also a default that is off. A policy that cannot be read leaves the
 /// default in force.
 async fn token_limit(state: &AppState, org: &OrgRecord) -> Option<Limit> {
+    let default = state.limits.token;
     match state.idp.policies.get(&org.id).await {
-        Ok(p) => p
-            .token_rate_limit
-            .map(|t| Limit {
+        Ok(p) => match (p.token_rate_limit, default) {
+            // Never above the instance's (see `OrgPolicies::token_rate_ceiling`).
+            (Some(t), Some(d)) => Some(Limit {
+                per_second: t.per_second.min(d.per_second),
+                burst: t.burst.min(d.burst),
+            }),
+            (Some(t), None) => Some(Limit {
                 per_second: t.per_second,
                 burst: t.burst,
-            })
-            .or(state.limits.token),
-        Err(_) => state.limits.token,
+            }),
+            (None, d) => d,
+        },
+        Err(_) => default,
     }
 }
 

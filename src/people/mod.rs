@@ -36,10 +36,15 @@ pub fn normalize_email(email: &str) -> Result<(String, String), &'static str> {
     if e.is_empty() || e.len() > MAX_EMAIL_BYTES {
         return Err("must be an email address of 1 to 254 bytes");
     }
-    if e.chars()
-        .any(|c| c.is_control() || c.is_whitespace() || crate::tenancy::orgs::is_bidi_control(c))
-    {
-        return Err("must not contain spaces, control or bidirectional-control characters");
+    if e.chars().any(|c| {
+        c.is_control()
+            || c.is_whitespace()
+            || crate::tenancy::orgs::is_bidi_control(c)
+            || is_invisible(c)
+    }) {
+        return Err(
+            "must not contain spaces, control, invisible or bidirectional-control characters",
+        );
     }
     let mut parts = e.split('@');
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -62,6 +67,31 @@ pub fn normalize_email(email: &str) -> Result<(String, String), &'static str> {
     Ok((e.to_owned(), e.to_lowercase()))
 }
 
+/// Invisible format characters (Unicode category Cf outside the bidirectional controls, and the
+/// fillers): `ada\u{200b}@example.com` would otherwise be a second account that reads exactly
+/// like `ada@example.com` (review finding).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
 /// A user's (or invite's) role from its wire name: `owner`, `admin` or `member` (a person is
 /// never `scim`, which is for SCIM API keys).
 pub fn parse_person_role(s: &str) -> Option<Role> {
@@ -79,6 +109,15 @@ pub fn may_manage(
     new: Role,
 ) -> Result<(), AccessError> {
     principal.check(org_id, Action::Write)?;
+    // A key's previous secret (its rotation grace period) manages no people, as it manages no
+    // keys: a leaked secret that was rotated away must not mint owner invites (review finding).
+    if let Principal::ApiKey {
+        previous_secret: true,
+        ..
+    } = principal
+    {
+        return Err(AccessError::Forbidden);
+    }
     principal.may_grant(org_id, old)?;
     principal.may_grant(org_id, new)
 }
@@ -117,6 +156,9 @@ mod tests {
             "a b@example.com",
             "a\u{7}@example.com",
             "a\u{202e}@example.com",
+            "ada\u{200b}@example.com",
+            "ada\u{feff}@example.com",
+            "a\u{00ad}da@example.com",
             "\"Ada\" <ada@example.com>",
             "a,b@example.com",
         ] {
@@ -172,6 +214,17 @@ mod tests {
         assert_eq!(may_manage(&owner, "a", Member, Owner), Ok(()));
         let platform = Principal::Platform { token_id: None };
         assert_eq!(may_manage(&platform, "z", Owner, Admin), Ok(()));
+        let grace = Principal::ApiKey {
+            id: "k".into(),
+            org_id: "a".into(),
+            role: Owner,
+            previous_secret: true,
+        };
+        assert_eq!(
+            may_manage(&grace, "a", Member, Member),
+            Err(AccessError::Forbidden),
+            "a key's previous secret manages no people"
+        );
         let scim = key(Role::Scim);
         assert_eq!(
             may_manage(&scim, "a", Member, Member),

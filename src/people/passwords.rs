@@ -91,14 +91,18 @@ impl Passwords {
         &self,
         f: impl FnOnce(Argon2<'static>) -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| PasswordError::Aborted)?;
         let params = self.params.clone();
+        // The permit goes with the blocking task, not with this future: a request dropped
+        // (client gone, timeout) while its hash runs must not free a slot for another hash
+        // while this one still burns a core and its memory (review finding).
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             f(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
         })
         .await

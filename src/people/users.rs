@@ -101,6 +101,10 @@ pub(crate) fn refused(e: WriteError) -> AdminError {
              revoke some or wait for them to expire",
             crate::storage::MAX_PENDING_INVITES
         )),
+        WriteError::Refused(Refused::AlreadyInvited) => AdminError::Conflict(
+            "this address already has a pending invite of this organization; revoke it first"
+                .into(),
+        ),
         WriteError::Refused(Refused::AlreadyMember) => {
             AdminError::Conflict("this address is already a user of the organization".into())
         }

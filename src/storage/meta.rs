@@ -10,6 +10,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> StorageResult<Option<String>>;
     /// Sets `key`, replacing any earlier value.
     async fn set(&self, key: &str, value: &str) -> StorageResult<()>;
+    /// Raises the integer `key` to `value` unless it already holds more (one statement, so
+    /// concurrent raises never lower it).
+    async fn raise(&self, key: &str, value: i64) -> StorageResult<()>;
     /// Sets `key` unless it is set, and answers the value it holds afterwards (this one, or the
     /// one another instance recorded first).
     async fn get_or_insert(&self, key: &str, value: &str) -> StorageResult<String>;
@@ -41,6 +44,22 @@ impl MetaStore for Db {
             )
             .bind(key)
             .bind(value)
+            .execute(pool)
+            .await
+            .map_err(db_err)?;
+        });
+        Ok(())
+    }
+
+    async fn raise(&self, key: &str, value: i64) -> StorageResult<()> {
+        on_db!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE \
+                 SET value = CASE WHEN CAST(excluded.value AS BIGINT) > CAST(meta.value AS BIGINT) \
+                 THEN excluded.value ELSE meta.value END",
+            )
+            .bind(key)
+            .bind(value.to_string())
             .execute(pool)
             .await
             .map_err(db_err)?;
@@ -90,6 +109,11 @@ mod tests {
         t.db.migrate().await.unwrap();
         assert_eq!(meta.get("k").await.unwrap().as_deref(), Some("v2"));
         assert_eq!(meta.get_or_insert("id", "first").await.unwrap(), "first");
+        meta.raise("until", 100).await.unwrap();
+        meta.raise("until", 50).await.unwrap();
+        assert_eq!(meta.get("until").await.unwrap().as_deref(), Some("100"));
+        meta.raise("until", 1000).await.unwrap();
+        assert_eq!(meta.get("until").await.unwrap().as_deref(), Some("1000"));
         assert_eq!(meta.get_or_insert("id", "second").await.unwrap(), "first");
         assert_eq!(meta.backend(), "sqlite");
         meta.ping().await.unwrap();

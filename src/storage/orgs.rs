@@ -226,16 +226,21 @@ impl OrgStore for Db {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            // Its API keys die with it (they could reach nothing, but a listed live key of a
-            // deleted organization is a finding in every review).
-            sqlx::query(
+            // Its API keys, people and pending invites die with it (they could reach nothing,
+            // but a live credential of a deleted organization is a finding in every review).
+            for statement in [
                 "UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(at)
-            .bind(org_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+                "UPDATE users SET status = 'suspended', updated_at = $1 WHERE org_id = $2",
+                "UPDATE invites SET state = 'revoked', closed_at = $1 \
+                 WHERE org_id = $2 AND state = 'pending'",
+            ] {
+                sqlx::query(statement)
+                    .bind(at)
+                    .bind(org_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
             outbox::append(&mut tx, event).await?;
             tx.commit().await.map_err(db_err)
         })

@@ -119,6 +119,9 @@ pub enum Refused {
     LastOwner,
     /// The address already has [`MAX_PENDING_INVITES`] pending invites.
     TooManyInvites,
+    /// The address already has a pending invite of this organization (one each: one tenant
+    /// alone cannot fill an address's instance-wide cap and block every other, review finding).
+    AlreadyInvited,
     /// The address is already a user of the organization.
     AlreadyMember,
     /// The invite is no longer pending (accepted, declined, revoked) or has expired.
@@ -545,6 +548,19 @@ impl UserStore for Db {
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
+            let here: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM invites WHERE org_id = $1 AND email_normalized = $2 \
+                 AND state = 'pending' AND expires_at > $3",
+            )
+            .bind(i.org_id.as_str())
+            .bind(&i.email_normalized)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if here > 0 {
+                return Err(WriteError::Refused(Refused::AlreadyInvited));
+            }
             if pending >= MAX_PENDING_INVITES {
                 return Err(WriteError::Refused(Refused::TooManyInvites));
             }

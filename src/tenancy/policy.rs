@@ -595,8 +595,9 @@ pub struct OrgPolicies {
     /// The instance's default access-token lifetime (the ceiling of the policy's).
     pub max_token_ttl: i64,
     /// The instance's token rate limit (`AGENTIDP_TOKEN_RATE_LIMIT`, `None` when off): the
-    /// ceiling of a `token_rate_limit` the organization's own principals set. The operator's
-    /// limit protects the instance from every tenant; only a platform admin sets one above it.
+    /// ceiling of a policy's `token_rate_limit` (an organization may lower its clients' limit,
+    /// never raise it above the operator's; the token endpoint also clamps a stored one to it,
+    /// for policies stored before the operator lowered it).
     pub token_rate_ceiling: Option<TokenRateLimit>,
     pub clock: Arc<dyn Clock>,
 }
@@ -628,9 +629,7 @@ impl OrgPolicies {
     ) -> Result<(Arc<Policy>, ViolationReport), AdminError> {
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
         let mut policy = Policy::parse(doc, self.max_token_ttl)?;
-        if let (Some(set), Some(ceiling)) = (policy.token_rate_limit, self.token_rate_ceiling)
-            && !principal.is_platform()
-        {
+        if let (Some(set), Some(ceiling)) = (policy.token_rate_limit, self.token_rate_ceiling) {
             for (field, value, max) in [
                 (
                     "token_rate_limit.per_second",
@@ -643,7 +642,7 @@ impl OrgPolicies {
                     return Err(AdminError::field(
                         field,
                         format!(
-                            "at most {max}, the instance's AGENTIDP_TOKEN_RATE_LIMIT; only a platform admin sets a higher limit"
+                            "at most {max}, the instance's AGENTIDP_TOKEN_RATE_LIMIT (the operator raises that to allow more)"
                         ),
                     ));
                 }

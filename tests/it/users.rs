@@ -480,4 +480,92 @@ async fn the_last_owner_survives_a_race(backend: Backend) {
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
 }
 
-on_all_backends!(users_round_trip, role_rules, the_last_owner_survives_a_race);
+/// Issue 11's "transferring ownership" with people: an owner makes another person owner, then
+/// steps down (no longer the last owner); an admin can do neither; the last owner cannot step
+/// down. (The variant where the new owner must accept comes with sign-in, issue 12.)
+async fn ownership_passes_from_one_person_to_another(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let org = app.create_org().await;
+    let path = |u: &Value| {
+        format!(
+            "/api/v1/orgs/{}/users/{}",
+            org.slug,
+            u["id"].as_str().unwrap()
+        )
+    };
+    let old = user(&app, &org, "owner").await;
+    let new = user(&app, &org, "admin").await;
+    let owner_key = key_of(&api_key(&app, &org, json!({"name": "o", "role": "owner"})).await);
+    let admin_key = key_of(&api_key(&app, &org, json!({"name": "a", "role": "admin"})).await);
+
+    // An admin may not hand out ownership, nor take it away.
+    let (st, v) = call(
+        &app,
+        &admin_key,
+        Method::PATCH,
+        &path(&new),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = call(
+        &app,
+        &admin_key,
+        Method::PATCH,
+        &path(&old),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    // The sole owner cannot step down before someone else is owner.
+    let (st, v) = call(
+        &app,
+        &owner_key,
+        Method::PATCH,
+        &path(&old),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    // The owner hands over: the other person becomes owner, then the old owner steps down.
+    let (st, v) = call(
+        &app,
+        &owner_key,
+        Method::PATCH,
+        &path(&new),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    assert_eq!((st, &v["role"]), (StatusCode::OK, &json!("owner")), "{v}");
+    let (st, v) = call(
+        &app,
+        &owner_key,
+        Method::PATCH,
+        &path(&old),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!((st, &v["role"]), (StatusCode::OK, &json!("admin")), "{v}");
+    let (st, owners) = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/orgs/{}/users?role=owner", org.slug),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{owners}");
+    let ids: Vec<&str> = owners["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [new["id"].as_str().unwrap()], "{owners}");
+}
+
+on_all_backends!(
+    users_round_trip,
+    role_rules,
+    the_last_owner_survives_a_race,
+    ownership_passes_from_one_person_to_another,
+);
