@@ -159,14 +159,8 @@ impl FailoverReplay {
         }
         let (shared, live_until) = (self.shared.clone(), self.live_until.clone());
         tokio::spawn(async move {
-            match shared.get(META_FALLBACK_UNTIL).await {
-                Ok(Some(v)) => {
-                    if let Ok(until) = v.parse::<i64>() {
-                        live_until.fetch_max(until, Ordering::Relaxed);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "reading the replay fallback window failed"),
+            if let Err(e) = read_window(shared.as_ref(), &live_until).await {
+                tracing::warn!(error = %e, "reading the replay fallback window failed");
             }
         });
     }
@@ -174,18 +168,25 @@ impl FailoverReplay {
     /// Reads the shared window now (the first marker after start: a restarted instance must
     /// know the window before it answers from Redis alone).
     async fn load(&self) -> Result<(), EphemeralError> {
-        if let Some(v) = self
-            .shared
-            .get(META_FALLBACK_UNTIL)
+        read_window(self.shared.as_ref(), &self.live_until)
             .await
-            .map_err(|e| EphemeralError(e.to_string()))?
-            && let Ok(until) = v.parse::<i64>()
-        {
-            self.live_until
-                .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
+            .map_err(|e| EphemeralError(e.to_string()))
     }
+}
+
+/// Raises `live_until` to the shared window recorded in `meta` (nothing recorded: unchanged).
+async fn read_window(
+    shared: &dyn crate::storage::MetaStore,
+    live_until: &std::sync::atomic::AtomicI64,
+) -> crate::storage::StorageResult<()> {
+    if let Some(until) = shared
+        .get(META_FALLBACK_UNTIL)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        live_until.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 #[async_trait]
