@@ -82,8 +82,9 @@ pub struct Principals {
     pub touched: moka::future::Cache<String, (i64, IpAddr)>,
 }
 
-/// Splits `aidp_k_<id>_<secret>`: the id, if the token has this prefix and shape.
-fn token_id<'a>(token: &'a str, prefix: &str) -> Option<&'a str> {
+/// Splits `aidp_k_<id>_<secret>` (any credential of this shape: API keys, admin tokens,
+/// invite links): the id, if the token has this prefix and shape.
+pub(crate) fn token_id<'a>(token: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = token.strip_prefix(prefix)?;
     let (id, secret) = rest.split_at_checked(32)?;
     let secret = secret.strip_prefix('_')?;
@@ -98,7 +99,7 @@ fn new_id() -> String {
 }
 
 /// A new credential of `prefix` for `id`.
-fn new_token(prefix: &str, id: &str) -> Secret {
+pub(crate) fn new_token(prefix: &str, id: &str) -> Secret {
     Secret::new(format!("{prefix}{id}_{}", random_token().expose()))
 }
 
