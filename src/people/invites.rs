@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::users::{People, access, event, new_id, password, person_role, refused};
+use super::users::{People, event, new_id, password, person_role, refused};
 use super::{may_manage, normalize_email};
 use crate::admin_error::AdminError;
 use crate::model::{Role, Secret, rfc3339};
@@ -106,7 +106,9 @@ impl People {
         org: &OrgRecord,
         input: NewInvite,
     ) -> Result<(InviteRecord, Secret), AdminError> {
-        principal.check(&org.id, Action::Write).map_err(access)?;
+        principal
+            .check(&org.id, Action::Write)
+            .map_err(AdminError::from)?;
         let (email, email_normalized) =
             normalize_email(&input.email).map_err(|m| AdminError::field("email", m))?;
         let role = person_role("role", &input.role)?;
@@ -155,7 +157,9 @@ impl People {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<InviteRecord>, AdminError> {
-        principal.check(&org.id, Action::Read).map_err(access)?;
+        principal
+            .check(&org.id, Action::Read)
+            .map_err(AdminError::from)?;
         Ok(self
             .store
             .pending_invites(&org.id, self.clock.now(), after, limit)
@@ -169,7 +173,9 @@ impl People {
         org: &OrgRecord,
         id: &str,
     ) -> Result<(), AdminError> {
-        principal.check(&org.id, Action::Write).map_err(access)?;
+        principal
+            .check(&org.id, Action::Write)
+            .map_err(AdminError::from)?;
         let now = self.clock.now();
         let invite = self
             .store
@@ -177,7 +183,7 @@ impl People {
             .await?
             .filter(|i| i.state == InviteState::Pending && i.expires_at > now)
             .ok_or(AdminError::NotFound)?;
-        may_manage(principal, &org.id, invite.role, invite.role).map_err(access)?;
+        may_manage(principal, &org.id, invite.role, invite.role).map_err(AdminError::from)?;
         self.store
             .close_invite(&org.id, id, InviteState::Revoked, now)
             .await

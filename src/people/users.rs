@@ -81,13 +81,6 @@ pub fn view(u: &UserRecord) -> UserResponse {
     }
 }
 
-pub(crate) fn access(e: AccessError) -> AdminError {
-    match e {
-        AccessError::NotFound => AdminError::NotFound,
-        AccessError::Forbidden => AdminError::Forbidden,
-    }
-}
-
 pub(crate) fn refused(e: WriteError) -> AdminError {
     match e {
         WriteError::Storage(s) => s.into(),
@@ -147,7 +140,9 @@ impl People {
         org: &OrgRecord,
         input: NewUser,
     ) -> Result<UserRecord, AdminError> {
-        principal.check(&org.id, Action::Write).map_err(access)?;
+        principal
+            .check(&org.id, Action::Write)
+            .map_err(AdminError::from)?;
         let (email, email_normalized) =
             normalize_email(&input.email).map_err(|m| AdminError::field("email", m))?;
         validate_name("name", &input.name)?;
@@ -198,7 +193,9 @@ impl People {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<UserRecord>, AdminError> {
-        principal.check(&org.id, Action::Read).map_err(access)?;
+        principal
+            .check(&org.id, Action::Read)
+            .map_err(AdminError::from)?;
         Ok(self.store.list_users(&org.id, filter, after, limit).await?)
     }
 
@@ -208,7 +205,9 @@ impl People {
         org: &OrgRecord,
         id: &str,
     ) -> Result<UserRecord, AdminError> {
-        principal.check(&org.id, Action::Read).map_err(access)?;
+        principal
+            .check(&org.id, Action::Read)
+            .map_err(AdminError::from)?;
         self.store
             .user(&org.id, id)
             .await?
@@ -239,7 +238,7 @@ impl People {
                 n.trim().to_owned()
             }
         };
-        may_manage(principal, &org.id, old.role, role).map_err(access)?;
+        may_manage(principal, &org.id, old.role, role).map_err(AdminError::from)?;
         let now = self.clock.now();
         let change = UserChange {
             name,
@@ -265,7 +264,7 @@ impl People {
         id: &str,
     ) -> Result<(), AdminError> {
         let old = self.user(principal, org, id).await?;
-        may_manage(principal, &org.id, old.role, old.role).map_err(access)?;
+        may_manage(principal, &org.id, old.role, old.role).map_err(AdminError::from)?;
         let now = self.clock.now();
         let ev = event(&old, "user.deleted", &principal.actor(), now);
         self.store

@@ -59,6 +59,17 @@ pub enum AccessError {
     Forbidden,
 }
 
+/// The admin use cases answer an access refusal as it is: 404 for an invisible organization,
+/// 403 for a missing role.
+impl From<AccessError> for crate::admin_error::AdminError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::NotFound => Self::NotFound,
+            AccessError::Forbidden => Self::Forbidden,
+        }
+    }
+}
+
 /// What a route needs, declared next to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {

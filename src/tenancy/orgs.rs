@@ -7,7 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::Directory;
-use super::access::{AccessError, Action, Principal};
+use super::access::{Action, Principal};
 use crate::admin_error::AdminError;
 use crate::ephemeral::Invalidation;
 use crate::keys::{KeyService, KeyState};
@@ -295,10 +295,7 @@ pub async fn visible(
         None => None,
     }
     .ok_or(AdminError::NotFound)?;
-    principal.check(&org.id, action).map_err(|e| match e {
-        AccessError::NotFound => AdminError::NotFound,
-        AccessError::Forbidden => AdminError::Forbidden,
-    })?;
+    principal.check(&org.id, action)?;
     Ok(org)
 }
 

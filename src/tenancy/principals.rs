@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::access::{AccessError, Action, Principal, Role};
+use super::access::{Action, Principal, Role};
 use super::orgs::validate_name;
 use crate::admin_error::AdminError;
 use crate::keys::SecretDigester;
@@ -164,13 +164,6 @@ fn reaches_no_further(key: &ApiKeyRecord, actor: &ApiKeyRecord) -> bool {
         (None, Some(_)) => false,
     };
     expiry_ok && cidrs_within(&key.allowed_cidrs, &actor.allowed_cidrs)
-}
-
-fn access(e: AccessError) -> AdminError {
-    match e {
-        AccessError::NotFound => AdminError::NotFound,
-        AccessError::Forbidden => AdminError::Forbidden,
-    }
 }
 
 /// `POST /api/v1/orgs/{org}/api-keys` body.
@@ -353,7 +346,9 @@ impl Principals {
         org: &OrgRecord,
         input: NewApiKey,
     ) -> Result<(ApiKeyRecord, Secret), AdminError> {
-        principal.check(&org.id, Action::Write).map_err(access)?;
+        principal
+            .check(&org.id, Action::Write)
+            .map_err(AdminError::from)?;
         validate_name("name", &input.name)?;
         let role = Role::parse(&input.role)
             .ok_or_else(|| AdminError::field("role", "must be owner, admin, member or scim"))?;
@@ -433,7 +428,9 @@ impl Principals {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ApiKeyRecord>, AdminError> {
-        principal.check(&org.id, Action::Read).map_err(access)?;
+        principal
+            .check(&org.id, Action::Read)
+            .map_err(AdminError::from)?;
         Ok(self.store.list_api_keys(&org.id, after, limit).await?)
     }
 
@@ -460,14 +457,18 @@ impl Principals {
         org: &OrgRecord,
         id: &str,
     ) -> Result<ApiKeyRecord, AdminError> {
-        principal.check(&org.id, Action::Write).map_err(access)?;
+        principal
+            .check(&org.id, Action::Write)
+            .map_err(AdminError::from)?;
         let key = self
             .store
             .api_key(id)
             .await?
             .filter(|k| k.org_id == org.id && k.revoked_at.is_none())
             .ok_or(AdminError::NotFound)?;
-        principal.may_grant(&org.id, key.role).map_err(access)?;
+        principal
+            .may_grant(&org.id, key.role)
+            .map_err(AdminError::from)?;
         if let Some(creator) = self.creator_key(principal).await?
             && !reaches_no_further(&key, &creator)
         {
