@@ -40,6 +40,8 @@ pub struct Idp {
     /// Admin credentials: API keys, platform admin tokens, the bootstrap token.
     pub principals: Principals,
     pub agents: Agents,
+    /// The same use cases for people-facing apps (`/clients`).
+    pub apps: Agents,
     /// User accounts and invites.
     pub people: People,
     /// Every organization's policy, cached (`get` is an in-memory lookup).
@@ -122,6 +124,16 @@ impl Idp {
             resolver: resolver.clone(),
             replay: p.replay.clone(),
         });
+        let agents = Agents {
+            directory: directory.clone(),
+            digester: digester.clone(),
+            fetch_policy: *p.fetcher.policy(),
+            agent_jwks: agent_jwks.clone(),
+            max_token_ttl: p.access_token_ttl,
+            policies: policies.clone(),
+            clock: p.clock.clone(),
+            kind: crate::model::ClientKind::Agent,
+        };
         Idp {
             principals: Principals::new(
                 p.stores.principals.clone(),
@@ -142,15 +154,8 @@ impl Idp {
                 digester: digester.clone(),
                 clock: p.clock.clone(),
             },
-            agents: Agents {
-                directory: directory.clone(),
-                digester: digester.clone(),
-                fetch_policy: *p.fetcher.policy(),
-                agent_jwks: agent_jwks.clone(),
-                max_token_ttl: p.access_token_ttl,
-                policies: policies.clone(),
-                clock: p.clock.clone(),
-            },
+            apps: agents.for_kind(crate::model::ClientKind::App),
+            agents,
             policy_admin: OrgPolicies {
                 directory: directory.clone(),
                 policies: policies.clone(),

@@ -252,10 +252,21 @@ pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// A public client (RFC 7591 §2, `none`): a native or browser app of the authorization code
+    /// flow, which cannot keep a secret; PKCE binds its codes. Never an agent.
+    None,
 }
 
 impl AuthMethod {
-    pub const ALL: [AuthMethod; 3] = [
+    pub const ALL: [AuthMethod; 4] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::None,
+    ];
+    /// The methods that authenticate a client (all but `none`): what introspection and
+    /// revocation accept.
+    pub const AUTHENTICATING: [AuthMethod; 3] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::PrivateKeyJwt,
@@ -265,13 +276,41 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.as_str() == s)
     }
     pub fn uses_secret(self) -> bool {
-        self != AuthMethod::PrivateKeyJwt
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+}
+
+/// What a client of an organization is: an agent (a workload with a DID, its own identity) or an
+/// app (a people-facing application of the authorization code flow: a web, native or browser
+/// app, or an MCP client; no DID, its tokens speak for the person who signed in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    Agent,
+    App,
+}
+
+impl ClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientKind::Agent => "agent",
+            ClientKind::App => "app",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [ClientKind::Agent, ClientKind::App]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -464,7 +503,7 @@ mod tests {
             assert_eq!(AuthMethod::parse(m.as_str()), Some(m));
         }
         assert_eq!(AgentStatus::parse("Active"), None);
-        assert_eq!(AuthMethod::parse("none"), None);
+        assert_eq!(AuthMethod::parse("None"), None);
         assert!(!AuthMethod::PrivateKeyJwt.uses_secret());
         assert!(AuthMethod::ClientSecretPost.uses_secret());
     }

@@ -301,7 +301,7 @@ impl Cards {
         now: i64,
     ) -> Result<Option<Bytes>, AdminError> {
         let agent = match self.directory.agent(&org.id, agent_id).await? {
-            Some(a) if !a.is_deactivated(now) => a,
+            Some(a) if !a.is_deactivated(now) && a.kind == crate::model::ClientKind::Agent => a,
             _ => return Ok(None),
         };
         let keys = self.keys.org_keys(org, now).await?;

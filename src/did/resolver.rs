@@ -177,10 +177,12 @@ impl Resolver {
         org: &crate::storage::OrgRecord,
         agent_id: &str,
     ) -> Result<Arc<crate::tenancy::Agent>, ResolveError> {
+        // An app (a people-facing client) has no DID.
         self.directory
             .agent(&org.id, agent_id)
             .await
             .map_err(|e| ResolveError::Internal(e.to_string()))?
+            .filter(|a| a.kind == crate::model::ClientKind::Agent)
             .ok_or(ResolveError::NotFound)
     }
 

@@ -406,7 +406,7 @@ fn bad_param(field: &str, d: &str) -> ApiError {
 }
 
 impl AgentQuery {
-    fn filter(&self) -> Result<AgentFilter, ApiError> {
+    pub(super) fn filter(&self) -> Result<AgentFilter, ApiError> {
         let status = match self.status.as_deref() {
             None => None,
             Some(v) => Some(
@@ -439,6 +439,7 @@ impl AgentQuery {
             status,
             expiring_before,
             name_contains: name,
+            kind: None,
         })
     }
 }
@@ -564,7 +565,7 @@ async fn set_status(
 }
 
 /// 200 with the agent (never its secret) and its `ETag`.
-fn agent_answer(agent: &crate::tenancy::Agent, org: &str) -> Response {
+pub(super) fn agent_answer(agent: &crate::tenancy::Agent, org: &str) -> Response {
     with_etag(
         StatusCode::OK,
         agents::view(agent, Some(org), None),
@@ -638,7 +639,7 @@ pub async fn agent_revoke_post(
 pub struct RotateSecret {
     /// How long the old secret keeps working, 0 to 604800 seconds; without, it stops at once and
     /// tokens issued before now stop introspecting as active.
-    grace_period_secs: Option<i64>,
+    pub(super) grace_period_secs: Option<i64>,
 }
 
 /// Issues a new client secret, shown in this answer only.

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod clients;
 pub mod did;
 pub mod error;
 pub mod extract;

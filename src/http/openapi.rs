@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorResponse;
 use super::state::AppState;
-use super::{admin, did, federation, people, principals};
+use super::{admin, clients, did, federation, people, principals};
 
 /// The name of the admin bearer security scheme (also spelled out in `security(...)` below).
 pub const BEARER: &str = "admin_token";
@@ -46,6 +46,7 @@ pub const BEARER: &str = "admin_token";
     tags(
         (name = "orgs", description = "Organizations (each its own issuer) and their signing keys"),
         (name = "agents", description = "Agents (OAuth clients) of an organization"),
+        (name = "clients", description = "People-facing apps (clients of the authorization code flow) of an organization"),
         (name = "partners", description = "Federation partners of an organization"),
         (name = "api-keys", description = "API keys of an organization: principals with a role"),
         (name = "users", description = "People of an organization (user accounts) and invites"),
@@ -99,6 +100,13 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::agent_reactivate_post))
         .routes(routes!(admin::agent_revoke_post))
         .routes(routes!(admin::agent_rotate_secret_post))
+        .routes(routes!(clients::clients_post, clients::clients_get))
+        .routes(routes!(
+            clients::client_get,
+            clients::client_patch,
+            clients::client_delete
+        ))
+        .routes(routes!(clients::client_rotate_secret_post))
         .routes(routes!(did::agent_card_meta_get, did::agent_card_meta_put))
         .routes(routes!(federation::partners_post, federation::partners_get))
         .routes(routes!(

@@ -142,7 +142,7 @@ enum Presented {
     Current,
     /// The previous secret, during a rotation's grace period.
     Previous,
-    /// No secret (`private_key_jwt`).
+    /// No secret (`private_key_jwt`, or a public client).
     Key,
 }
 
@@ -178,7 +178,44 @@ impl ClientAuth {
         now: i64,
         endpoint: &str,
     ) -> Result<(Arc<Agent>, Arc<Policy>), OAuthError> {
+        self.client(org, credentials, now, endpoint, false).await
+    }
+
+    /// [`ClientAuth::authenticate_with_policy`] for the grants a public client may use
+    /// (authorization code, refresh token) and for revocation (RFC 7009 §2.1): a client
+    /// registered with `none` is identified by its `client_id` alone (RFC 6749 §3.2.1); every
+    /// other client must authenticate as always, so leaving the credentials out of a confidential
+    /// client's request does not make it public.
+    pub async fn authenticate_or_public(
+        &self,
+        org: &OrgRecord,
+        credentials: ClientCredentials,
+        now: i64,
+        endpoint: &str,
+    ) -> Result<(Arc<Agent>, Arc<Policy>), OAuthError> {
+        self.client(org, credentials, now, endpoint, true).await
+    }
+
+    async fn client(
+        &self,
+        org: &OrgRecord,
+        credentials: ClientCredentials,
+        now: i64,
+        endpoint: &str,
+        public_ok: bool,
+    ) -> Result<(Arc<Agent>, Arc<Policy>), OAuthError> {
         let (agent, presented) = match credentials {
+            ClientCredentials::None {
+                client_id: Some(client_id),
+            } if public_ok => {
+                let a = self.agent(org, &client_id).await?;
+                if a.auth_method != AuthMethod::None {
+                    return Err(OAuthError::invalid_client(
+                        "client authentication is required",
+                    ));
+                }
+                (a, Presented::Key)
+            }
             ClientCredentials::Basic { client_id, secret }
             | ClientCredentials::Post { client_id, secret } => {
                 self.by_secret(org, &client_id, &secret, now).await?

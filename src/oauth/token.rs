@@ -30,6 +30,12 @@ impl OAuth {
                     .clients
                     .authenticate_with_policy(org, client, now, "/oauth2/token")
                     .await?;
+                if !crate::tenancy::clients::allows_grant(&agent.record, GRANT_CLIENT_CREDENTIALS) {
+                    return Err(OAuthError::new(
+                        ErrorCode::UnauthorizedClient,
+                        "this client is not registered for the client_credentials grant",
+                    ));
+                }
                 self.issue_client_credentials(org, &agent, &policy, form, now)
                     .await
             }

@@ -45,7 +45,7 @@ pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
         "subject_types_supported": ["public"],
         "token_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
         "token_endpoint_auth_signing_alg_values_supported": ALG_NAMES,
-        "introspection_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
+        "introspection_endpoint_auth_methods_supported": AuthMethod::AUTHENTICATING.map(AuthMethod::as_str),
         "introspection_endpoint_auth_signing_alg_values_supported": ALG_NAMES,
         "revocation_endpoint_auth_methods_supported": AuthMethod::ALL.map(AuthMethod::as_str),
         "revocation_endpoint_auth_signing_alg_values_supported": ALG_NAMES,

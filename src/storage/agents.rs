@@ -9,7 +9,7 @@ use super::{
     Db, Scope, ScopedPool, StorageError, StorageResult, conflict, db_err, from_json, on_db,
     parse_stored, to_json_list,
 };
-use crate::model::{AgentId, AgentStatus, Alg, AuthMethod, OrgId};
+use crate::model::{AgentId, AgentStatus, Alg, AuthMethod, ClientKind, OrgId};
 
 /// An agent as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,15 @@ pub struct AgentRecord {
     /// Incremented by every write; [`AgentStore::update`] writes only over the version it was
     /// read at (optimistic concurrency). The admin API's `ETag`.
     pub version: i64,
+    /// An agent, or a people-facing app (no DID).
+    pub kind: ClientKind,
+    /// The exact redirect URIs of the authorization code flow (RFC 6749 §3.1.2).
+    pub redirect_uris: Vec<String>,
+    /// Where RP-Initiated Logout may send the browser back to.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// The grant types the client may use; empty on an agent: the agent grants (client
+    /// credentials, JWT bearer, token exchange).
+    pub grant_types: Vec<String>,
 }
 
 impl AgentRecord {
@@ -85,6 +94,10 @@ impl AgentRecord {
             created_at: now,
             updated_at: now,
             version: 1,
+            kind: ClientKind::Agent,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
         }
     }
 }
@@ -98,6 +111,8 @@ pub struct AgentFilter {
     /// Agents whose name contains this text, compared case-insensitively (`LOWER` of the
     /// database: ASCII letters on SQLite, the database's locale on PostgreSQL).
     pub name_contains: Option<String>,
+    /// Only agents, or only apps.
+    pub kind: Option<ClientKind>,
 }
 
 /// `s` as a `LIKE` pattern matching any text that contains it (`\` escapes `%`, `_`, `\`).
@@ -121,7 +136,7 @@ pub trait AgentStore: Send + Sync + 'static {
         self.create_within(agent, event, None).await.map(|_| ())
     }
     /// Like [`AgentStore::create`], but only while the organization has fewer than `max_live`
-    /// live (not deleted, not revoked) agents, counted in the same transaction under a lock on
+    /// live (not deleted, not revoked) clients of the new one's kind, counted in the same transaction under a lock on
     /// the organization's row (concurrent creations cannot both take the last place). `false`:
     /// the limit is reached, nothing was written.
     async fn create_within(
@@ -199,6 +214,10 @@ struct AgentRow {
     secret_created_at: Option<i64>,
     prev_secret_created_at: Option<i64>,
     expires_at: Option<i64>,
+    kind: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_types: String,
 }
 
 impl TryFrom<AgentRow> for AgentRecord {
@@ -217,6 +236,14 @@ impl TryFrom<AgentRow> for AgentRecord {
             access_token_alg: parse_stored(&r.access_token_alg, "access_token_alg", Alg::parse)
                 .map_err(bad)?,
             id_token_alg: parse_stored(&r.id_token_alg, "id_token_alg", Alg::parse).map_err(bad)?,
+            kind: parse_stored(&r.kind, "kind", ClientKind::parse).map_err(bad)?,
+            redirect_uris: from_json(&r.redirect_uris, "redirect_uris").map_err(bad)?,
+            post_logout_redirect_uris: from_json(
+                &r.post_logout_redirect_uris,
+                "post_logout_redirect_uris",
+            )
+            .map_err(bad)?,
+            grant_types: from_json(&r.grant_types, "grant_types").map_err(bad)?,
             org_id: r.org_id.into(),
             id: r.id.into(),
             name: r.name,
@@ -246,7 +273,8 @@ macro_rules! columns {
         "org_id, id, name, description, did, scopes, status, auth_method, secret_digest, \
          secret_digest_version, prev_secret_digest, prev_secret_version, prev_secret_expires_at, \
          jwks, jwks_uri, access_token_alg, id_token_alg, access_token_ttl, tokens_valid_after_ms, \
-         created_at, updated_at, version, secret_created_at, prev_secret_created_at, expires_at"
+         created_at, updated_at, version, secret_created_at, prev_secret_created_at, expires_at, \
+         kind, redirect_uris, post_logout_redirect_uris, grant_types"
     };
 }
 
@@ -270,9 +298,10 @@ impl AgentStore for Db {
                     .map_err(db_err)?;
                 let live: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM agents WHERE org_id = $1 \
-                     AND deleted_at IS NULL AND status <> 'revoked'",
+                     AND deleted_at IS NULL AND status <> 'revoked' AND kind = $2",
                 )
                 .bind(a.org_id.as_str())
+                .bind(a.kind.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -284,7 +313,7 @@ impl AgentStore for Db {
                 "INSERT INTO agents (",
                 columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
+                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
             ))
             .bind(a.org_id.as_str())
             .bind(a.id.as_str())
@@ -311,6 +340,10 @@ impl AgentStore for Db {
             .bind(a.secret_created_at)
             .bind(a.prev_secret_created_at)
             .bind(a.expires_at)
+            .bind(a.kind.as_str())
+            .bind(to_json_list(&a.redirect_uris))
+            .bind(to_json_list(&a.post_logout_redirect_uris))
+            .bind(to_json_list(&a.grant_types))
             .execute(&mut *tx)
             .await
             .map_err(conflict("agent id"))?;
@@ -354,6 +387,7 @@ impl AgentStore for Db {
                  AND ($4 IS NULL OR status = $4) \
                  AND ($5 IS NULL OR (expires_at IS NOT NULL AND expires_at < $5)) \
                  AND ($6 IS NULL OR LOWER(name) LIKE $6 ESCAPE '\\') \
+                 AND ($7 IS NULL OR kind = $7) \
                  ORDER BY id LIMIT $3"
             ))
             .bind(org_id)
@@ -362,6 +396,7 @@ impl AgentStore for Db {
             .bind(f.status.map(AgentStatus::as_str))
             .bind(f.expiring_before)
             .bind(name.as_deref())
+            .bind(f.kind.map(ClientKind::as_str))
             .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
@@ -393,7 +428,8 @@ impl AgentStore for Db {
                  prev_secret_expires_at = $12, jwks = $13, jwks_uri = $14, \
                  access_token_alg = $15, id_token_alg = $16, access_token_ttl = $17, \
                  tokens_valid_after_ms = $18, updated_at = $19, secret_created_at = $21, \
-                 prev_secret_created_at = $22, expires_at = $23, version = version + 1 \
+                 prev_secret_created_at = $22, expires_at = $23, redirect_uris = $24, \
+                 post_logout_redirect_uris = $25, grant_types = $26, version = version + 1 \
                  WHERE org_id = $1 AND id = $2 AND deleted_at IS NULL AND status <> 'revoked' \
                  AND version = $20",
             )
@@ -420,6 +456,9 @@ impl AgentStore for Db {
             .bind(a.secret_created_at)
             .bind(a.prev_secret_created_at)
             .bind(a.expires_at)
+            .bind(to_json_list(&a.redirect_uris))
+            .bind(to_json_list(&a.post_logout_redirect_uris))
+            .bind(to_json_list(&a.grant_types))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
@@ -567,6 +606,10 @@ mod tests {
             created_at: 1,
             updated_at: 1,
             version: 1,
+            kind: ClientKind::App,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec!["authorization_code".into()],
         }
     }
 

@@ -17,7 +17,7 @@ use crate::fetch::FetchPolicy;
 use crate::jose::JwkError;
 use crate::keys::SecretDigester;
 use crate::keys::envelope::random_token;
-use crate::model::{AgentId, Alg, Clock, Secret, is_uuid, rfc3339};
+use crate::model::{AgentId, Alg, ClientKind, Clock, Secret, is_uuid, rfc3339};
 use crate::remote::RemoteJson;
 use crate::storage::{AgentFilter, AgentRecord, Event, OrgRecord, StorageError};
 
@@ -62,6 +62,15 @@ pub struct AgentInput {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<String>>,
+    /// The exact redirect URIs of the authorization code flow (at most 20): `https`, `http`
+    /// on a loopback host, or for public clients a private-use scheme (`com.example.app:/cb`).
+    pub redirect_uris: Option<Vec<String>>,
+    /// Where OpenID Connect RP-Initiated Logout may return to (same rules).
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// Of `authorization_code`, `refresh_token`, `client_credentials` and the JWT bearer and
+    /// token exchange grants. An agent without: client credentials and the exchanges; an app
+    /// without: `authorization_code` and `refresh_token`.
+    pub grant_types: Option<Vec<String>>,
 }
 
 /// RFC 7396 JSON Merge Patch for one member: absent is `None` (unchanged, via `#[serde(default)]`),
@@ -139,9 +148,73 @@ pub struct Agents {
     /// Organization policies: registrations and updates must comply.
     pub policies: Arc<Policies>,
     pub clock: Arc<dyn Clock>,
+    /// Which clients these use cases manage: agents (`/agents`) or apps (`/clients`); the other
+    /// kind's ids answer 404.
+    pub kind: ClientKind,
 }
 
+/// How many live apps an organization may have (agents are bounded by its policy).
+pub const MAX_APPS: i64 = 1000;
+
+/// Which credential a method uses: a secret, a key, or none; a client never switches class.
+fn credential_class(m: AuthMethod) -> u8 {
+    match m {
+        AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => 0,
+        AuthMethod::PrivateKeyJwt => 1,
+        AuthMethod::None => 2,
+    }
+}
+
+const AUTH_METHODS: &str =
+    "must be client_secret_basic, client_secret_post, private_key_jwt or (apps only) none";
+
 impl Agents {
+    /// The same use cases for the other kind of client.
+    pub fn for_kind(&self, kind: ClientKind) -> Agents {
+        Agents {
+            directory: self.directory.clone(),
+            digester: self.digester.clone(),
+            fetch_policy: self.fetch_policy,
+            agent_jwks: self.agent_jwks.clone(),
+            max_token_ttl: self.max_token_ttl,
+            policies: self.policies.clone(),
+            clock: self.clock.clone(),
+            kind,
+        }
+    }
+
+    /// The outbox event name of `what` happening to a client of this kind: `agent.created`,
+    /// `client.created`, ...
+    fn event_name(&self, what: &str) -> &'static str {
+        const AGENT: [&str; 7] = [
+            "agent.created",
+            "agent.updated",
+            "agent.deleted",
+            "agent.suspended",
+            "agent.reactivated",
+            "agent.revoked",
+            "agent.secret_rotated",
+        ];
+        const APP: [&str; 7] = [
+            "client.created",
+            "client.updated",
+            "client.deleted",
+            "client.suspended",
+            "client.reactivated",
+            "client.revoked",
+            "client.secret_rotated",
+        ];
+        let names = if self.kind == ClientKind::Agent {
+            AGENT
+        } else {
+            APP
+        };
+        names
+            .into_iter()
+            .find(|n| n.split_once('.').is_some_and(|(_, w)| w == what))
+            .unwrap_or(names[1])
+    }
+
     fn validate_jwks_uri(&self, uri: &str) -> Result<(), AdminError> {
         // The URL parser percent-encodes control characters, but the string is stored as given
         // (and PostgreSQL text cannot hold NUL).
@@ -210,16 +283,12 @@ impl Agents {
             }
         }
         if let Some(m) = input.token_endpoint_auth_method {
-            let m = AuthMethod::parse(&m).ok_or_else(|| {
-                AdminError::field(
-                    "token_endpoint_auth_method",
-                    "must be client_secret_basic, client_secret_post or private_key_jwt",
-                )
-            })?;
-            if m.uses_secret() != rec.auth_method.uses_secret() {
+            let m = AuthMethod::parse(&m)
+                .ok_or_else(|| AdminError::field("token_endpoint_auth_method", AUTH_METHODS))?;
+            if credential_class(m) != credential_class(rec.auth_method) {
                 return Err(AdminError::field(
                     "token_endpoint_auth_method",
-                    "cannot switch between secret and private_key_jwt authentication; register a new agent",
+                    "cannot switch between secret, private_key_jwt and none; register a new client",
                 ));
             }
             rec.auth_method = m;
@@ -241,13 +310,18 @@ impl Agents {
                 "private_key_jwt needs jwks or jwks_uri",
             ));
         }
-        if method.uses_secret() && (rec.jwks.is_some() || rec.jwks_uri.is_some()) {
+        if method != AuthMethod::PrivateKeyJwt && (rec.jwks.is_some() || rec.jwks_uri.is_some()) {
             return Err(AdminError::field(
                 "token_endpoint_auth_method",
                 "jwks and jwks_uri go with private_key_jwt",
             ));
         }
-        Ok(())
+        super::clients::apply(
+            rec,
+            input.redirect_uris,
+            input.post_logout_redirect_uris,
+            input.grant_types,
+        )
     }
 
     /// Registers an agent. Secret-based agents get a 256-bit secret, returned once and stored only as
@@ -269,25 +343,26 @@ impl Agents {
         let now = self.clock.now();
         let id = AgentId::generate(self.clock.now_ms());
         let method = match &input.token_endpoint_auth_method {
-            Some(m) => AuthMethod::parse(m).ok_or_else(|| {
-                AdminError::field(
-                    "token_endpoint_auth_method",
-                    "must be client_secret_basic, client_secret_post or private_key_jwt",
-                )
-            })?,
+            Some(m) => AuthMethod::parse(m)
+                .ok_or_else(|| AdminError::field("token_endpoint_auth_method", AUTH_METHODS))?,
             None if input.jwks.is_some() || input.jwks_uri.is_some() => AuthMethod::PrivateKeyJwt,
             None => AuthMethod::ClientSecretBasic,
         };
-        let mut rec = AgentRecord::new(
-            org.id.clone(),
-            id.clone(),
-            crate::model::did::agent_did(&org.did, &id),
-            name,
-            method,
-            now,
-        );
+        // An app has no DID.
+        let did = match self.kind {
+            ClientKind::Agent => crate::model::did::agent_did(&org.did, &id),
+            ClientKind::App => String::new(),
+        };
+        let mut rec = AgentRecord::new(org.id.clone(), id.clone(), did, name, method, now);
+        rec.kind = self.kind;
         let mut input = input;
         input.token_endpoint_auth_method = None;
+        if self.kind == ClientKind::App && input.grant_types.is_none() {
+            input.grant_types = Some(vec![
+                super::clients::AUTHORIZATION_CODE.to_owned(),
+                super::clients::REFRESH_TOKEN.to_owned(),
+            ]);
+        }
         self.apply_input(&mut rec, input)?;
         if rec.expires_at.is_some_and(|e| e <= now) {
             return Err(AdminError::field("expires_at", "must be in the future"));
@@ -302,15 +377,24 @@ impl Agents {
         }
         let ev = event(
             &rec,
-            "agent.created",
+            self.event_name("created"),
             json!({"name": rec.name, "auth_method": rec.auth_method.as_str()}),
             now,
         );
+        let max = match self.kind {
+            ClientKind::Agent => policy.max_agents,
+            ClientKind::App => Some(MAX_APPS),
+        };
         let created = self
             .directory
             .agent_store()
-            .create_within(&rec, &ev, policy.max_agents)
+            .create_within(&rec, &ev, max)
             .await?;
+        if !created && self.kind == ClientKind::App {
+            return Err(AdminError::Policy(format!(
+                "the organization has {MAX_APPS} live clients; delete one first"
+            )));
+        }
         if !created {
             return Err(AdminError::Policy(format!(
                 "the organization has its policy's max_agents ({}) live agents; revoke or delete one first",
@@ -333,7 +417,8 @@ impl Agents {
         id: &str,
     ) -> Result<Agent, AdminError> {
         Ok(load(&self.directory, principal, org_slug, id, Action::Read)
-            .await?
+            .await
+            .and_then(|(o, a)| self.own(o, a))?
             .1)
     }
 
@@ -347,10 +432,14 @@ impl Agents {
         filter: &AgentFilter,
     ) -> Result<Vec<Agent>, AdminError> {
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Read).await?;
+        let filter = AgentFilter {
+            kind: Some(self.kind),
+            ..filter.clone()
+        };
         let rows = self
             .directory
             .agent_store()
-            .list_filtered(&org.id, after, limit, filter)
+            .list_filtered(&org.id, after, limit, &filter)
             .await?;
         Ok(rows.into_iter().map(Agent::from_record).collect())
     }
@@ -369,7 +458,9 @@ impl Agents {
         mut change: impl FnMut(&Agent) -> Result<Option<(AgentRecord, Event)>, AdminError>,
     ) -> Result<Agent, AdminError> {
         for _ in 0..ATTEMPTS {
-            let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+            let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write)
+                .await
+                .and_then(|(o, a)| self.own(o, a))?;
             if let Some(m) = if_match {
                 m.check(agent.version)?;
             }
@@ -433,6 +524,12 @@ impl Agents {
                 input.access_token_ttl_secs.is_some(),
             ),
             ("expires_at", input.expires_at.is_some()),
+            ("redirect_uris", input.redirect_uris.is_some()),
+            (
+                "post_logout_redirect_uris",
+                input.post_logout_redirect_uris.is_some(),
+            ),
+            ("grant_types", input.grant_types.is_some()),
         ]
         .into_iter()
         .filter_map(|(f, set)| set.then_some(f))
@@ -446,7 +543,12 @@ impl Agents {
             policy.check_agent(&rec, Some(&fields[..]))?;
             let now = self.clock.now();
             rec.updated_at = now;
-            let ev = event(&rec, "agent.updated", json!({ "fields": fields }), now);
+            let ev = event(
+                &rec,
+                self.event_name("updated"),
+                json!({ "fields": fields }),
+                now,
+            );
             Ok(Some((rec, ev)))
         })
         .await
@@ -473,11 +575,11 @@ impl Agents {
                 rec.tokens_valid_after_ms = now_ms;
             }
             rec.updated_at = now_ms / 1000;
-            let kind = match status {
-                AgentStatus::Active => "agent.reactivated",
-                AgentStatus::Suspended => "agent.suspended",
-                AgentStatus::Revoked => "agent.revoked",
-            };
+            let kind = self.event_name(match status {
+                AgentStatus::Active => "reactivated",
+                AgentStatus::Suspended => "suspended",
+                AgentStatus::Revoked => "revoked",
+            });
             let ev = event(&rec, kind, json!({}), rec.updated_at);
             Ok(Some((rec, ev)))
         })
@@ -490,7 +592,9 @@ impl Agents {
         org_slug: &str,
         id: &str,
     ) -> Result<(), AdminError> {
-        let (org, agent) = load(&self.directory, principal, org_slug, id, Action::Write).await?;
+        let (org, agent) = load(&self.directory, principal, org_slug, id, Action::Write)
+            .await
+            .and_then(|(o, a)| self.own(o, a))?;
         let now = self.clock.now();
         self.directory
             .agent_store()
@@ -498,7 +602,7 @@ impl Agents {
                 &org.id,
                 agent.id(),
                 now,
-                &event(&agent.record, "agent.deleted", json!({}), now),
+                &event(&agent.record, self.event_name("deleted"), json!({}), now),
             )
             .await?;
         self.directory
@@ -558,7 +662,7 @@ impl Agents {
                 issued = Some(secret);
                 let ev = event(
                     &rec,
-                    "agent.secret_rotated",
+                    self.event_name("secret_rotated"),
                     json!({"grace_period_secs": grace}),
                     now,
                 );
@@ -568,6 +672,17 @@ impl Agents {
         // `modify` wrote, so the closure ran and issued the secret that was stored last.
         let secret = issued.ok_or_else(|| AdminError::Internal("no secret issued".into()))?;
         Ok((agent, secret))
+    }
+}
+
+impl Agents {
+    /// A client of the other kind is not found here.
+    fn own(&self, org: OrgRecord, agent: Agent) -> Result<(OrgRecord, Agent), AdminError> {
+        if agent.kind == self.kind {
+            Ok((org, agent))
+        } else {
+            Err(AdminError::NotFound)
+        }
     }
 }
 
@@ -646,8 +761,10 @@ pub struct AgentResponse {
     pub created_at: String,
     #[schema(required = true)]
     pub description: Option<String>,
-    /// `did:web:...:orgs:{slug}:agents:{id}`.
-    pub did: String,
+    /// `did:web:...:orgs:{slug}:agents:{id}` (an agent's; an app has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub did: Option<String>,
     /// When the agent expires (null: never).
     #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
@@ -678,6 +795,9 @@ pub struct AgentResponse {
     pub token_endpoint_auth_method: AuthMethod,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    pub grant_types: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// The admin view of an agent. The secret appears only in the answer that created it.
@@ -690,7 +810,7 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         client_secret: secret.map(|s| s.expose().to_owned()),
         created_at: rfc3339(r.created_at),
         description: r.description.clone(),
-        did: r.did.clone(),
+        did: (r.kind == ClientKind::Agent).then(|| r.did.clone()),
         expires_at: r.expires_at.map(rfc3339),
         id: r.id.to_string(),
         id_token_signed_response_alg: agent.id_token_alg,
@@ -704,5 +824,8 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         status: agent.status,
         token_endpoint_auth_method: agent.auth_method,
         updated_at: rfc3339(r.updated_at),
+        grant_types: r.grant_types.clone(),
+        redirect_uris: r.redirect_uris.clone(),
+        post_logout_redirect_uris: r.post_logout_redirect_uris.clone(),
     }
 }

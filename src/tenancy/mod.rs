@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod agents;
+pub mod clients;
 pub mod orgs;
 pub mod policy;
 pub mod principals;

@@ -232,7 +232,7 @@ impl Policy {
                     AdminError::field(
                         "allowed_auth_methods",
                         format!(
-                            "{m:?} is not client_secret_basic, client_secret_post or private_key_jwt"
+                            "{m:?} is not client_secret_basic, client_secret_post, private_key_jwt or none"
                         ),
                     )
                 })?);
@@ -809,7 +809,7 @@ mod tests {
             ),
             (json!({"allowed_auth_methods": []}), "allowed_auth_methods"),
             (
-                json!({"allowed_auth_methods": ["none"]}),
+                json!({"allowed_auth_methods": ["tls_client_auth"]}),
                 "allowed_auth_methods",
             ),
             (

@@ -8,6 +8,7 @@ mod api_keys;
 mod attacks;
 mod auth_hardening;
 mod caches;
+mod clients;
 mod connections;
 mod core_flow;
 mod did;

@@ -886,6 +886,54 @@ async fn responses_match_the_document(backend: Backend) {
     f.ok(delete.clone(), &inv_path, None, 204).await;
     f.err(delete.clone(), &inv_path, None, 404).await;
 
+    // Apps: registered (confidential and public), read, listed, changed, rotated, deleted.
+    let clients = format!("{o}/clients");
+    let web = f
+        .ok(
+            post.clone(),
+            &clients,
+            Some(json!({"name": "web", "scopes": ["openid"], "redirect_uris": ["https://app.example/cb"]})),
+            201,
+        )
+        .await;
+    assert!(web["client_secret"].is_string(), "{web}");
+    f.ok(
+        post.clone(),
+        &clients,
+        Some(
+            json!({"name": "cli", "scopes": [], "token_endpoint_auth_method": "none",
+                    "redirect_uris": ["http://127.0.0.1/cb"]}),
+        ),
+        201,
+    )
+    .await;
+    f.err(
+        post.clone(),
+        &clients,
+        Some(json!({"name": "bad", "scopes": [], "redirect_uris": ["http://app.example/cb"]})),
+        422,
+    )
+    .await;
+    f.ok(get.clone(), &clients, None, 200).await;
+    let web_path = format!("{clients}/{}", web["id"].as_str().unwrap());
+    f.ok(get.clone(), &web_path, None, 200).await;
+    f.ok(
+        patch.clone(),
+        &web_path,
+        Some(json!({"post_logout_redirect_uris": ["https://app.example/bye"]})),
+        200,
+    )
+    .await;
+    f.ok(
+        post.clone(),
+        &format!("{web_path}/rotate-secret"),
+        None,
+        200,
+    )
+    .await;
+    f.ok(delete.clone(), &web_path, None, 204).await;
+    f.err(get.clone(), &web_path, None, 404).await;
+
     // Deleting the organization.
     let gone = format!("/api/v1/orgs/{other}");
     f.ok(delete.clone(), &gone, None, 204).await;

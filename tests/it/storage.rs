@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use agentidp::model::{AgentId, AgentStatus, Alg, AuthMethod, OrgId, PartnerId};
+use agentidp::model::{AgentId, AgentStatus, Alg, AuthMethod, ClientKind, OrgId, PartnerId};
 use agentidp::storage::{
     AgentRecord, Db, Event, KeyRecord, OrgRecord, PartnerRecord, StorageError, StoredEvent, Stores,
     open,
@@ -117,6 +117,10 @@ fn agent(org_id: &OrgId) -> AgentRecord {
         created_at: 1_700_000_100,
         updated_at: 1_700_000_101,
         version: 1,
+        kind: ClientKind::Agent,
+        redirect_uris: vec!["http://127.0.0.1/cb?x='\"".into()],
+        post_logout_redirect_uris: vec!["https://app.example/bye".into()],
+        grant_types: vec!["client_credentials".into(), "authorization_code".into()],
     }
 }
 
