@@ -69,6 +69,8 @@ pub struct Parts {
     pub token_rate_ceiling: Option<crate::tenancy::policy::TokenRateLimit>,
     /// Digest (and its key version) of the bootstrap token.
     pub bootstrap: (i64, Vec<u8>),
+    /// The outbound mail queue (`AGENTIDP_SMTP_URL`); `None`: links go to the admin who asked.
+    pub mail: Option<Arc<crate::mail::MailQueue>>,
 }
 
 const JWKS_ACCEPT: &str = "application/jwk-set+json, application/json";
@@ -138,8 +140,11 @@ impl Idp {
             },
             people: People {
                 store: p.stores.users.clone(),
+                links: p.stores.links.clone(),
+                transfers: p.stores.transfers.clone(),
                 passwords: std::sync::Arc::new(Passwords::new()),
                 digester: digester.clone(),
+                mail: p.mail,
                 clock: p.clock.clone(),
             },
             agents: Agents {

@@ -41,6 +41,7 @@
 mod agents;
 mod keys;
 mod lease;
+mod links;
 mod meta;
 mod orgs;
 mod outbox;
@@ -48,6 +49,7 @@ mod partners;
 mod policies;
 mod principals;
 mod replay;
+mod transfers;
 mod users;
 
 use std::str::FromStr;
@@ -62,6 +64,7 @@ use sqlx::sqlite::{
 pub use agents::{AgentFilter, AgentRecord, AgentStore};
 pub use keys::{KeyRecord, KeyStore};
 pub use lease::LeaderLock;
+pub use links::{LinkPurpose, LinkRecord, UserLinkStore};
 pub use meta::MetaStore;
 pub use orgs::{OrgRecord, OrgStore};
 pub use outbox::{Event, Outbox, StoredEvent};
@@ -69,6 +72,7 @@ pub use partners::{PartnerRecord, PartnerStore};
 pub use policies::{PolicyRecord, PolicyStore};
 pub use principals::{AdminTokenRecord, ApiKeyRecord, PrincipalStore, Rotation};
 pub use replay::{Marker, ReplayStore, Revocation};
+pub use transfers::{AcceptanceEvents, TransferRecord, TransferState, TransferStore};
 pub use users::{
     InviteRecord, InviteState, MAX_PENDING_INVITES, Refused, UserChange, UserFilter, UserRecord,
     UserStatus, UserStore, WriteError, WriteResult,
@@ -549,6 +553,8 @@ pub struct Stores {
     pub policies: Arc<dyn PolicyStore>,
     pub replay: Arc<dyn ReplayStore>,
     pub users: Arc<dyn UserStore>,
+    pub links: Arc<dyn UserLinkStore>,
+    pub transfers: Arc<dyn TransferStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
 }
@@ -564,6 +570,8 @@ impl Stores {
             policies: Arc::new(db.clone()),
             replay: Arc::new(db.clone()),
             users: Arc::new(db.clone()),
+            links: Arc::new(db.clone()),
+            transfers: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),
         }
