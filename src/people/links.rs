@@ -380,8 +380,8 @@ mod tests {
     fn each_purpose_has_its_own_prefix() {
         let id = "0123456789abcdef0123456789abcdef";
         let v = crate::tenancy::principals::new_token(VERIFY_PREFIX, id);
-        let pid = |t: &Secret, p| crate::tenancy::principals::token_id(t.expose(), prefix(p));
-        assert_eq!(pid(&v, LinkPurpose::VerifyEmail), Some(id));
-        assert_eq!(pid(&v, LinkPurpose::PasswordReset), None);
+        let pid = |p| crate::tenancy::principals::token_id(v.expose(), prefix(p)).is_some();
+        assert!(pid(LinkPurpose::VerifyEmail));
+        assert!(!pid(LinkPurpose::PasswordReset));
     }
 }

@@ -19,6 +19,7 @@ mod keys;
 mod leader;
 mod lifecycle;
 mod limits;
+mod mail;
 mod metrics;
 mod openapi;
 mod policy;
