@@ -231,7 +231,7 @@ pub(super) fn form_fields<const N: usize>(
 pub(super) fn form_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, Response> {
+) -> Result<Bytes, Box<Response>> {
     let mut types = headers.get_all(header::CONTENT_TYPE).iter();
     let form_type = match (types.next(), types.next()) {
         (Some(v), None) => Some(v),
@@ -244,24 +244,24 @@ pub(super) fn form_body(
             .eq_ignore_ascii_case("application/x-www-form-urlencoded")
     });
     if !form_type {
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Unsupported form",
             "Submit the form of this page (application/x-www-form-urlencoded).",
-        ));
+        )));
     }
     match body {
         Ok(b) if b.len() <= FORM_LIMIT => Ok(b),
-        _ => Err(message(
+        _ => Err(Box::new(message(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Form too large",
             "The submitted form is too large.",
-        )),
+        ))),
     }
 }
 
 /// The second line against CSRF (see the module): a POST from another origin is refused.
-pub(super) fn check_origin(headers: &HeaderMap, org: &OrgRecord) -> Result<(), Response> {
+pub(super) fn check_origin(headers: &HeaderMap, org: &OrgRecord) -> Result<(), Box<Response>> {
     if same_origin(headers, &org.issuer) {
         return Ok(());
     }
@@ -269,11 +269,11 @@ pub(super) fn check_origin(headers: &HeaderMap, org: &OrgRecord) -> Result<(), R
         event = "people_page.cross_origin",
         "form from another origin refused"
     );
-    Err(message(
+    Err(Box::new(message(
         StatusCode::FORBIDDEN,
         "Forbidden",
         "This form may only be submitted from its own page.",
-    ))
+    )))
 }
 
 /// Whether a present `Origin` names this issuer's origin (scheme, host and port).
@@ -299,14 +299,14 @@ pub async fn invite_post(
     };
     let body = match form_body(&headers, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let org = match org_of(&s, &slug).await {
         Ok(o) => o,
         Err(r) => return r,
     };
     if let Err(r) = check_origin(&headers, &org) {
-        return r;
+        return *r;
     }
     let sub = match parse_form(&body) {
         Ok(f) => f,

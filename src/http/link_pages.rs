@@ -117,9 +117,9 @@ async fn submitted<const N: usize>(
     let Ok(Path((slug, token))) = path else {
         return Err(not_found());
     };
-    let body = form_body(headers, body)?;
+    let body = form_body(headers, body).map_err(|r| *r)?;
     let org = org_or(s, &slug, not_found).await?;
-    check_origin(headers, &org)?;
+    check_origin(headers, &org).map_err(|r| *r)?;
     let fields = form_fields(&body, names).map_err(bad_request)?;
     Ok((org, Secret::new(token), fields))
 }
@@ -240,14 +240,14 @@ pub async fn forgot_post(
     };
     let body = match form_body(&headers, body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let org = match org_or(&s, &slug, no_org).await {
         Ok(o) => o,
         Err(r) => return r,
     };
     if let Err(r) = check_origin(&headers, &org) {
-        return r;
+        return *r;
     }
     if s.idp.people.mail.is_none() {
         return forgot_unavailable(&org);
