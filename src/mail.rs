@@ -62,6 +62,13 @@ pub enum MailError {
     Delivery(String),
 }
 
+/// Whether `addr` (already a valid address by `people::normalize_email`) is one SMTP can
+/// deliver to (lettre's RFC 5321 mailbox syntax): checked before anything is written, so a
+/// queued message never fails on its address.
+pub fn deliverable(addr: &str) -> bool {
+    addr.parse::<lettre::Address>().is_ok()
+}
+
 /// Delivers one message, within its own time bounds.
 #[async_trait]
 pub trait Mailer: Send + Sync + 'static {
@@ -248,6 +255,13 @@ mod tests {
             accepted,
             "every accepted one is delivered"
         );
+    }
+
+    #[test]
+    fn addresses_are_checked_before_queueing() {
+        assert!(deliverable("ada@example.com"));
+        assert!(!deliverable("ada@@example.com"));
+        assert!(!deliverable("ada"));
     }
 
     #[test]

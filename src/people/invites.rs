@@ -113,6 +113,7 @@ impl People {
             .map_err(AdminError::from)?;
         let (email, email_normalized) =
             normalize_email(&input.email).map_err(|m| AdminError::field("email", m))?;
+        self.check_deliverable("email", &email)?;
         let role = person_role("role", &input.role)?;
         may_manage(principal, &org.id, role, role).map_err(|e| match e {
             AccessError::Forbidden => AdminError::field(

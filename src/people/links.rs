@@ -125,6 +125,22 @@ impl People {
         self.mail.as_ref().map(|q| q.reserve()).transpose()
     }
 
+    /// With mail configured: refuses an address SMTP cannot deliver to (`field` names it),
+    /// before anything is written.
+    pub(crate) fn check_deliverable(
+        &self,
+        field: &'static str,
+        addr: &str,
+    ) -> Result<(), AdminError> {
+        if self.mail.is_some() && !crate::mail::deliverable(addr) {
+            return Err(AdminError::field(
+                field,
+                "is not an address mail can be delivered to",
+            ));
+        }
+        Ok(())
+    }
+
     /// Mails `body` (which holds `url`) through `slot`, or hands `url` back.
     pub(crate) fn deliver(
         slot: Option<MailSlot>,

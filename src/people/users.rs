@@ -162,6 +162,7 @@ impl People {
             .map_err(AdminError::from)?;
         let (email, email_normalized) =
             normalize_email(&input.email).map_err(|m| AdminError::field("email", m))?;
+        self.check_deliverable("email", &email)?;
         validate_name("name", &input.name)?;
         let role = match input.role.as_deref() {
             None => Role::Member,
