@@ -1168,4 +1168,25 @@ mod tests {
         assert_eq!(admit(95, 100, 10, 20), Ok(110));
         assert_eq!(admit(125, 100, 10, 20), Err(5));
     }
+
+    #[test]
+    fn slow_rates_count_per_window() {
+        let c = clock();
+        let l = RateLimiter::new(c.clone());
+        let hourly = Rate {
+            count: 3,
+            window_ms: 3_600_000,
+        };
+        for i in 0..3 {
+            assert_eq!(l.check_rate("a", hourly), Ok(()), "event {i}");
+        }
+        // Three at once: the fourth waits one interval (20 minutes); another key does not.
+        assert_eq!(l.check_rate("a", hourly), Err(RetryAfter(1200)));
+        assert_eq!(l.check_rate("b", hourly), Ok(()));
+        c.0.fetch_add(1_199_000, Ordering::SeqCst);
+        assert_eq!(l.check_rate("a", hourly), Err(RetryAfter(1)));
+        c.0.fetch_add(1_000, Ordering::SeqCst);
+        assert_eq!(l.check_rate("a", hourly), Ok(()));
+        assert_eq!(l.check_rate("a", hourly), Err(RetryAfter(1200)));
+    }
 }
