@@ -53,6 +53,8 @@ fn access_claims() -> AccessClaims {
         ),
         agent_name: Some("billing-bot".into()),
         federated: None,
+        act: None,
+        dlg: None,
     }
 }
 

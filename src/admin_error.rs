@@ -25,6 +25,10 @@ pub enum AdminError {
     /// An `If-Match` precondition failed (RFC 9110 §13.1.1): the object is at another version.
     #[error("the object changed: If-Match does not match its current ETag")]
     PreconditionFailed,
+    /// A dependency is briefly unable to take the request (the mail queue is full): 503 with
+    /// `Retry-After`; nothing was changed.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

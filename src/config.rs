@@ -255,6 +255,15 @@ pub struct Settings {
     /// `/metrics` at all.
     #[arg(long, env = "AGENTIDP_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// SMTP server for invites, email verification and password reset, as lettre reads it:
+    /// `smtp://host:port` (plain, development), `smtp://host?tls=required` (STARTTLS),
+    /// `smtps://user:pass@host` (implicit TLS). Unset: links are handed to the admin who
+    /// asked, once, and never logged. Needs `AGENTIDP_MAIL_FROM`.
+    #[arg(long, env = "AGENTIDP_SMTP_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// The `From` of every mail: `idp@example.com` or `Example IdP <idp@example.com>`.
+    #[arg(long, env = "AGENTIDP_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 /// A rate limit setting, `PER_SECOND[:BURST]`; `None` is off (`0`).
@@ -343,6 +352,8 @@ impl Settings {
             max_connections: 512,
             request_timeout_secs: 30,
             metrics_bind: None,
+            smtp_url: None,
+            mail_from: None,
         }
     }
 
@@ -422,6 +433,10 @@ mod tests {
             "7",
             "--metrics-bind",
             "127.0.0.1:9100",
+            "--smtp-url",
+            "smtps://u:pw@mail.example",
+            "--mail-from",
+            "idp@example.com",
         ])
         .unwrap();
         let Command::Serve(s) = cli.command else {
@@ -443,6 +458,11 @@ mod tests {
             (3, 20, 100, 7)
         );
         assert_eq!(s.metrics_bind, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            s.smtp_url.as_ref().map(Secret::expose),
+            Some("smtps://u:pw@mail.example")
+        );
+        assert_eq!(s.mail_from.as_deref(), Some("idp@example.com"));
     }
 
     /// An invalid value from an environment variable is reported under the variable's name; the
@@ -613,7 +633,8 @@ mod tests {
         let mut s = Settings::defaults();
         s.master_key = Some(Secret::new("c2VjcmV0"));
         s.database_url = Some(Secret::new("postgres://u:pw@h/db"));
+        s.smtp_url = Some(Secret::new("smtps://u:mailpw@h"));
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains("c2VjcmV0") && !dbg.contains("pw@"));
+        assert!(!dbg.contains("c2VjcmV0") && !dbg.contains("pw@") && !dbg.contains("mailpw"));
     }
 }

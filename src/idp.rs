@@ -47,6 +47,8 @@ pub struct Idp {
     pub people: People,
     /// People's sign-in sessions.
     pub sessions: Sessions,
+    /// People's delegation grants to agents.
+    pub delegations: crate::people::delegations::Delegations,
     /// Every organization's policy, cached (`get` is an in-memory lookup).
     pub policies: Arc<Policies>,
     /// `GET`/`PUT .../policy`.
@@ -74,6 +76,8 @@ pub struct Parts {
     pub token_rate_ceiling: Option<crate::tenancy::policy::TokenRateLimit>,
     /// Digest (and its key version) of the bootstrap token.
     pub bootstrap: (i64, Vec<u8>),
+    /// The outbound mail queue (`AGENTIDP_SMTP_URL`); `None`: links go to the admin who asked.
+    pub mail: Option<Arc<crate::mail::MailQueue>>,
 }
 
 const JWKS_ACCEPT: &str = "application/jwk-set+json, application/json";
@@ -154,8 +158,17 @@ impl Idp {
             },
             people: People {
                 store: p.stores.users.clone(),
+                links: p.stores.links.clone(),
+                transfers: p.stores.transfers.clone(),
                 passwords: passwords.clone(),
                 digester: digester.clone(),
+                mail: p.mail,
+                clock: p.clock.clone(),
+            },
+            delegations: crate::people::delegations::Delegations {
+                store: p.stores.delegations.clone(),
+                users: p.stores.users.clone(),
+                directory: directory.clone(),
                 clock: p.clock.clone(),
             },
             sessions: Sessions {
@@ -209,6 +222,7 @@ impl Idp {
                 clock: p.clock.clone(),
                 grants: p.stores.grants.clone(),
                 users: p.stores.users.clone(),
+                delegations: p.stores.delegations.clone(),
                 public_url: p.public_url.as_str().trim_end_matches('/').to_owned(),
             },
             resolver,

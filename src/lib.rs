@@ -17,18 +17,19 @@
 //! | `jose` | JWS/JWK: parse keys once, the allow-list, verify, sign | model |
 //! | `storage` | one module per aggregate, SQLite and PostgreSQL | model |
 //! | `fetch` | outbound HTTP behind the SSRF guard | model |
+//! | `mail` | outbound mail: the `Mailer` interface, SMTP, the bounded queue | model |
 //! | `remote` | documents of others, cached within bounds | model, fetch, jose |
 //! | `ephemeral` | replay markers, the invalidation bus (database or Redis) | model, storage |
 //! | `keys` | master key, envelope encryption, signing keys | model, storage, ephemeral, jose |
 //! | `admin_error` | the admin use cases' error | model, storage, keys |
 //! | `tokens` | access tokens (RFC 9068), ID tokens | model, jose, keys |
 //! | `tenancy` | organizations, agents, secrets, access | model, storage, ephemeral, fetch, remote, jose, keys, admin_error |
-//! | `people` | user accounts, passwords, invites, sign-in sessions | model, storage, keys, tenancy, admin_error |
+//! | `people` | user accounts, passwords, invites, sign-in sessions, email verification, password reset, ownership transfer | model, storage, keys, mail, tenancy, admin_error |
 //! | `did` | DID documents, resolution, agent cards, proofs | model, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, admin_error |
 //! | `federation` | partners, their keys, assertion verification | model, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, did, admin_error |
 //! | `oauth` | client authentication, the authorization endpoint, grants, introspection, revocation | model, storage, ephemeral, remote, jose, keys, tokens, tenancy, people, did, federation |
 //! | `oidc` | discovery, `/agent-info` | model, storage, jose, keys, tokens, tenancy, did, oauth |
-//! | `idp` | the assembled domain the edge holds | model, config, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, people, did, federation, oauth, oidc |
+//! | `idp` | the assembled domain the edge holds | model, config, storage, ephemeral, fetch, mail, remote, jose, keys, tokens, tenancy, people, did, federation, oauth, oidc |
 
 pub mod admin_error;
 pub mod app;
@@ -42,6 +43,7 @@ pub mod idp;
 pub mod jose;
 pub mod keys;
 pub mod limiter;
+pub mod mail;
 pub mod model;
 pub mod oauth;
 pub mod oidc;

@@ -663,6 +663,37 @@ impl RateLimiter {
         })
     }
 
+    /// Counts one event of `key` under `rate` (events per window, for limits slower than one a
+    /// second: forms that send mail) if it is allowed; else how long until it would be. Shared
+    /// through Redis like [`RateLimiter::check`].
+    pub fn check_rate(&self, key: &str, rate: Rate) -> Result<(), RetryAfter> {
+        let now = self.clock.now_us();
+        let (i, t) = (
+            rate.interval().saturating_mul(1000),
+            rate.tolerance().saturating_mul(1000),
+        );
+        self.with_cell(key, now, |shard, cell| {
+            let mut cur = cell.tat.load(Ordering::Acquire);
+            loop {
+                match admit(cur, now, i, t) {
+                    Err(wait) => return Err(RetryAfter(secs_ceil(wait).max(1))),
+                    Ok(new) => match cell.tat.compare_exchange_weak(
+                        cur,
+                        new,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            self.note_raw(shard, cell, i, t, now);
+                            return Ok(());
+                        }
+                        Err(actual) => cur = actual,
+                    },
+                }
+            }
+        })
+    }
+
     /// Whether `key` is over `limit` now, without counting anything (memory only; a key never
     /// seen is not).
     pub fn peek(&self, key: &str, limit: Limit) -> Option<Decision> {
@@ -702,12 +733,7 @@ impl RateLimiter {
     }
 
     /// Runs `f` on the cell of `key`, created when new (untracked past [`MAX_KEYS`]).
-    fn with_cell(
-        &self,
-        key: &str,
-        now: i64,
-        f: impl Fn(&Shard, &Arc<Cell>) -> Decision,
-    ) -> Decision {
+    fn with_cell<R>(&self, key: &str, now: i64, f: impl Fn(&Shard, &Arc<Cell>) -> R) -> R {
         let shard = self.shard(key);
         {
             let cells = shard.cells.read().unwrap_or_else(|e| e.into_inner());
@@ -736,11 +762,16 @@ impl RateLimiter {
     /// With Redis: remembers the event for the next synchronisation.
     /// (Called under the shard's read lock; the dirty list's lock comes after it, always.)
     fn note(&self, shard: &Shard, cell: &Arc<Cell>, limit: Limit, now: i64) {
+        self.note_raw(shard, cell, limit.interval(), limit.tolerance(), now);
+    }
+
+    /// [`RateLimiter::note`] with the interval and tolerance in microseconds.
+    fn note_raw(&self, shard: &Shard, cell: &Arc<Cell>, interval: i64, tolerance: i64, now: i64) {
         if self.shared.is_none() {
             return;
         }
-        cell.interval.store(limit.interval(), Ordering::Relaxed);
-        cell.tolerance.store(limit.tolerance(), Ordering::Relaxed);
+        cell.interval.store(interval, Ordering::Relaxed);
+        cell.tolerance.store(tolerance, Ordering::Relaxed);
         if cell.pending.fetch_add(1, Ordering::AcqRel) == 0 {
             cell.first.store(now, Ordering::Relaxed);
             shard
@@ -1162,5 +1193,26 @@ mod tests {
         assert_eq!(advance(50, 40, 1, 10, 20, 100), 60);
         assert_eq!(admit(95, 100, 10, 20), Ok(110));
         assert_eq!(admit(125, 100, 10, 20), Err(5));
+    }
+
+    #[test]
+    fn slow_rates_count_per_window() {
+        let c = clock();
+        let l = RateLimiter::new(c.clone());
+        let hourly = Rate {
+            count: 3,
+            window_ms: 3_600_000,
+        };
+        for i in 0..3 {
+            assert_eq!(l.check_rate("a", hourly), Ok(()), "event {i}");
+        }
+        // Three at once: the fourth waits one interval (20 minutes); another key does not.
+        assert_eq!(l.check_rate("a", hourly), Err(RetryAfter(1200)));
+        assert_eq!(l.check_rate("b", hourly), Ok(()));
+        c.0.fetch_add(1_199_000, Ordering::SeqCst);
+        assert_eq!(l.check_rate("a", hourly), Err(RetryAfter(1)));
+        c.0.fetch_add(1_000, Ordering::SeqCst);
+        assert_eq!(l.check_rate("a", hourly), Ok(()));
+        assert_eq!(l.check_rate("a", hourly), Err(RetryAfter(1200)));
     }
 }

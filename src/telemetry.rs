@@ -119,6 +119,10 @@ fn describe_metrics() {
         "agentidp_job_runs_total",
         "Runs of the leader-only background jobs, by job and outcome (ok, error)"
     );
+    describe_counter!(
+        "agentidp_mail_total",
+        "Mail (invites, verification, reset, ownership transfer links), by kind and outcome (sent, failed, queue_full)"
+    );
 }
 
 const AUTH_FAILURES: &str = "agentidp_auth_failures_total";

@@ -323,7 +323,18 @@ fn assemble(parts: Opened, settings: &Settings, clock: Arc<dyn Clock>) -> anyhow
         settings.key_activation_delay(),
         settings.access_token_ttl_secs,
     );
+    let mail = match (&settings.smtp_url, &settings.mail_from) {
+        (Some(url), Some(from)) => {
+            let hello = public_url.host_str().unwrap_or("localhost");
+            let smtp = crate::mail::Smtp::new(url, from, hello).map_err(|e| anyhow!(e))?;
+            let (queue, _worker) =
+                crate::mail::MailQueue::start(Arc::new(smtp), crate::mail::QUEUE_CAPACITY);
+            Some(Arc::new(queue))
+        }
+        _ => None,
+    };
     let idp = Idp::new(Parts {
+        mail,
         stores: store,
         bus,
         replay,

@@ -54,6 +54,16 @@ pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
         (Some(_), Some(_)) | (None, None) => {}
         _ => bail!("AGENTIDP_TLS_CERT and AGENTIDP_TLS_KEY go together: set both or neither"),
     }
+    match (&settings.smtp_url, &settings.mail_from) {
+        (Some(url), Some(from)) => {
+            crate::mail::Smtp::new(url, from, "localhost").map_err(|e| anyhow!(e))?;
+        }
+        (None, None) => {}
+        _ => bail!(
+            "AGENTIDP_SMTP_URL and AGENTIDP_MAIL_FROM go together: set both (mail is sent) or \
+             neither (links are handed to the admin who asked)"
+        ),
+    }
     Ok(())
 }
 

@@ -395,6 +395,11 @@ impl From<AdminError> for ApiError {
                 "precondition_failed",
                 "the object changed: If-Match does not match its current ETag",
             ),
+            AdminError::Unavailable(m) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                m,
+            ),
             AdminError::Internal(m) => {
                 tracing::error!(error = %m, "admin request failed");
                 ApiError::new(
@@ -420,6 +425,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"agentidp-admin\""),
             );
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         }
         resp
     }

@@ -49,7 +49,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A page: `title` and `body` (already escaped HTML) with the security headers.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     page_with(status, title, body, None)
 }
 
@@ -95,7 +95,7 @@ pub fn page_with(
     resp
 }
 
-fn message(status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn message(status: StatusCode, title: &str, text: &str) -> Response {
     page(status, title, &format!("<p>{}</p>", escape(text)))
 }
 
@@ -116,17 +116,17 @@ fn gone() -> Response {
     )
 }
 
-fn bad_request(text: &str) -> Response {
+pub(super) fn bad_request(text: &str) -> Response {
     message(StatusCode::BAD_REQUEST, "Bad request", text)
 }
 
-fn internal(e: &str) -> Response {
+pub(super) fn internal(e: &str) -> Response {
     // The cause to the log (never the token: it is not in `e`), a plain page to the person.
-    tracing::error!(error = %e, "invite page failed");
+    tracing::error!(error = %e, "people page failed");
     message(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong",
-        "The invite could not be processed. Try again in a moment.",
+        "The request could not be processed. Try again in a moment.",
     )
 }
 
@@ -168,13 +168,21 @@ fn form(org: &OrgRecord, invite: &InviteRecord, error: Option<&str>, name: &str)
     )
 }
 
-/// The organization of the path, or the page to answer.
-async fn org_of(s: &AppState, slug: &str) -> Result<OrgRecord, Response> {
+/// The organization of the path, or the page to answer (`missing` for an unknown one).
+pub(super) async fn org_or(
+    s: &AppState,
+    slug: &str,
+    missing: fn() -> Response,
+) -> Result<OrgRecord, Response> {
     match s.idp.directory.org(slug).await {
         Ok(Some(org)) => Ok((*org).clone()),
-        Ok(None) => Err(not_found()),
+        Ok(None) => Err(missing()),
         Err(e) => Err(internal(&e.to_string())),
     }
+}
+
+async fn org_of(s: &AppState, slug: &str) -> Result<OrgRecord, Response> {
+    org_or(s, slug, not_found).await
 }
 
 pub async fn invite_get(
@@ -207,23 +215,84 @@ struct Submission {
 }
 
 fn parse_form(body: &[u8]) -> Result<Submission, &'static str> {
+    let [action, name, password] = form_fields(body, ["action", "name", "password"])?;
+    Ok(Submission {
+        action,
+        name,
+        password,
+    })
+}
+
+/// The values of a form's fields `names`, each at most once; any other field, a repeated one
+/// or a body that is not UTF-8 is refused.
+pub(super) fn form_fields<const N: usize>(
+    body: &[u8],
+    names: [&str; N],
+) -> Result<[Option<String>; N], &'static str> {
     if std::str::from_utf8(body).is_err() {
         return Err("the form is not valid UTF-8");
     }
-    let mut sub = Submission::default();
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
     for (k, v) in url::form_urlencoded::parse(body) {
-        let slot = match k.as_ref() {
-            "action" => &mut sub.action,
-            "name" => &mut sub.name,
-            "password" => &mut sub.password,
-            _ => return Err("the form has a field this page does not take"),
+        let Some(i) = names.iter().position(|n| *n == k.as_ref()) else {
+            return Err("the form has a field this page does not take");
         };
-        if slot.is_some() {
+        if values[i].is_some() {
             return Err("the form has a field more than once");
         }
-        *slot = Some(v.into_owned());
+        values[i] = Some(v.into_owned());
     }
-    Ok(sub)
+    Ok(values)
+}
+
+/// A submitted form's body, or the page that refuses it: exactly one Content-Type, a form
+/// (`application/x-www-form-urlencoded`), at most [`FORM_LIMIT`] bytes.
+pub(super) fn form_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Box<Response>> {
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    let form_type = match (types.next(), types.next()) {
+        (Some(v), None) => Some(v),
+        _ => None,
+    }
+    .and_then(|v| v.to_str().ok())
+    .and_then(|v| v.split(';').next())
+    .is_some_and(|v| {
+        v.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    });
+    if !form_type {
+        return Err(Box::new(message(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported form",
+            "Submit the form of this page (application/x-www-form-urlencoded).",
+        )));
+    }
+    match body {
+        Ok(b) if b.len() <= FORM_LIMIT => Ok(b),
+        _ => Err(Box::new(message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Form too large",
+            "The submitted form is too large.",
+        ))),
+    }
+}
+
+/// The second line against CSRF (see the module): a POST from another origin is refused.
+pub(super) fn check_origin(headers: &HeaderMap, org: &OrgRecord) -> Result<(), Box<Response>> {
+    if same_origin(headers, &org.issuer) {
+        return Ok(());
+    }
+    tracing::info!(
+        event = "people_page.cross_origin",
+        "form from another origin refused"
+    );
+    Err(Box::new(message(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "This form may only be submitted from its own page.",
+    )))
 }
 
 /// Whether a present `Origin` names this issuer's origin (scheme, host and port).
@@ -247,49 +316,16 @@ pub async fn invite_post(
     let Ok(Path((slug, token))) = path else {
         return not_found();
     };
-    // Exactly one Content-Type, and it is a form.
-    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
-    let form_type = match (types.next(), types.next()) {
-        (Some(v), None) => Some(v),
-        _ => None,
-    }
-    .and_then(|v| v.to_str().ok())
-    .and_then(|v| v.split(';').next())
-    .is_some_and(|v| {
-        v.trim()
-            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    });
-    if !form_type {
-        return message(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported form",
-            "Submit the form of the invite page (application/x-www-form-urlencoded).",
-        );
-    }
-    let body = match body {
-        Ok(b) if b.len() <= FORM_LIMIT => b,
-        _ => {
-            return message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Form too large",
-                "The submitted form is too large.",
-            );
-        }
+    let body = match form_body(&headers, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
     let org = match org_of(&s, &slug).await {
         Ok(o) => o,
         Err(r) => return r,
     };
-    if !same_origin(&headers, &org.issuer) {
-        tracing::info!(
-            event = "invite.cross_origin",
-            "invite form from another origin refused"
-        );
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This form may only be submitted from its own page.",
-        );
+    if let Err(r) = check_origin(&headers, &org) {
+        return *r;
     }
     let sub = match parse_form(&body) {
         Ok(f) => f,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod federation;
 pub mod invite_page;
+pub mod link_pages;
 pub mod oauth;
 pub mod observe;
 pub mod oidc;
@@ -212,6 +213,23 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/orgs/{slug}/oauth2/logout",
             get(signin::logout_get).post(signin::logout_post),
+        )
+        // The other people links (HTML; see `link_pages`): a GET shows, only the form's POST acts.
+        .route(
+            "/orgs/{slug}/verify-email/{token}",
+            get(link_pages::verify_get).post(link_pages::verify_post),
+        )
+        .route(
+            "/orgs/{slug}/password-reset",
+            get(link_pages::forgot_get).post(link_pages::forgot_post),
+        )
+        .route(
+            "/orgs/{slug}/password-reset/{token}",
+            get(link_pages::reset_get).post(link_pages::reset_post),
+        )
+        .route(
+            "/orgs/{slug}/ownership-transfer/{token}",
+            get(link_pages::transfer_get).post(link_pages::transfer_post),
         );
     // Per client IP (`AGENTIDP_IP_RATE_LIMIT`), only when it is on: off, these GETs pay nothing.
     let public = if state.limits.ip.is_some() {

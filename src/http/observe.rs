@@ -193,8 +193,9 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// The path as the access log prints it: the token of an invite link
-/// (`/orgs/{slug}/invites/{token}`, a credential) is replaced by `[redacted]`.
+/// The path as the access log prints it: the token of a people link (a credential:
+/// `/orgs/{slug}/invites/{token}`, `.../verify-email/{token}`, `.../password-reset/{token}`,
+/// `.../ownership-transfer/{token}`) is replaced by `[redacted]`.
 fn loggable_path(path: &str) -> String {
     let mut segs = path.splitn(5, '/');
     match (
@@ -204,9 +205,13 @@ fn loggable_path(path: &str) -> String {
         segs.next(),
         segs.next(),
     ) {
-        (Some(""), Some("orgs"), Some(slug), Some("invites"), Some(_)) => {
-            format!("/orgs/{slug}/invites/[redacted]")
-        }
+        (
+            Some(""),
+            Some("orgs"),
+            Some(slug),
+            Some(kind @ ("invites" | "verify-email" | "password-reset" | "ownership-transfer")),
+            Some(_),
+        ) => format!("/orgs/{slug}/{kind}/[redacted]"),
         _ => path.to_owned(),
     }
 }
@@ -332,6 +337,17 @@ mod tests {
         assert_eq!(
             loggable_path("/orgs/acme/jwks.json"),
             "/orgs/acme/jwks.json"
+        );
+        for kind in ["verify-email", "password-reset", "ownership-transfer"] {
+            assert_eq!(
+                loggable_path(&format!("/orgs/acme/{kind}/aidp_x_secret")),
+                format!("/orgs/acme/{kind}/[redacted]")
+            );
+        }
+        // The forgot-password form itself carries nothing.
+        assert_eq!(
+            loggable_path("/orgs/acme/password-reset"),
+            "/orgs/acme/password-reset"
         );
         // Only the public page's path (the admin API's invite ids are no secret).
         assert_eq!(

@@ -92,8 +92,21 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
             people::user_sessions_delete
         ))
         .routes(routes!(people::user_session_delete))
+        .routes(routes!(
+            people::user_delegations_get,
+            people::user_delegations_post
+        ))
+        .routes(routes!(people::user_delegation_delete))
         .routes(routes!(people::invites_post, people::invites_get))
         .routes(routes!(people::invite_delete))
+        .routes(routes!(people::user_verify_email_post))
+        .routes(routes!(people::user_password_reset_post))
+        .routes(routes!(
+            people::ownership_transfer_post,
+            people::ownership_transfer_get,
+            people::ownership_transfer_delete
+        ))
+        .routes(routes!(people::ownership_transfer_accept_post))
         .routes(routes!(admin::policy_get, admin::policy_put))
         .routes(routes!(admin::agents_post, admin::agents_get))
         .routes(routes!(
@@ -253,6 +266,17 @@ impl IntoResponses for Precondition {
         errors(&[(
             412,
             "`If-Match` names another version (`precondition_failed`): the object changed since it was read; nothing was changed",
+        )])
+    }
+}
+
+/// 503: the mail queue is full (SMTP configured); nothing was changed.
+pub struct Unavailable;
+impl IntoResponses for Unavailable {
+    fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
+        errors(&[(
+            503,
+            "The mail queue is full (`temporarily_unavailable`; `Retry-After` says when to try again): nothing was changed",
         )])
     }
 }

@@ -12,13 +12,17 @@ use utoipa::IntoParams;
 use super::admin::{ApiResult, ListResponse, ObjectPath, OrgPath, Page, page};
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiQuery};
-use super::openapi::{Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound};
+use super::openapi::{
+    Authenticated, BadQuery, Conflict, Forbidden, Invalid, JsonBody, NotFound, Unavailable,
+};
 use super::state::AppState;
 use crate::model::UserStatus;
 use crate::people::invites::{self, InviteResponse, NewInvite};
+use crate::people::links::{self, LinkResponse};
+use crate::people::transfers::{self, NewTransfer, TransferResponse};
 use crate::people::users::{self, NewUser, UserPatch, UserResponse};
 use crate::people::{normalize_email, parse_person_role};
-use crate::storage::UserFilter;
+use crate::storage::{LinkPurpose, UserFilter};
 use crate::tenancy::access::Action;
 use crate::tenancy::orgs;
 
@@ -73,7 +77,8 @@ impl UserQuery {
 }
 
 /// Creates a user of the organization. An admin may create admins and members; only an owner
-/// (or the platform) creates an owner.
+/// (or the platform) creates an owner. With SMTP configured the new address is mailed a
+/// verification link (503 when the mail queue is full: nothing is created).
 #[utoipa::path(
     post,
     path = "/api/v1/orgs/{org}/users",
@@ -83,7 +88,7 @@ impl UserQuery {
     request_body = NewUser,
     responses(
         (status = 201, description = "The user (never the password)", body = UserResponse),
-        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict, Unavailable,
     ),
 )]
 pub async fn users_post(
@@ -202,9 +207,10 @@ pub async fn user_delete(
 }
 
 /// Invites an email address with a role (never above the inviter's; only an owner invites an
-/// owner). The answer's `accept_url` is shown once: hand it to the invitee. At most 100 pending
-/// invites per address across the instance (409 beyond); an address that is already a user of
-/// the organization is 409.
+/// owner). With SMTP configured the link is mailed to the address and the answer has no
+/// `accept_url`; without, the answer's `accept_url` is shown once: hand it to the invitee. At
+/// most 100 pending invites per address across the instance (409 beyond); an address that is
+/// already a user of the organization is 409.
 #[utoipa::path(
     post,
     path = "/api/v1/orgs/{org}/invites",
@@ -213,8 +219,8 @@ pub async fn user_delete(
     params(OrgPath),
     request_body = NewInvite,
     responses(
-        (status = 201, description = "The invite, with `accept_url` (shown once); it expires after 30 days", body = InviteResponse),
-        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+        (status = 201, description = "The invite, with `accept_url` (shown once) when no SMTP is configured; it expires after 30 days", body = InviteResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict, Unavailable,
     ),
 )]
 pub async fn invites_post(
@@ -227,7 +233,7 @@ pub async fn invites_post(
     let (invite, url) = s.idp.people.create_invite(&p, &org, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(invites::view(&invite, Some(&url))),
+        Json(invites::view(&invite, url.as_ref())),
     )
         .into_response())
 }
@@ -372,6 +378,264 @@ pub async fn user_session_delete(
     s.idp
         .sessions
         .end_for(&p, &org, &id, Some(&session_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn send_link(
+    s: &AppState,
+    p: &crate::tenancy::access::Principal,
+    org: &str,
+    id: &str,
+    purpose: LinkPurpose,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, p, org, Action::Write).await?;
+    let (link, url) = s.idp.people.send_link(p, &org, id, purpose).await?;
+    Ok((StatusCode::CREATED, Json(links::view(&link, url.as_ref()))).into_response())
+}
+
+/// Sends the user an email verification link (`{iss}/verify-email/{token}`, single use, valid
+/// 24 hours): mailed with SMTP configured; without, the answer's `url` is shown once. 409 when
+/// the address is already verified or the user is suspended.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/users/{id}/verify-email",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 201, description = "A link was made: mailed (`mailed: true`) or in `url`, once", body = LinkResponse),
+        Authenticated, Forbidden, NotFound, Conflict, Unavailable,
+    ),
+)]
+pub async fn user_verify_email_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    send_link(&s, &p, &org, &id, LinkPurpose::VerifyEmail).await
+}
+
+/// Sends the user a password reset link (`{iss}/password-reset/{token}`, single use, valid 30
+/// minutes; using it ends the user's other reset links, sets `password_changed_at` and marks
+/// the address verified): mailed with SMTP configured; without, the answer's `url` is shown
+/// once. 409 when the user is suspended.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/users/{id}/password-reset",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 201, description = "A link was made: mailed (`mailed: true`) or in `url`, once", body = LinkResponse),
+        Authenticated, Forbidden, NotFound, Conflict, Unavailable,
+    ),
+)]
+pub async fn user_password_reset_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    send_link(&s, &p, &org, &id, LinkPurpose::PasswordReset).await
+}
+
+/// Starts an ownership transfer (owner only): `user_id` names an active admin or member, who
+/// accepts within 7 days (`POST .../ownership-transfer/accept` as themselves, or the link
+/// `{iss}/ownership-transfer/{token}`, mailed to them with SMTP configured, else in the
+/// answer's `accept_url`, once). On acceptance the named person becomes an owner and
+/// `from_user_id` (the owner handing over; a person calling hands over their own) an admin.
+/// One pending transfer per organization (409 while one is).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/ownership-transfer",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("owner"))),
+    params(OrgPath),
+    request_body = NewTransfer,
+    responses(
+        (status = 201, description = "The pending transfer, with `accept_url` (shown once) when no SMTP is configured", body = TransferResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict, Unavailable,
+    ),
+)]
+pub async fn ownership_transfer_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+    ApiJson(body): ApiJson<NewTransfer>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Own).await?;
+    let (t, url) = s.idp.people.start_transfer(&p, &org, body).await?;
+    let now = s.idp.clock.now();
+    Ok((
+        StatusCode::CREATED,
+        Json(transfers::view(&t, now, url.as_ref())),
+    )
+        .into_response())
+}
+
+/// The organization's pending ownership transfer (404 when there is none).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/ownership-transfer",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("member"))),
+    params(OrgPath),
+    responses(
+        (status = 200, description = "The pending transfer (never its link)", body = TransferResponse),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn ownership_transfer_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    let t = s.idp.people.pending_transfer(&p, &org).await?;
+    Ok(Json(transfers::view(&t, s.idp.clock.now(), None)).into_response())
+}
+
+/// Revokes the pending ownership transfer (owner only): its link stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/ownership-transfer",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("owner"))),
+    params(OrgPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn ownership_transfer_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Own).await?;
+    s.idp.people.revoke_transfer(&p, &org).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The person named by the pending transfer accepts it, as themselves (a person's access
+/// token for the admin API; any other principal gets 403): they become an owner and the owner
+/// who handed over an admin, in one transaction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/ownership-transfer/accept",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("member"))),
+    params(OrgPath),
+    responses(
+        (status = 200, description = "The accepted transfer", body = TransferResponse),
+        Authenticated, Forbidden, NotFound, Conflict,
+    ),
+)]
+pub async fn ownership_transfer_accept_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(OrgPath { org }): Path<OrgPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    let t = s.idp.people.accept_transfer_as(&p, &org).await?;
+    Ok(Json(transfers::view(&t, s.idp.clock.now(), None)).into_response())
+}
+
+/// `.../users/{id}/delegations/{delegation_id}` path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DelegationPath {
+    /// The organization's slug.
+    pub org: String,
+    /// The user's id.
+    pub id: String,
+    /// The delegation grant's id.
+    pub delegation_id: String,
+}
+
+/// The person's delegation grants to agents, revoked ones too (newest first). The person sees
+/// and revokes their own at `{iss}/account`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/users/{id}/delegations",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The grants", body = Vec<crate::people::delegations::DelegationResponse>),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn user_delegations_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    let list = s.idp.delegations.list(&p, &org, &id).await?;
+    let now = s.idp.clock.now();
+    let items: Vec<_> = list
+        .iter()
+        .map(|d| crate::people::delegations::view(d, now))
+        .collect();
+    Ok(Json(items).into_response())
+}
+
+/// Grants an agent a bounded part of the person's authority (scopes among the agent's, an
+/// optional end): the agent may then exchange the person's tokens for tokens that act for them
+/// (RFC 8693, `act`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/users/{id}/delegations",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    request_body = crate::people::delegations::NewDelegation,
+    responses(
+        (status = 201, description = "The grant", body = crate::people::delegations::DelegationResponse),
+        Authenticated, Forbidden, NotFound, JsonBody, Invalid, Conflict,
+    ),
+)]
+pub async fn user_delegations_post(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+    ApiJson(body): ApiJson<crate::people::delegations::NewDelegation>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    let d = s.idp.delegations.grant(&p, &org, &id, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::people::delegations::view(&d, s.idp.clock.now())),
+    )
+        .into_response())
+}
+
+/// Revokes the grant: no more exchanges, and the tokens issued under it stop at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/users/{id}/delegations/{delegation_id}",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(DelegationPath),
+    responses(
+        (status = 204, description = "Revoked"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn user_delegation_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(DelegationPath {
+        org,
+        id,
+        delegation_id,
+    }): Path<DelegationPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Write).await?;
+    s.idp
+        .delegations
+        .revoke(&p, &org, &id, &delegation_id)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -865,11 +865,45 @@ pub async fn account_post(
             "This form was sent from another site.",
         );
     }
-    let f = match parse_form(body, &["end", "csrf"]) {
+    let f = match parse_form(body, &["end", "revoke", "csrf"]) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let (Some(end), Some(csrf)) = (field(&f, "end"), field(&f, "csrf")) else {
+    let Some(csrf) = field(&f, "csrf") else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form is incomplete.",
+        );
+    };
+    if let Some(id) = field(&f, "revoke") {
+        // Revoking one of the person's delegation grants.
+        let session = match current_session(&s, &org, &headers).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return see_other(&format!("{}/login", org.issuer)),
+            Err(r) => return r,
+        };
+        if !eq_ct(csrf, &session_csrf(&s, &session)) {
+            return message(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "This form is not valid for your session.",
+            );
+        }
+        let actor = format!("user:{}", session.user.id);
+        return match s
+            .idp
+            .delegations
+            .revoke_of(&org.id, &session.user.id, id, &actor)
+            .await
+        {
+            Ok(()) | Err(crate::admin_error::AdminError::NotFound) => {
+                account(&s, &org, &headers, None).await
+            }
+            Err(e) => internal(&e.to_string()),
+        };
+    }
+    let Some(end) = field(&f, "end") else {
         return message(
             StatusCode::BAD_REQUEST,
             "Bad request",
@@ -949,9 +983,36 @@ async fn account(
             )
         })
         .collect();
+    let now = s.idp.clock.now();
+    let grants = match s
+        .idp
+        .delegations
+        .store
+        .user_delegations(&org.id, &session.user.id)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return internal(&e.to_string()),
+    };
+    let grant_rows: String = grants
+        .iter()
+        .filter(|d| d.in_force(now))
+        .map(|d| {
+            format!(
+                "<li>Agent {agent}: {scopes} \
+                 <form method=\"post\" style=\"display:inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button type=\"submit\" name=\"revoke\" value=\"{id}\">Revoke</button></form></li>",
+                agent = escape(&d.agent_id),
+                scopes = escape(&d.scopes.join(" ")),
+                csrf = escape(&csrf),
+                id = escape(&d.id),
+            )
+        })
+        .collect();
     let body = format!(
         "<p>Signed in to <strong>{org}</strong> as <strong>{email}</strong>.</p>{note}\
          <h2>Your sessions</h2><ul>{rows}</ul>\
+         <h2>Agents acting for you</h2><ul>{grant_rows}</ul>\
          <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button type=\"submit\" name=\"end\" value=\"all\">Sign out everywhere</button></form>",
         org = escape(&org.name),

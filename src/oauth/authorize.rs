@@ -456,7 +456,15 @@ impl OAuth {
             .filter(|s| !granted.contains(s))
             .cloned()
             .collect();
-        let ask = req.prompt_consent || !new_scopes.is_empty() || granted.is_empty();
+        // An agent needs a delegation in force (revoking it revokes the consent's effect).
+        let delegated = req.client.kind != crate::model::ClientKind::Agent
+            || !self
+                .delegations
+                .delegations_in_force(&org.id, &session.user.id, req.client.client_id(), now)
+                .await
+                .map_err(|_| fail("server_error", "the delegations could not be read"))?
+                .is_empty();
+        let ask = req.prompt_consent || !new_scopes.is_empty() || granted.is_empty() || !delegated;
         if ask {
             if req.prompt_none {
                 return Err(fail("consent_required", "the person has not consented"));
@@ -510,6 +518,33 @@ impl OAuth {
             })
             .await
             .map_err(|_| fail("the consent could not be recorded"))?;
+        // Consenting to an agent is delegating to it (INTERFACE.md): a grant of the scopes
+        // consented to, visible and revocable by the person and admins.
+        if req.client.kind == crate::model::ClientKind::Agent {
+            let id = uuid::Uuid::new_v4().to_string();
+            let grant = crate::storage::DelegationRecord {
+                org_id: org.id.clone(),
+                id: id.clone(),
+                user_id: session.user.id.clone(),
+                agent_id: req.client.client_id().to_owned(),
+                scopes: req.scopes.clone(),
+                created_at: now,
+                created_by: "consent".into(),
+                expires_at: None,
+                revoked_at: None,
+            };
+            let event = crate::storage::Event {
+                org_id: Some(org.id.clone()),
+                kind: "delegation.created",
+                subject: id,
+                data: serde_json::json!({"user_id": grant.user_id, "agent_id": grant.agent_id, "scopes": grant.scopes, "by": "consent"}),
+                at: now,
+            };
+            self.delegations
+                .create_delegation(&grant, &event)
+                .await
+                .map_err(|_| fail("the delegation could not be recorded"))?;
+        }
         self.issue_code(org, req, session).await
     }
 

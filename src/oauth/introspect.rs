@@ -38,6 +38,7 @@ impl OAuth {
                 "did": c.did,
                 "agent_name": c.agent_name,
                 "federated": c.federated,
+                "act": c.act,
             }))),
             Err(TokenStateError::Unavailable) => Err(OAuthError::server_error()),
             Err(_) => Ok(json!({ "active": false })),

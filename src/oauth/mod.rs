@@ -47,6 +47,8 @@ pub enum TokenStateError {
     PartnerInactive,
     #[error("the person is suspended or no longer a user")]
     PersonInactive,
+    #[error("the delegation grant the token was issued under is revoked or expired")]
+    DelegationEnded,
     #[error("storage unavailable")]
     Unavailable,
 }
@@ -72,6 +74,8 @@ pub struct OAuth {
     pub grants: Arc<dyn crate::storage::GrantStore>,
     /// People, whom their tokens speak for.
     pub users: Arc<dyn crate::storage::UserStore>,
+    /// People's delegation grants to agents.
+    pub delegations: Arc<dyn crate::storage::DelegationStore>,
     /// The instance's public URL (no trailing slash): the admin API is below it.
     pub public_url: String,
 }
@@ -149,6 +153,17 @@ impl OAuth {
                 if claims.sub == claims.client_id {
                     Holder::Agent(agent)
                 } else {
+                    // Issued under delegation grants: each must still be in force.
+                    for id in claims.dlg.iter().flatten() {
+                        let d = self
+                            .delegations
+                            .delegation(&org.id, id)
+                            .await
+                            .map_err(|_| TokenStateError::Unavailable)?;
+                        if !d.is_some_and(|d| d.in_force(now)) {
+                            return Err(TokenStateError::DelegationEnded);
+                        }
+                    }
                     // A person's token, issued to this client: good while the person is active.
                     let user = self
                         .users

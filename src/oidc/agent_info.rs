@@ -43,6 +43,7 @@ pub async fn agent_info(
                 "org": org.slug,
                 "iss": org.issuer,
                 "scope": claims.scope,
+                "act": claims.act,
             });
             if has("profile") {
                 v["name"] = json!(user.name);

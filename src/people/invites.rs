@@ -2,8 +2,8 @@
 //! accepts (creating the account, with a password) or declines.
 //!
 //! The link `{iss}/invites/{token}` is the whole credential: the token is `aidp_i_` + the
-//! invite's id (32 hex) + `_` + 256 random bits (base64url), shown once to the admin who asked
-//! (no SMTP yet), never logged (the access log redacts it); only an HMAC-SHA-256 digest of it is
+//! invite's id (32 hex) + `_` + 256 random bits (base64url), mailed to the address (SMTP) or
+//! shown once to the admin who asked (no SMTP), never logged (the access log redacts it); only an HMAC-SHA-256 digest of it is
 //! stored and compared in constant time. An invite is pending until it is accepted, declined,
 //! revoked or [`INVITE_TTL_SECS`] pass; then it changes nothing any more.
 
@@ -47,7 +47,8 @@ pub struct InviteResponse {
     /// `platform`, `admin_token:ID` or `api_key:ID`.
     pub created_by: String,
     /// The link to hand to the invitee (`{iss}/invites/{token}`): in the answer of the creation
-    /// only (no SMTP is configured), never again; whoever holds it may accept the invite.
+    /// only, and only when no SMTP is configured (otherwise it was mailed to the invitee);
+    /// never again; whoever holds it may accept the invite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accept_url: Option<String>,
 }
@@ -99,18 +100,20 @@ fn token_id(token: &str) -> Option<&str> {
 }
 
 impl People {
-    /// Invites `input.email` with `input.role`; the link is in the answer only.
+    /// Invites `input.email` with `input.role`; the link is mailed to the address (SMTP) or
+    /// in the answer only (`Some`).
     pub async fn create_invite(
         &self,
         principal: &Principal,
         org: &OrgRecord,
         input: NewInvite,
-    ) -> Result<(InviteRecord, Secret), AdminError> {
+    ) -> Result<(InviteRecord, Option<Secret>), AdminError> {
         principal
             .check(&org.id, Action::Write)
             .map_err(AdminError::from)?;
         let (email, email_normalized) =
             normalize_email(&input.email).map_err(|m| AdminError::field("email", m))?;
+        self.check_deliverable("email", &email)?;
         let role = person_role("role", &input.role)?;
         may_manage(principal, &org.id, role, role).map_err(|e| match e {
             AccessError::Forbidden => AdminError::field(
@@ -119,6 +122,7 @@ impl People {
             ),
             AccessError::NotFound => AdminError::NotFound,
         })?;
+        let slot = self.mail_slot()?;
         let now = self.clock.now();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let token = crate::tenancy::principals::new_token(TOKEN_PREFIX, &id);
@@ -141,11 +145,17 @@ impl People {
             .create_invite(&invite, now)
             .await
             .map_err(refused)?;
-        let url = Secret::new(format!(
-            "{}/invites/{}",
-            org.issuer.trim_end_matches('/'),
-            token.expose()
-        ));
+        let url = super::links::link_url(org, "invites", &token);
+        let body = format!(
+            "Hello,\n\nyou are invited to join {org} as {role}. Open this link to accept or \
+             decline (valid for 30 days):\n\n{url}\n\nIf you did not expect this message, \
+             ignore it.\n",
+            org = org.name,
+            role = invite.role.as_str(),
+            url = url.expose(),
+        );
+        let subject = format!("You are invited to {}", org.name);
+        let url = Self::deliver(slot, "invite", &invite.email, subject, body, url);
         Ok((invite, url))
     }
 
@@ -246,13 +256,13 @@ impl People {
             role: invite.role,
             status: UserStatus::Active,
             password_hash: Some(hash),
-            // The link went to this address's holder: today the admin hands it over by hand (no
-            // SMTP yet), so this trusts the admin to give it to that address's owner; once
-            // invites are mailed, holding the link proves the address as a verification link
-            // would.
+            // The link went to this address's holder: mailed (SMTP), holding it proves the
+            // address as a verification link does; handed over by the admin (no SMTP), this
+            // trusts the admin to give it to that address's owner.
             email_verified: true,
             created_at: now,
             updated_at: now,
+            password_changed_at: None,
         };
         let ev = event(&user, "user.created", &format!("invite:{}", invite.id), now);
         match self

@@ -11,18 +11,27 @@
 //!   transaction, see `storage::users`);
 //! - an invite's role is at most the inviter's, by the same rule; at most
 //!   [`crate::storage::MAX_PENDING_INVITES`] pending invites per address across the instance;
-//!   an invite lives [`INVITE_TTL_SECS`] and is used once.
+//!   an invite lives [`INVITE_TTL_SECS`] and is used once;
+//! - email verification and password reset links ([`links`]) and ownership transfers
+//!   ([`transfers`]) are single-use credentials of the invite's shape; with SMTP configured
+//!   every link is mailed (through the bounded queue of [`crate::mail`]) and never in an
+//!   answer, without it the admin who asked gets it once.
 
+pub mod delegations;
 pub mod invites;
+pub mod links;
 pub mod passwords;
 pub mod sessions;
+pub mod transfers;
 pub mod users;
 
 use crate::model::Role;
 use crate::tenancy::access::{AccessError, Action, Principal};
 
 pub use invites::{INVITE_TTL_SECS, InviteError};
+pub use links::{LinkError, RESET_TTL_SECS, VERIFY_TTL_SECS};
 pub use passwords::{PasswordError, Passwords};
+pub use transfers::TRANSFER_TTL_SECS;
 pub use users::People;
 
 /// The longest email address accepted (RFC 5321's path limit, less the brackets).

@@ -216,6 +216,13 @@ impl Sessions {
         if user.status != UserStatus::Active {
             return Ok(None);
         }
+        // A password change (a reset) ends the sessions begun before it.
+        if user
+            .password_changed_at
+            .is_some_and(|t| record.created_at < t)
+        {
+            return Ok(None);
+        }
         if now - record.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(org_id, &record.id, now).await?;
         }

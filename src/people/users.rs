@@ -10,20 +10,24 @@ use super::passwords::{Passwords, check_policy};
 use super::{may_manage, normalize_email, parse_person_role};
 use crate::admin_error::AdminError;
 use crate::keys::SecretDigester;
+use crate::mail::MailQueue;
 use crate::model::{Clock, Role, Secret, rfc3339};
 use crate::storage::{
-    Event, OrgRecord, Refused, StorageError, UserChange, UserFilter, UserRecord, UserStatus,
-    UserStore, WriteError,
+    Event, OrgRecord, Refused, StorageError, TransferStore, UserChange, UserFilter, UserLinkStore,
+    UserRecord, UserStatus, UserStore, WriteError,
 };
 use crate::tenancy::access::{AccessError, Action, Principal};
 use crate::tenancy::orgs::validate_name;
 
-/// The people use cases, over their store, the password hasher, the digester of invite tokens
-/// and the clock.
+/// The people use cases, over their stores, the password hasher, the digester of link tokens,
+/// the mail queue (`None`: no SMTP, links go back to the admin who asked) and the clock.
 pub struct People {
     pub store: Arc<dyn UserStore>,
+    pub links: Arc<dyn UserLinkStore>,
+    pub transfers: Arc<dyn TransferStore>,
     pub passwords: Arc<Passwords>,
     pub digester: Arc<SecretDigester>,
+    pub mail: Option<Arc<MailQueue>>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -66,6 +70,10 @@ pub struct UserResponse {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub updated_at: String,
+    /// When the person last set their password through a reset link (absent: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub password_changed_at: Option<String>,
 }
 
 pub fn view(u: &UserRecord) -> UserResponse {
@@ -78,6 +86,7 @@ pub fn view(u: &UserRecord) -> UserResponse {
         email_verified: u.email_verified,
         created_at: rfc3339(u.created_at),
         updated_at: rfc3339(u.updated_at),
+        password_changed_at: u.password_changed_at.map(rfc3339),
     }
 }
 
@@ -101,7 +110,15 @@ pub(crate) fn refused(e: WriteError) -> AdminError {
         WriteError::Refused(Refused::AlreadyMember) => {
             AdminError::Conflict("this address is already a user of the organization".into())
         }
-        WriteError::Refused(Refused::InviteClosed) => AdminError::NotFound,
+        WriteError::Refused(
+            Refused::InviteClosed | Refused::LinkClosed | Refused::TransferClosed,
+        ) => AdminError::NotFound,
+        WriteError::Refused(Refused::TransferPending) => {
+            AdminError::Conflict("the organization already has a pending ownership transfer".into())
+        }
+        WriteError::Refused(Refused::NotEligible) => AdminError::Conflict(
+            "the user is not an active admin or member of the organization".into(),
+        ),
     }
 }
 
@@ -145,6 +162,7 @@ impl People {
             .map_err(AdminError::from)?;
         let (email, email_normalized) =
             normalize_email(&input.email).map_err(|m| AdminError::field("email", m))?;
+        self.check_deliverable("email", &email)?;
         validate_name("name", &input.name)?;
         let role = match input.role.as_deref() {
             None => Role::Member,
@@ -179,9 +197,14 @@ impl People {
             email_verified: false,
             created_at: now,
             updated_at: now,
+            password_changed_at: None,
         };
+        // With SMTP the new address gets a verification link: its place in the queue first, so
+        // a full queue refuses the creation rather than losing the mail.
+        let slot = self.mail_slot()?;
         let ev = event(&user, "user.created", &principal.actor(), now);
         self.store.create_user(&user, &ev).await?;
+        self.verify_new_user(org, &user, slot).await;
         Ok(user)
     }
 

@@ -39,9 +39,11 @@
 //! [`on_db!`], and its tests; a field in [`Stores`]; its tables in a new migration of both folders.
 
 mod agents;
+mod delegations;
 mod grants;
 mod keys;
 mod lease;
+mod links;
 mod meta;
 mod orgs;
 mod outbox;
@@ -50,6 +52,7 @@ mod policies;
 mod principals;
 mod replay;
 mod sessions;
+mod transfers;
 mod users;
 
 use std::str::FromStr;
@@ -62,9 +65,11 @@ use sqlx::sqlite::{
 };
 
 pub use agents::{AgentFilter, AgentRecord, AgentStore};
+pub use delegations::{DelegationRecord, DelegationStore};
 pub use grants::{CodeRecord, ConsentRecord, GrantStore, Redeemed, RefreshRecord, Rotated};
 pub use keys::{KeyRecord, KeyStore};
 pub use lease::LeaderLock;
+pub use links::{LinkPurpose, LinkRecord, UserLinkStore};
 pub use meta::MetaStore;
 pub use orgs::{OrgRecord, OrgStore};
 pub use outbox::{Event, Outbox, StoredEvent};
@@ -73,6 +78,7 @@ pub use policies::{PolicyRecord, PolicyStore};
 pub use principals::{AdminTokenRecord, ApiKeyRecord, PrincipalStore, Rotation};
 pub use replay::{Marker, ReplayStore, Revocation};
 pub use sessions::{SessionRecord, SessionStore};
+pub use transfers::{AcceptanceEvents, TransferRecord, TransferState, TransferStore};
 pub use users::{
     InviteRecord, InviteState, MAX_PENDING_INVITES, Refused, UserChange, UserFilter, UserRecord,
     UserStatus, UserStore, WriteError, WriteResult,
@@ -554,7 +560,10 @@ pub struct Stores {
     pub replay: Arc<dyn ReplayStore>,
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub delegations: Arc<dyn DelegationStore>,
     pub grants: Arc<dyn GrantStore>,
+    pub links: Arc<dyn UserLinkStore>,
+    pub transfers: Arc<dyn TransferStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
 }
@@ -571,7 +580,10 @@ impl Stores {
             replay: Arc::new(db.clone()),
             users: Arc::new(db.clone()),
             sessions: Arc::new(db.clone()),
+            delegations: Arc::new(db.clone()),
             grants: Arc::new(db.clone()),
+            links: Arc::new(db.clone()),
+            transfers: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),
         }

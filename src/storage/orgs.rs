@@ -226,12 +226,15 @@ impl OrgStore for Db {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            // Its API keys, people and pending invites die with it (they could reach nothing,
+            // Its API keys, people, pending invites, links and transfers die with it (they could reach nothing,
             // but a live credential of a deleted organization is a finding in every review).
             for statement in [
                 "UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND revoked_at IS NULL",
                 "UPDATE users SET status = 'suspended', updated_at = $1 WHERE org_id = $2",
                 "UPDATE invites SET state = 'revoked', closed_at = $1 \
+                 WHERE org_id = $2 AND state = 'pending'",
+                "UPDATE user_links SET used_at = $1 WHERE org_id = $2 AND used_at IS NULL",
+                "UPDATE ownership_transfers SET state = 'revoked', closed_at = $1 \
                  WHERE org_id = $2 AND state = 'pending'",
             ] {
                 sqlx::query(statement)

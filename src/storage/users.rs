@@ -45,6 +45,9 @@ pub struct UserRecord {
     pub email_verified: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the person last set their password through a reset link (`None`: never): sessions
+    /// that began before it are over.
+    pub password_changed_at: Option<i64>,
 }
 
 /// What [`UserStore::list_users`] keeps.
@@ -126,6 +129,14 @@ pub enum Refused {
     AlreadyMember,
     /// The invite is no longer pending (accepted, declined, revoked) or has expired.
     InviteClosed,
+    /// The link is used or expired, or its user is gone, suspended or has another address.
+    LinkClosed,
+    /// The organization already has a pending ownership transfer.
+    TransferPending,
+    /// The transfer is no longer pending (accepted, revoked) or has expired.
+    TransferClosed,
+    /// The person named by a transfer is not (or no longer) an active admin or member.
+    NotEligible,
 }
 
 /// A write's outcome: done, refused by a rule, or a storage error.
@@ -214,7 +225,7 @@ pub trait UserStore: Send + Sync + 'static {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     org_id: String,
     id: String,
     email: String,
@@ -226,6 +237,7 @@ struct UserRow {
     email_verified: i64,
     created_at: i64,
     updated_at: i64,
+    password_changed_at: Option<i64>,
 }
 
 impl TryFrom<UserRow> for UserRecord {
@@ -251,6 +263,7 @@ impl TryFrom<UserRow> for UserRecord {
             password_hash: r.password_hash,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            password_changed_at: r.password_changed_at,
         })
     }
 }
@@ -296,7 +309,7 @@ impl TryFrom<InviteRow> for InviteRecord {
 macro_rules! user_columns {
     () => {
         "org_id, id, email, email_normalized, name, role, status, password_hash, email_verified, \
-         created_at, updated_at"
+         created_at, updated_at, password_changed_at"
     };
 }
 
@@ -327,7 +340,7 @@ macro_rules! insert_user {
         sqlx::query(concat!(
             "INSERT INTO users (",
             user_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind($u.org_id.as_str())
         .bind(&$u.id)
@@ -340,6 +353,7 @@ macro_rules! insert_user {
         .bind(i64::from($u.email_verified))
         .bind($u.created_at)
         .bind($u.updated_at)
+        .bind($u.password_changed_at)
         .execute(&mut *$tx)
         .await
         .map_err(conflict(EMAIL_TAKEN))?
@@ -377,6 +391,8 @@ macro_rules! missing_or_stale {
         }
     }};
 }
+
+pub(super) use {active_owners, lock_org, user_columns};
 
 fn was_active_owner(expected: (Role, UserStatus)) -> bool {
     expected == (Role::Owner, UserStatus::Active)
@@ -738,6 +754,7 @@ mod tests {
             email_verified: true,
             created_at: 2,
             updated_at: 2,
+            password_changed_at: None,
         }
     }
 

@@ -30,6 +30,13 @@ pub struct AccessClaims {
     /// A dedicated claim: `act` is reserved for delegation (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub federated: Option<FederatedClaim>,
+    /// RFC 8693 §4.1: the agent acting for the person `sub` (its DID), nested for a chain (the
+    /// current actor outermost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+    /// The delegation grants the token was issued under (each must stay in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dlg: Option<Vec<String>>,
 }
 
 /// The partner issuer and the subject it asserted.

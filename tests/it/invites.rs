@@ -36,13 +36,13 @@ fn link(app: &TestApp, v: &Value) -> String {
         .to_owned()
 }
 
-async fn page(app: &TestApp, path: &str) -> (StatusCode, HeaderMap, String) {
+pub async fn page(app: &TestApp, path: &str) -> (StatusCode, HeaderMap, String) {
     let resp = app.http.get(app.url(path)).send().await.unwrap();
     let (st, h) = (resp.status(), resp.headers().clone());
     (st, h, resp.text().await.unwrap())
 }
 
-async fn submit(
+pub async fn submit(
     app: &TestApp,
     path: &str,
     body: impl Into<reqwest::Body>,
@@ -61,7 +61,7 @@ async fn submit(
     (st, h, resp.text().await.unwrap())
 }
 
-fn form(fields: &[(&str, &str)]) -> String {
+pub fn form(fields: &[(&str, &str)]) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in fields {
         s.append_pair(k, v);

@@ -902,6 +902,29 @@ async fn responses_match_the_document(backend: Backend) {
     f.err(delete.clone(), &format!("{sessions}/{sid}"), None, 404)
         .await;
     f.ok(delete.clone(), &sessions, None, 204).await;
+    // A person's delegation grants: granted, listed, revoked.
+    let (duid, gid) = super::delegation::grant_fixture(&f.app, &test_org).await;
+    let grants = format!("{o}/users/{duid}/delegations");
+    f.ok(get.clone(), &grants, None, 200).await;
+    f.err(
+        post.clone(),
+        &grants,
+        Some(json!({"agent_id": "nope", "scopes": ["read"]})),
+        422,
+    )
+    .await;
+    let agent2 = f.app.create_agent(&test_org, &["read"]).await;
+    f.ok(
+        post.clone(),
+        &grants,
+        Some(json!({"agent_id": agent2.id, "scopes": ["read"]})),
+        201,
+    )
+    .await;
+    f.ok(delete.clone(), &format!("{grants}/{gid}"), None, 204)
+        .await;
+    f.err(delete.clone(), &format!("{grants}/{gid}"), None, 404)
+        .await;
 
     // Apps: registered (confidential and public), read, listed, changed, rotated, deleted.
     let clients = format!("{o}/clients");
@@ -950,6 +973,70 @@ async fn responses_match_the_document(backend: Backend) {
     .await;
     f.ok(delete.clone(), &web_path, None, 204).await;
     f.err(get.clone(), &web_path, None, 404).await;
+    // A user's links, and the ownership transfer (no SMTP here: the links come back once).
+    let member = f
+        .ok(
+            post.clone(),
+            &users,
+            Some(json!({"email": "member2@example.com", "name": "M"})),
+            201,
+        )
+        .await;
+    let member_id = member["id"].as_str().unwrap();
+    let member_path = format!("{users}/{member_id}");
+    let v = f
+        .ok(
+            post.clone(),
+            &format!("{member_path}/verify-email"),
+            None,
+            201,
+        )
+        .await;
+    assert!(v["url"].is_string(), "{v}");
+    f.ok(
+        post.clone(),
+        &format!("{member_path}/password-reset"),
+        None,
+        201,
+    )
+    .await;
+    let nobody = format!("{users}/{}", uuid::Uuid::new_v4());
+    f.err(post.clone(), &format!("{nobody}/verify-email"), None, 404)
+        .await;
+    f.err(post.clone(), &format!("{nobody}/password-reset"), None, 404)
+        .await;
+    let transfer = format!("{o}/ownership-transfer");
+    f.err(get.clone(), &transfer, None, 404).await;
+    let owner_id = owner["id"].as_str().unwrap();
+    f.err(
+        post.clone(),
+        &transfer,
+        Some(json!({"user_id": owner_id})),
+        422,
+    )
+    .await;
+    let t = f
+        .ok(
+            post.clone(),
+            &transfer,
+            Some(json!({"user_id": member_id, "from_user_id": owner_id})),
+            201,
+        )
+        .await;
+    assert!(t["accept_url"].is_string(), "{t}");
+    f.err(
+        post.clone(),
+        &transfer,
+        Some(json!({"user_id": member_id})),
+        409,
+    )
+    .await;
+    f.ok(get.clone(), &transfer, None, 200).await;
+    // Only the person named accepts through the API (no principal is a person yet).
+    f.err(post.clone(), &format!("{transfer}/accept"), None, 403)
+        .await;
+    f.ok(delete.clone(), &transfer, None, 204).await;
+    f.err(delete.clone(), &transfer, None, 404).await;
 
     // Deleting the organization.
     let gone = format!("/api/v1/orgs/{other}");
@@ -961,6 +1048,12 @@ async fn responses_match_the_document(backend: Backend) {
     // API can give today was seen (500 needs a failing database).
     let seen = &f.spec.seen;
     for (m, t) in f.spec.operations() {
+        // Answers only a person's token (people become principals with the sign-in part of
+        // issue 12); until then its refusal is checked above, its success through the link in
+        // `mail::ownership_transfer`.
+        if (m.as_str(), t.as_str()) == ("post", "/api/v1/orgs/{org}/ownership-transfer/accept") {
+            continue;
+        }
         assert!(
             seen.iter()
                 .any(|(sm, st, code)| *sm == m && *st == t && (200..300).contains(code)),

@@ -173,10 +173,54 @@ async fn populate(stores: &Stores, slug: &str) -> OrgId {
         email_verified: false,
         created_at: 1,
         updated_at: 1,
+        password_changed_at: None,
     };
     stores
         .users
         .create_user(&user, &ev(&o.id, "user.created"))
+        .await
+        .unwrap();
+    let member = agentidp::storage::UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: format!("m@{slug}.example"),
+        email_normalized: format!("m@{slug}.example"),
+        role: agentidp::model::Role::Member,
+        ..user.clone()
+    };
+    stores
+        .users
+        .create_user(&member, &ev(&o.id, "user.created"))
+        .await
+        .unwrap();
+    let link = agentidp::storage::LinkRecord {
+        org_id: o.id.clone(),
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        user_id: user.id.clone(),
+        purpose: agentidp::storage::LinkPurpose::VerifyEmail,
+        email_normalized: user.email_normalized.clone(),
+        digest: vec![1],
+        digest_version: 1,
+        created_at: 1,
+        expires_at: i64::MAX,
+        used_at: None,
+    };
+    stores.links.create_link(&link).await.unwrap();
+    let transfer = agentidp::storage::TransferRecord {
+        org_id: o.id.clone(),
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        user_id: member.id.clone(),
+        from_user_id: Some(user.id.clone()),
+        initiated_by: "platform".into(),
+        digest: vec![1],
+        digest_version: 1,
+        created_at: 1,
+        expires_at: i64::MAX,
+        state: agentidp::storage::TransferState::Pending,
+        closed_at: None,
+    };
+    stores
+        .transfers
+        .create_transfer(&transfer, &ev(&o.id, "ownership_transfer.started"))
         .await
         .unwrap();
     let invite = agentidp::storage::InviteRecord {
@@ -276,6 +320,24 @@ async fn populate(stores: &Stores, slug: &str) -> OrgId {
             used_at: None,
             revoked_at: None,
         })
+        .await
+        .unwrap();
+    stores
+        .delegations
+        .create_delegation(
+            &agentidp::storage::DelegationRecord {
+                org_id: o.id.clone(),
+                id: "d1".into(),
+                user_id: user.id.clone(),
+                agent_id: "x".into(),
+                scopes: vec![],
+                created_at: 1,
+                created_by: "consent".into(),
+                expires_at: None,
+                revoked_at: None,
+            },
+            &ev(&o.id, "delegation.created"),
+        )
         .await
         .unwrap();
     o.id

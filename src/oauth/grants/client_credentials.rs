@@ -114,6 +114,8 @@ impl OAuth {
             did: Some(agent.record.did.clone()),
             agent_name: Some(agent.record.name.clone()),
             federated: None,
+            act: None,
+            dlg: None,
         };
         let at_key = keys
             .signing_key(agent.access_token_alg, now)

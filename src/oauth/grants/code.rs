@@ -454,6 +454,25 @@ impl OAuth {
             g.resource.to_vec()
         };
         let scope = (!g.scopes.is_empty()).then(|| g.scopes.join(" "));
+        // An agent as the client: it acts for the person under their delegation grant.
+        let (act, dlg) = if g.client.kind == crate::model::ClientKind::Agent {
+            let grant = self
+                .delegations
+                .delegations_in_force(&org.id, &g.user.id, g.client.client_id(), now)
+                .await
+                .map_err(|_| OAuthError::server_error())?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    invalid_grant("the person's delegation to this agent was revoked")
+                })?;
+            (
+                Some(serde_json::json!({ "sub": g.client.record.did })),
+                Some(vec![grant.id]),
+            )
+        } else {
+            (None, None)
+        };
         let claims = AccessClaims {
             iss: org.issuer.clone(),
             sub: g.user.id.clone(),
@@ -467,6 +486,8 @@ impl OAuth {
             did: None,
             agent_name: None,
             federated: None,
+            act,
+            dlg,
         };
         let at_key = keys
             .signing_key(g.client.access_token_alg, now)

@@ -42,6 +42,14 @@ impl OAuth {
         grant_type: &str,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
+        // A person's token of this organization: delegation to the acting agent.
+        if grant_type != GRANT_JWT_BEARER
+            && form
+                .get("subject_token")
+                .is_some_and(|t| super::delegation::is_own_access_token(org, t))
+        {
+            return self.delegate(org, credentials, form, now).await;
+        }
         // The organization's policy (its token-lifetime cap) comes with the client
         // authentication, or is looked up alone: one in-memory lookup either way.
         let (client, policy) = match credentials {
@@ -158,6 +166,8 @@ impl OAuth {
                 iss: partner.record.issuer.clone(),
                 sub: foreign_sub,
             }),
+            act: None,
+            dlg: None,
         };
         let access_token = crate::tokens::sign(&key, access_token::TYP, &claims)
             .map_err(|_| OAuthError::server_error())?;

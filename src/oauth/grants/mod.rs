@@ -2,4 +2,5 @@
 
 pub mod client_credentials;
 pub mod code;
+pub mod delegation;
 pub mod federated;

@@ -2,9 +2,11 @@
 //! request helpers, fixtures.
 
 pub mod client;
+pub mod smtp;
 pub mod spawn;
 
 pub use client::*;
+pub use smtp::*;
 pub use spawn::*;
 
 /// Runs one `async fn(Backend)` test body on every backend: SQLite with the in-database replay
