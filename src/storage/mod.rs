@@ -39,6 +39,7 @@
 //! [`on_db!`], and its tests; a field in [`Stores`]; its tables in a new migration of both folders.
 
 mod agents;
+mod enrollments;
 mod keys;
 mod lease;
 mod meta;
@@ -60,6 +61,7 @@ use sqlx::sqlite::{
 };
 
 pub use agents::{AgentFilter, AgentRecord, AgentStore};
+pub use enrollments::{EnrollRefusal, EnrollmentRecord, EnrollmentStore};
 pub use keys::{KeyRecord, KeyStore};
 pub use lease::LeaderLock;
 pub use meta::MetaStore;
@@ -549,6 +551,7 @@ pub struct Stores {
     pub policies: Arc<dyn PolicyStore>,
     pub replay: Arc<dyn ReplayStore>,
     pub users: Arc<dyn UserStore>,
+    pub enrollments: Arc<dyn EnrollmentStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
 }
@@ -564,6 +567,7 @@ impl Stores {
             policies: Arc::new(db.clone()),
             replay: Arc::new(db.clone()),
             users: Arc::new(db.clone()),
+            enrollments: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),
         }
