@@ -22,6 +22,8 @@ use crate::people::{Passwords, People};
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
+use crate::tenancy::enrollments::Enrollments;
+use crate::tenancy::registration::Registrations;
 use crate::tenancy::orgs::Orgs;
 use crate::tenancy::policy::{OrgPolicies, Policies};
 use crate::tenancy::principals::Principals;
@@ -44,6 +46,10 @@ pub struct Idp {
     pub apps: Agents,
     /// User accounts and invites.
     pub people: People,
+    /// Enrollment tokens (initial access tokens of agent registration).
+    pub enrollments: Enrollments,
+    /// `{iss}/oauth2/register` (RFC 7591) and its management (RFC 7592).
+    pub registrations: Registrations,
     /// Every organization's policy, cached (`get` is an in-memory lookup).
     pub policies: Arc<Policies>,
     /// `GET`/`PUT .../policy`.
@@ -134,7 +140,24 @@ impl Idp {
             clock: p.clock.clone(),
             kind: crate::model::ClientKind::Agent,
         };
+        let enrollments = Enrollments {
+            store: p.stores.enrollments.clone(),
+            directory: directory.clone(),
+            digester: digester.clone(),
+            policies: policies.clone(),
+            clock: p.clock.clone(),
+        };
+        let registrations = Registrations {
+            agents: agents.for_kind(crate::model::ClientKind::Agent),
+            apps: agents.for_kind(crate::model::ClientKind::App),
+            enrollments: enrollments.clone(),
+            policies: policies.clone(),
+            digester: digester.clone(),
+            clock: p.clock.clone(),
+        };
         Idp {
+            enrollments,
+            registrations,
             principals: Principals::new(
                 p.stores.principals.clone(),
                 p.stores.meta.clone(),

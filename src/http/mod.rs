@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod people;
 pub mod principals;
+pub mod registration;
 pub mod state;
 
 use axum::Router;
@@ -162,6 +163,16 @@ pub fn router(state: AppState) -> Router {
             post(oauth::introspect_post),
         )
         .route("/orgs/{slug}/oauth2/revoke", post(oauth::revoke_post))
+        .route(
+            "/orgs/{slug}/oauth2/register",
+            post(registration::register_post),
+        )
+        .route(
+            "/orgs/{slug}/oauth2/register/{client_id}",
+            get(registration::client_get)
+                .put(registration::client_put)
+                .delete(registration::client_delete),
+        )
         .route("/orgs/{slug}/agent-proof", post(oauth::agent_proof_post))
         .route(
             "/orgs/{slug}/federation/verify",

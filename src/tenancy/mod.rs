@@ -3,9 +3,11 @@
 pub mod access;
 pub mod agents;
 pub mod clients;
+pub mod enrollments;
 pub mod orgs;
 pub mod policy;
 pub mod principals;
+pub mod registration;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -185,6 +185,7 @@ async fn discovery_lists_what_is_served(backend: Backend) {
             .contains(&json!("RS256"))
     );
     assert_eq!(oidc["response_types_supported"], json!([]));
+    assert_eq!(oidc["client_id_metadata_document_supported"], true);
     // Every endpoint URL listed is routed: GET endpoints answer 200, POST-only ones do not 404.
     for field in [
         "jwks_uri",
@@ -192,6 +193,7 @@ async fn discovery_lists_what_is_served(backend: Backend) {
         "token_endpoint",
         "introspection_endpoint",
         "revocation_endpoint",
+        "registration_endpoint",
     ] {
         let url = oidc[field].as_str().unwrap();
         assert!(url.starts_with(&org.issuer), "{field}");
