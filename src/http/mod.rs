@@ -4,6 +4,7 @@ pub mod admin;
 pub mod authz;
 pub mod clients;
 pub mod did;
+pub mod enrollment;
 pub mod error;
 pub mod extract;
 pub mod federation;
