@@ -22,6 +22,7 @@ use crate::people::{Passwords, People};
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
+use crate::tenancy::cimd::Clients;
 use crate::tenancy::enrollments::Enrollments;
 use crate::tenancy::registration::Registrations;
 use crate::tenancy::orgs::Orgs;
@@ -50,6 +51,9 @@ pub struct Idp {
     pub enrollments: Enrollments,
     /// `{iss}/oauth2/register` (RFC 7591) and its management (RFC 7592).
     pub registrations: Registrations,
+    /// Client lookup for the authorization and token endpoints: stored clients and Client ID
+    /// Metadata Documents ([`Clients::lookup`]).
+    pub clients: Clients,
     /// Every organization's policy, cached (`get` is an in-memory lookup).
     pub policies: Arc<Policies>,
     /// `GET`/`PUT .../policy`.
@@ -155,7 +159,23 @@ impl Idp {
             digester: digester.clone(),
             clock: p.clock.clone(),
         };
+        let clients = Clients {
+            directory: directory.clone(),
+            policies: policies.clone(),
+            documents: Arc::new(RemoteJson::new(
+                p.fetcher.limited(
+                    crate::tenancy::cimd::MAX_DOCUMENT_BYTES,
+                    crate::tenancy::cimd::FETCH_TIMEOUT,
+                ),
+                "application/json",
+                |_| true,
+                p.clock.clone(),
+            )),
+            fetch_policy: *p.fetcher.policy(),
+            clock: p.clock.clone(),
+        };
         Idp {
+            clients,
             enrollments,
             registrations,
             principals: Principals::new(
