@@ -247,7 +247,8 @@ async fn rfc7592_reads_updates_and_deletes_a_registration(backend: Backend) {
     )
     .await;
     let other_rat = other["registration_access_token"].as_str().unwrap();
-    let forged = format!("{}A", &rat[..rat.len() - 1]);
+    let last = if rat.ends_with('A') { 'B' } else { 'A' };
+    let forged = format!("{}{last}", &rat[..rat.len() - 1]);
     for bad in [Some(other_rat), Some(forged.as_str()), Some("nope"), None] {
         for m in [Method::GET, Method::DELETE] {
             let (st, v, c) = manage(&app, m.clone(), uri, bad, None).await;
