@@ -24,10 +24,10 @@ use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
 use crate::tenancy::cimd::Clients;
 use crate::tenancy::enrollments::Enrollments;
-use crate::tenancy::registration::Registrations;
 use crate::tenancy::orgs::Orgs;
 use crate::tenancy::policy::{OrgPolicies, Policies};
 use crate::tenancy::principals::Principals;
+use crate::tenancy::registration::Registrations;
 use crate::tenancy::{Directory, cache_ttl};
 
 /// Every use case, each over exactly what it needs; the shared parts (directories, keys, caches

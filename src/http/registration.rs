@@ -85,36 +85,46 @@ fn error_response(org: &OrgRecord, e: &RegistrationError) -> Response {
     resp
 }
 
-/// The JSON body of a `POST` or `PUT` (RFC 7591 §3.1: `application/json`).
+/// The JSON body of a `POST` or `PUT` (RFC 7591 §3.1: `application/json`), or the answer
+/// refusing it.
 fn json_body(
+    org: &OrgRecord,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, Result<Response, RegistrationError>> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Ok(super::payload_too_large())
-        } else {
-            Err(RegistrationError::InvalidClientMetadata(
-                "the request body is unreadable".into(),
-            ))
+) -> Result<Bytes, Box<Response>> {
+    let refuse = |m: &str| {
+        Box::new(error_response(
+            org,
+            &RegistrationError::InvalidClientMetadata(m.into()),
+        ))
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(Box::new(super::payload_too_large()));
         }
-    })?;
+        Err(_) => return Err(refuse("the request body is unreadable")),
+    };
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Err(Err(RegistrationError::InvalidClientMetadata(
-            "the body must be a JSON object with Content-Type: application/json (RFC 7591 §3.1)"
-                .into(),
-        )));
+        return Err(refuse(
+            "the body must be a JSON object with Content-Type: application/json (RFC 7591 §3.1)",
+        ));
     }
     Ok(body)
 }
 
 /// Counts a refused token against the address (the failed-authentication brake).
-async fn note_failure(state: &AppState, org: &OrgRecord, ip: std::net::IpAddr, e: &RegistrationError) {
+async fn note_failure(
+    state: &AppState,
+    org: &OrgRecord,
+    ip: std::net::IpAddr,
+    e: &RegistrationError,
+) {
     if matches!(e, RegistrationError::InvalidToken(_)) {
         state.auth_failures.failed(&[Subject::Ip(ip)]).await;
         tracing::info!(event = "registration.token_refused", org = %org.slug, client_ip = %ip, reason = %e, "registration token refused");
@@ -145,10 +155,9 @@ pub async fn register_post(
             return error_response(&org, &e);
         }
     };
-    let body = match json_body(&headers, body) {
+    let body = match json_body(&org, &headers, body) {
         Ok(b) => b,
-        Err(Ok(r)) => return r,
-        Err(Err(e)) => return error_response(&org, &e),
+        Err(r) => return *r,
     };
     if token.is_none() {
         let key = format!("register:{}", Subject::Ip(ip).key());
@@ -241,10 +250,9 @@ pub async fn client_put(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let body = match json_body(&headers, body) {
+    let body = match json_body(&org, &headers, body) {
         Ok(b) => b,
-        Err(Ok(r)) => return r,
-        Err(Err(e)) => return error_response(&org, &e),
+        Err(r) => return *r,
     };
     match state
         .idp

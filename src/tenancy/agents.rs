@@ -351,7 +351,10 @@ impl Agents {
     ) -> Result<(Agent, Option<Secret>), AdminError> {
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
         let id = AgentId::generate(self.clock.now_ms());
-        match self.create_in(&org, id, input, Registered::default()).await? {
+        match self
+            .create_in(&org, id, input, Registered::default())
+            .await?
+        {
             Ok(created) => Ok(created),
             Err(r) => Err(AdminError::Internal(format!("unexpected refusal {r:?}"))),
         }

@@ -136,7 +136,11 @@ impl Clients {
     /// under the outbound policy.
     fn check_client_id(&self, client_id: &str) -> Result<url::Url, LookupError> {
         let bad = |m: &str| invalid("client_id", m.to_owned());
-        if client_id.len() > MAX_URI_BYTES || client_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if client_id.len() > MAX_URI_BYTES
+            || client_id
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
             return Err(bad("must be a URL of at most 2000 bytes without spaces"));
         }
         if client_id.contains('#') || client_id.contains('?') {
@@ -154,10 +158,12 @@ impl Clients {
         if written_path.is_empty() || written_path == "/" {
             return Err(bad("must have a path (the document's location)"));
         }
-        if written_path
-            .split('/')
-            .any(|s| s == "." || s == ".." || s.eq_ignore_ascii_case("%2e") || s.eq_ignore_ascii_case("%2e%2e"))
-        {
+        if written_path.split('/').any(|s| {
+            s == "."
+                || s == ".."
+                || s.eq_ignore_ascii_case("%2e")
+                || s.eq_ignore_ascii_case("%2e%2e")
+        }) {
             return Err(bad("must not contain . or .. path segments"));
         }
         // Refused by the SSRF guard's checks before any request: a failed fetch.
@@ -227,7 +233,12 @@ fn document_client(
                 ),
             ));
         }
-        None => return Err(invalid("client_id", "the document must name itself as client_id")),
+        None => {
+            return Err(invalid(
+                "client_id",
+                "the document must name itself as client_id",
+            ));
+        }
     }
     for secret in ["client_secret", "client_secret_expires_at"] {
         if doc.get(secret).is_some() {
@@ -333,7 +344,10 @@ fn document_client(
         let mut scopes: Vec<String> = Vec::new();
         for t in scope.split(' ').filter(|t| !t.is_empty()) {
             if !valid_scope_token(t) {
-                return Err(invalid("scope", "must be space-separated scope tokens (RFC 6749 §3.3)"));
+                return Err(invalid(
+                    "scope",
+                    "must be space-separated scope tokens (RFC 6749 §3.3)",
+                ));
             }
             if policy.allows_scope(t) && !scopes.iter().any(|s| s == t) && scopes.len() < 100 {
                 scopes.push(t.to_owned());

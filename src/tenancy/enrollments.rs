@@ -315,7 +315,8 @@ impl Enrollments {
         org: &OrgRecord,
         token: &str,
     ) -> Result<EnrollmentRecord, EnrollmentError> {
-        let id = super::principals::token_id(token, TOKEN_PREFIX).ok_or(EnrollmentError::Unknown)?;
+        let id =
+            super::principals::token_id(token, TOKEN_PREFIX).ok_or(EnrollmentError::Unknown)?;
         let rec = self
             .store
             .enrollment(&org.id, id)

@@ -53,7 +53,9 @@ pub enum RegistrationError {
     #[error("{0}")]
     TokenRequired(String),
     /// The organization does not allow registration without a token (403).
-    #[error("dynamic client registration is off for this organization; ask an admin for an enrollment token")]
+    #[error(
+        "dynamic client registration is off for this organization; ask an admin for an enrollment token"
+    )]
     Disabled,
     /// RFC 7591 §3.2.2 `invalid_redirect_uri` (400).
     #[error("{0}")]
@@ -262,11 +264,7 @@ impl Registrations {
                 self.agent_input(e, id.as_str(), md)?,
                 extra(Some(e.id.clone())),
             ),
-            None => (
-                ClientKind::App,
-                self.app_input(org, md).await?,
-                extra(None),
-            ),
+            None => (ClientKind::App, self.app_input(org, md).await?, extra(None)),
         };
         let created = self
             .kind(kind)
@@ -446,7 +444,8 @@ impl Registrations {
             .await
             .map_err(|e| RegistrationError::Internal(e.to_string()))?
             .ok_or_else(bad)?;
-        let (Some(digest), Some(version)) = (&rec.registration_digest, rec.registration_digest_version)
+        let (Some(digest), Some(version)) =
+            (&rec.registration_digest, rec.registration_digest_version)
         else {
             return Err(bad());
         };
@@ -538,7 +537,14 @@ impl Registrations {
         ];
         let updated = self
             .kind(a.agent.kind)
-            .update_as(org, Caller::Registered(org), client_id, input, &fields, None)
+            .update_as(
+                org,
+                Caller::Registered(org),
+                client_id,
+                input,
+                &fields,
+                None,
+            )
             .await
             .map_err(from_admin)?;
         Ok(client_info(org, &updated, None, a.token))

@@ -62,13 +62,19 @@ async fn an_enrolled_agent_gets_tokens_with_its_own_key(backend: Backend) {
     assert_eq!(agent["client_name"], "fleet-host-1");
     assert_eq!(agent["scope"], "read", "requested ∩ ceiling: {agent}");
     assert_eq!(agent["token_endpoint_auth_method"], "private_key_jwt");
-    assert!(agent.get("logo_uri").is_none(), "unknown metadata is ignored");
+    assert!(
+        agent.get("logo_uri").is_none(),
+        "unknown metadata is ignored"
+    );
     assert!(agent["client_id_issued_at"].is_i64());
     assert_eq!(
         agent["registration_client_uri"],
         format!("{}/oauth2/register/{client_id}", org.issuer)
     );
-    assert!(agent["did"].as_str().unwrap().ends_with(client_id), "{agent}");
+    assert!(
+        agent["did"].as_str().unwrap().ends_with(client_id),
+        "{agent}"
+    );
 
     // The agent authenticates with its key (RFC 7523) and gets its scopes.
     let t = key_token(&app, &org, client_id, &key).await;
@@ -416,7 +422,11 @@ async fn the_organization_policy_still_applies(backend: Backend) {
     assert_eq!(got["uses"], 0);
     // The ceiling must fit the policy when the token is made.
     let (st, _) = app
-        .admin(Method::PUT, &policy, Some(json!({"allowed_scopes": ["read"]})))
+        .admin(
+            Method::PUT,
+            &policy,
+            Some(json!({"allowed_scopes": ["read"]})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = app

@@ -969,14 +969,23 @@ async fn responses_match_the_document(backend: Backend) {
     let agents_of = f
         .ok(get.clone(), &format!("{et_path}/agents"), None, 200)
         .await;
-    assert_eq!(agents_of["items"].as_array().unwrap().len(), 1, "{agents_of}");
+    assert_eq!(
+        agents_of["items"].as_array().unwrap().len(),
+        1,
+        "{agents_of}"
+    );
     let r = f
         .ok(post.clone(), &format!("{et_path}/revoke-agents"), None, 200)
         .await;
     assert_eq!(r["revoked"], 1);
     f.ok(delete.clone(), &et_path, None, 204).await;
-    f.err(delete.clone(), &format!("{tokens}/{}", "0".repeat(32)), None, 404)
-        .await;
+    f.err(
+        delete.clone(),
+        &format!("{tokens}/{}", "0".repeat(32)),
+        None,
+        404,
+    )
+    .await;
 
     // Deleting the organization.
     let gone = format!("/api/v1/orgs/{other}");

@@ -172,7 +172,10 @@ async fn the_policy_decides_registration_without_a_token(backend: Backend) {
             json!({"redirect_uris": ["javascript:alert(1)"]}),
             "invalid_redirect_uri",
         ),
-        (json!({"client_name": "no redirect"}), "invalid_redirect_uri"),
+        (
+            json!({"client_name": "no redirect"}),
+            "invalid_redirect_uri",
+        ),
         (
             json!({"redirect_uris": ["https://app.example/cb"], "grant_types": ["client_credentials"]}),
             "invalid_client_metadata",
@@ -281,11 +284,26 @@ async fn rfc7592_reads_updates_and_deletes_a_registration(backend: Backend) {
     let (_, got, _) = manage(&app, Method::GET, uri, Some(rat), None).await;
     assert_eq!(got["grant_types"], new["grant_types"]);
     for (body, why) in [
-        (json!({"client_name": "x", "redirect_uris": ["https://a.example/cb"]}), "no client_id"),
-        (json!({"client_id": other["client_id"], "redirect_uris": ["https://a.example/cb"]}), "another client_id"),
-        (json!({"client_id": client_id, "redirect_uris": ["https://a.example/cb"], "registration_access_token": rat}), "the token"),
-        (json!({"client_id": client_id, "redirect_uris": ["https://a.example/cb"], "client_secret": "wrong"}), "a wrong secret"),
-        (json!({"client_id": client_id, "redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "none"}), "a switch to public"),
+        (
+            json!({"client_name": "x", "redirect_uris": ["https://a.example/cb"]}),
+            "no client_id",
+        ),
+        (
+            json!({"client_id": other["client_id"], "redirect_uris": ["https://a.example/cb"]}),
+            "another client_id",
+        ),
+        (
+            json!({"client_id": client_id, "redirect_uris": ["https://a.example/cb"], "registration_access_token": rat}),
+            "the token",
+        ),
+        (
+            json!({"client_id": client_id, "redirect_uris": ["https://a.example/cb"], "client_secret": "wrong"}),
+            "a wrong secret",
+        ),
+        (
+            json!({"client_id": client_id, "redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "none"}),
+            "a switch to public",
+        ),
     ] {
         let (st, v, _) = manage(&app, Method::PUT, uri, Some(rat), Some(&body)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{why}: {v}");
@@ -307,8 +325,10 @@ async fn rfc7592_reads_updates_and_deletes_a_registration(backend: Backend) {
         Method::PUT,
         uri,
         Some(rat),
-        Some(&json!({"client_id": client_id, "redirect_uris": ["https://app.example/cb"],
-                      "client_secret": reg["client_secret"]})),
+        Some(
+            &json!({"client_id": client_id, "redirect_uris": ["https://app.example/cb"],
+                      "client_secret": reg["client_secret"]}),
+        ),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -472,7 +492,8 @@ async fn open_registration_is_limited_per_address(backend: Backend) {
     let app = spawn_app(backend).await;
     let org = app.create_org().await;
     set_registration(&app, &org, "open").await;
-    let body = json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "none"});
+    let body =
+        json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "none"});
     let mut limited = None;
     for i in 0..40 {
         let resp = app
@@ -514,11 +535,14 @@ async fn discovery_lists_registration(backend: Backend) {
     }
 }
 
+/// Documents by name: the body, the `Cache-Control` value, a delay in seconds.
+type Docs = Arc<RwLock<std::collections::HashMap<String, (String, Option<String>, u64)>>>;
+
 /// Serves client metadata documents on 127.0.0.1: `GET /{name}` answers what was set for it
 /// (body, `Cache-Control`, delay), counting requests per name.
 struct DocServer {
     addr: SocketAddr,
-    docs: Arc<RwLock<std::collections::HashMap<String, (String, Option<String>, u64)>>>,
+    docs: Docs,
     hits: Arc<RwLock<std::collections::HashMap<String, usize>>>,
     total: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -526,40 +550,39 @@ struct DocServer {
 
 impl DocServer {
     async fn start() -> Self {
-        let docs: Arc<RwLock<std::collections::HashMap<String, (String, Option<String>, u64)>>> =
-            Default::default();
+        let docs: Docs = Default::default();
         let hits: Arc<RwLock<std::collections::HashMap<String, usize>>> = Default::default();
         let total = Arc::new(AtomicUsize::new(0));
         let (d, h, t) = (docs.clone(), hits.clone(), total.clone());
         let router = axum::Router::new().route(
             "/{name}",
-            axum::routing::get(move |axum::extract::Path(name): axum::extract::Path<String>| {
-                let (d, h, t) = (d.clone(), h.clone(), t.clone());
-                async move {
-                    use axum::response::IntoResponse;
-                    t.fetch_add(1, Ordering::SeqCst);
-                    *h.write().unwrap().entry(name.clone()).or_default() += 1;
-                    let found = d.read().unwrap().get(&name).cloned();
-                    let Some((body, cc, delay)) = found else {
-                        return axum::http::StatusCode::NOT_FOUND.into_response();
-                    };
-                    if delay > 0 {
-                        tokio::time::sleep(Duration::from_secs(delay)).await;
+            axum::routing::get(
+                move |axum::extract::Path(name): axum::extract::Path<String>| {
+                    let (d, h, t) = (d.clone(), h.clone(), t.clone());
+                    async move {
+                        use axum::response::IntoResponse;
+                        t.fetch_add(1, Ordering::SeqCst);
+                        *h.write().unwrap().entry(name.clone()).or_default() += 1;
+                        let found = d.read().unwrap().get(&name).cloned();
+                        let Some((body, cc, delay)) = found else {
+                            return axum::http::StatusCode::NOT_FOUND.into_response();
+                        };
+                        if delay > 0 {
+                            tokio::time::sleep(Duration::from_secs(delay)).await;
+                        }
+                        let mut resp = (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                            .into_response();
+                        if let Some(cc) = cc {
+                            resp.headers_mut()
+                                .insert(axum::http::header::CACHE_CONTROL, cc.parse().unwrap());
+                        }
+                        resp
                     }
-                    let mut resp = (
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        body,
-                    )
-                        .into_response();
-                    if let Some(cc) = cc {
-                        resp.headers_mut().insert(
-                            axum::http::header::CACHE_CONTROL,
-                            cc.parse().unwrap(),
-                        );
-                    }
-                    resp
-                }
-            }),
+                },
+            ),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -621,7 +644,11 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
     // A good document: a client of kind app whose id is the URL, host unverified.
     let good = docs.url("good");
     docs.set_client("good", &good, "http://127.0.0.1/cb", Some("max-age=120"));
-    let c = clients.lookup(&rec, &good).await.unwrap().expect("a client");
+    let c = clients
+        .lookup(&rec, &good)
+        .await
+        .unwrap()
+        .expect("a client");
     assert_eq!(c.id(), good);
     assert_eq!(c.client_id(), good);
     assert_eq!(c.kind, ClientKind::App);
@@ -632,7 +659,10 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
     assert_eq!(c.name, "MCP good");
     assert_eq!(c.scopes, ["openid", "offline_access"]);
     assert!(c.secret_digest.is_none() && c.did.is_empty());
-    assert!(agentidp::tenancy::clients::find_redirect(&c.redirect_uris, "http://127.0.0.1:5555/cb").is_some());
+    assert!(
+        agentidp::tenancy::clients::find_redirect(&c.redirect_uris, "http://127.0.0.1:5555/cb")
+            .is_some()
+    );
 
     // Cached per max-age on the injected clock: no fetch until 120 s have passed.
     assert_eq!(docs.hits("good"), 1);
@@ -644,40 +674,101 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
     clients.lookup(&rec, &good).await.unwrap().unwrap();
     assert_eq!(docs.hits("good"), 2);
     // A changed document is seen after its max-age: now it lies, and is refused.
-    docs.set_client("good", "https://other.example/client", "http://127.0.0.1/cb", Some("max-age=120"));
+    docs.set_client(
+        "good",
+        "https://other.example/client",
+        "http://127.0.0.1/cb",
+        Some("max-age=120"),
+    );
     app.advance(Duration::from_secs(121));
     let e = clients.lookup(&rec, &good).await.unwrap_err();
-    assert!(matches!(e, LookupError::Invalid { field: "client_id", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            LookupError::Invalid {
+                field: "client_id",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(docs.hits("good"), 3);
 
     // A document that lies about its client_id.
     let liar = docs.url("liar");
     docs.set_client("liar", &docs.url("good"), "http://127.0.0.1/cb", None);
     let e = clients.lookup(&rec, &liar).await.unwrap_err();
-    assert!(matches!(e, LookupError::Invalid { field: "client_id", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            LookupError::Invalid {
+                field: "client_id",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     // One whose client_id differs only by a trailing slash.
     let slash = docs.url("slash");
     docs.set_client("slash", &format!("{slash}/"), "http://127.0.0.1/cb", None);
     let e = clients.lookup(&rec, &slash).await.unwrap_err();
-    assert!(matches!(e, LookupError::Invalid { field: "client_id", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            LookupError::Invalid {
+                field: "client_id",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 
     // Bad redirect URIs.
-    for (i, r) in ["http://evil.example/cb", "javascript:alert(1)", "https://a.example/cb#f"]
-        .into_iter()
-        .enumerate()
+    for (i, r) in [
+        "http://evil.example/cb",
+        "javascript:alert(1)",
+        "https://a.example/cb#f",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let name = format!("redirect{i}");
         let u = docs.url(&name);
         docs.set_client(&name, &u, r, None);
         let e = clients.lookup(&rec, &u).await.unwrap_err();
-        assert!(matches!(e, LookupError::Invalid { field: "redirect_uris", .. }), "{r}: {e:?}");
+        assert!(
+            matches!(
+                e,
+                LookupError::Invalid {
+                    field: "redirect_uris",
+                    ..
+                }
+            ),
+            "{r}: {e:?}"
+        );
     }
     // A secret in a public document; a secret method; a confidential grant.
     for (name, extra, field) in [
-        ("secret", json!({"client_secret": "s3cret"}), "token_endpoint_auth_method"),
-        ("basic", json!({"token_endpoint_auth_method": "client_secret_basic"}), "token_endpoint_auth_method"),
-        ("cc", json!({"grant_types": ["client_credentials"]}), "grant_types"),
-        ("pkj", json!({"token_endpoint_auth_method": "private_key_jwt"}), "jwks"),
+        (
+            "secret",
+            json!({"client_secret": "s3cret"}),
+            "token_endpoint_auth_method",
+        ),
+        (
+            "basic",
+            json!({"token_endpoint_auth_method": "client_secret_basic"}),
+            "token_endpoint_auth_method",
+        ),
+        (
+            "cc",
+            json!({"grant_types": ["client_credentials"]}),
+            "grant_types",
+        ),
+        (
+            "pkj",
+            json!({"token_endpoint_auth_method": "private_key_jwt"}),
+            "jwks",
+        ),
         ("noredirect", json!({"redirect_uris": []}), "redirect_uris"),
     ] {
         let u = docs.url(name);
@@ -716,18 +807,37 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
         0,
     );
     let e = clients.lookup(&rec, &large).await.unwrap_err();
-    assert!(matches!(e, LookupError::Fetch(FetchError::TooLarge(_))), "{e:?}");
+    assert!(
+        matches!(e, LookupError::Fetch(FetchError::TooLarge(_))),
+        "{e:?}"
+    );
     let slow = docs.url("slow");
     docs.set("slow", json!({"client_id": slow}).to_string(), None, 10);
     let started = std::time::Instant::now();
     let e = clients.lookup(&rec, &slow).await.unwrap_err();
-    assert!(matches!(e, LookupError::Fetch(FetchError::Timeout)), "{e:?}");
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
-    let e = clients.lookup(&rec, &docs.url("missing")).await.unwrap_err();
-    assert!(matches!(e, LookupError::Fetch(FetchError::Status(404))), "{e:?}");
+    assert!(
+        matches!(e, LookupError::Fetch(FetchError::Timeout)),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = clients
+        .lookup(&rec, &docs.url("missing"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, LookupError::Fetch(FetchError::Status(404))),
+        "{e:?}"
+    );
     docs.set("text", "not json".into(), None, 0);
     let e = clients.lookup(&rec, &docs.url("text")).await.unwrap_err();
-    assert!(matches!(e, LookupError::Fetch(FetchError::NotJson)), "{e:?}");
+    assert!(
+        matches!(e, LookupError::Fetch(FetchError::NotJson)),
+        "{e:?}"
+    );
 
     // URLs that cannot name a document; the SSRF guard.
     for bad in [
@@ -739,12 +849,28 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
         format!("http://user@{}/good", docs.addr),
     ] {
         let e = clients.lookup(&rec, &bad).await.unwrap_err();
-        assert!(matches!(e, LookupError::Invalid { field: "client_id", .. }), "{bad}: {e:?}");
+        assert!(
+            matches!(
+                e,
+                LookupError::Invalid {
+                    field: "client_id",
+                    ..
+                }
+            ),
+            "{bad}: {e:?}"
+        );
     }
     let before = docs.total.load(Ordering::SeqCst);
-    for ssrf in ["https://10.0.0.1/client", "https://169.254.169.254/latest", "http://example.com/client"] {
+    for ssrf in [
+        "https://10.0.0.1/client",
+        "https://169.254.169.254/latest",
+        "http://example.com/client",
+    ] {
         let e = clients.lookup(&rec, ssrf).await.unwrap_err();
-        assert!(matches!(e, LookupError::Fetch(FetchError::Forbidden(_))), "{ssrf}: {e:?}");
+        assert!(
+            matches!(e, LookupError::Fetch(FetchError::Forbidden(_))),
+            "{ssrf}: {e:?}"
+        );
     }
     assert_eq!(docs.total.load(Ordering::SeqCst), before);
 
@@ -761,13 +887,18 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
     let c = clients.lookup(&rec, id).await.unwrap().unwrap();
     assert_eq!(c.id(), id);
     assert!(c.unverified_host.is_none());
-    assert!(clients
-        .lookup(&rec, &uuid::Uuid::new_v4().to_string())
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        clients
+            .lookup(&rec, &uuid::Uuid::new_v4().to_string())
+            .await
+            .unwrap()
+            .is_none()
+    );
     for unknown in ["", "urn:x", "client", "ftp://x.example/c"] {
-        assert!(clients.lookup(&rec, unknown).await.unwrap().is_none(), "{unknown}");
+        assert!(
+            clients.lookup(&rec, unknown).await.unwrap().is_none(),
+            "{unknown}"
+        );
     }
     // Another organization's client is unknown here.
     let other = app.create_org().await;
@@ -787,7 +918,16 @@ async fn client_id_metadata_documents_are_fetched_checked_and_cached(backend: Ba
     let c = clients.lookup(&rec, &fresh).await.unwrap().unwrap();
     assert_eq!(c.scopes, ["openid"]);
     let e = clients.lookup(&rec, &pkj).await.unwrap_err();
-    assert!(matches!(e, LookupError::Invalid { field: "token_endpoint_auth_method", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            LookupError::Invalid {
+                field: "token_endpoint_auth_method",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 on_all_backends!(
