@@ -867,6 +867,10 @@ pub struct AgentResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub did: Option<String>,
+    /// The enrollment token that enrolled it at `{iss}/oauth2/register`, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub enrollment_id: Option<String>,
     /// When the agent expires (null: never).
     #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
@@ -913,6 +917,7 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         created_at: rfc3339(r.created_at),
         description: r.description.clone(),
         did: (r.kind == ClientKind::Agent).then(|| r.did.clone()),
+        enrollment_id: r.enrollment_id.clone(),
         expires_at: r.expires_at.map(rfc3339),
         id: r.id.to_string(),
         id_token_signed_response_alg: agent.id_token_alg,
