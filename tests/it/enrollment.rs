@@ -124,7 +124,10 @@ async fn an_enrolled_agent_gets_tokens_with_its_own_key(backend: Backend) {
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&client_id));
     assert_eq!(enrolled["items"][0]["enrollment_id"], e["id"]);
-    assert_eq!(enrolled["items"][0]["name"].as_str().unwrap().get(..6), Some("fleet-"));
+    assert_eq!(
+        enrolled["items"][0]["name"].as_str().unwrap().get(..6),
+        Some("fleet-")
+    );
     // An agent made by an admin is not among them.
     app.create_agent(&org, &["read"]).await;
     let (_, enrolled) = app

@@ -173,7 +173,27 @@ impl World {
         let slug = &self.org.slug;
         let mut path = template.replace("{org}", slug);
         if path.contains("{id}") {
-            let id = if template.contains("/agents/") {
+            let id = if template.contains("/enrollment-tokens/") {
+                let (st, v) = app
+                    .admin(
+                        Method::POST,
+                        &format!("/api/v1/orgs/{slug}/enrollment-tokens"),
+                        Some(json!({"max_uses": 2})),
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::CREATED, "{v}");
+                v["id"].as_str().unwrap().to_owned()
+            } else if template.contains("/clients/") {
+                let (st, v) = app
+                    .admin(
+                        Method::POST,
+                        &format!("/api/v1/orgs/{slug}/clients"),
+                        Some(json!({"name": "web", "scopes": [], "redirect_uris": ["https://app.example/cb"]})),
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::CREATED, "{v}");
+                v["id"].as_str().unwrap().to_owned()
+            } else if template.contains("/agents/") {
                 app.create_agent(&self.org, &["read"]).await.id
             } else if template.contains("/partners/") {
                 let (st, v) = app
@@ -248,6 +268,8 @@ impl World {
             "/keys",
             "/users",
             "/invites",
+            "/clients",
+            "/enrollment-tokens",
         ] {
             let (st, mut v) = app
                 .admin(
