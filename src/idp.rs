@@ -18,6 +18,7 @@ use crate::model::Clock;
 use crate::oauth::OAuth;
 use crate::oauth::client_auth::ClientAuth;
 use crate::oauth::revocations::{Mode as RevocationMode, RevocationList};
+use crate::people::sessions::Sessions;
 use crate::people::{Passwords, People};
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
@@ -54,6 +55,8 @@ pub struct Idp {
     /// Client lookup for the authorization and token endpoints: stored clients and Client ID
     /// Metadata Documents ([`Clients::lookup`]).
     pub clients: Clients,
+    /// People's sign-in sessions.
+    pub sessions: Sessions,
     /// Every organization's policy, cached (`get` is an in-memory lookup).
     pub policies: Arc<Policies>,
     /// `GET`/`PUT .../policy`.
@@ -134,6 +137,7 @@ impl Idp {
             resolver: resolver.clone(),
             replay: p.replay.clone(),
         });
+        let passwords = Arc::new(Passwords::new());
         let agents = Agents {
             directory: directory.clone(),
             digester: digester.clone(),
@@ -193,8 +197,16 @@ impl Idp {
             },
             people: People {
                 store: p.stores.users.clone(),
-                passwords: std::sync::Arc::new(Passwords::new()),
+                passwords: passwords.clone(),
                 digester: digester.clone(),
+                clock: p.clock.clone(),
+            },
+            sessions: Sessions {
+                users: p.stores.users.clone(),
+                store: p.stores.sessions.clone(),
+                passwords,
+                digester: digester.clone(),
+                policies: policies.clone(),
                 clock: p.clock.clone(),
             },
             apps: agents.for_kind(crate::model::ClientKind::App),
@@ -238,6 +250,9 @@ impl Idp {
                 replay: p.replay,
                 access_token_ttl: p.access_token_ttl,
                 clock: p.clock.clone(),
+                grants: p.stores.grants.clone(),
+                users: p.stores.users.clone(),
+                public_url: p.public_url.as_str().trim_end_matches('/').to_owned(),
             },
             resolver,
             stores: p.stores,
@@ -267,4 +282,77 @@ pub fn parse_public_url(s: &str) -> Result<Url, String> {
     let path = u.path().trim_end_matches('/').to_owned();
     u.set_path(&path);
     Ok(u)
+}
+
+impl Idp {
+    /// The admin-API principal of a bearer token: an API key or platform token
+    /// ([`Principals::authenticate`]), or a person's access token (issue 12 point 10): a JWT of
+    /// one organization's issuer, in force ([`crate::oauth::OAuth::active_token`]: signature,
+    /// expiry, revocation, the client and the person active), whose `aud` names the admin API
+    /// (`{public_url}/api/v1`, RFC 8707: a token for another resource is not one for this API)
+    /// and whose subject is a person, not an agent: that person, with their role.
+    pub async fn admin_principal(
+        &self,
+        secret: &crate::model::Secret,
+        ip: std::net::IpAddr,
+    ) -> Result<crate::tenancy::access::Principal, crate::tenancy::principals::Refusal> {
+        use crate::tenancy::principals::Refusal;
+        let token = secret.expose();
+        if token.starts_with("aidp_") || token.matches('.').count() != 2 {
+            return self.principals.authenticate(secret, ip).await;
+        }
+        let no = Refusal::Unauthenticated("not an access token for the admin API");
+        // Which issuer? The unverified `iss` only picks the keys; `active_token` verifies it.
+        let iss = crate::jose::parse(
+            token,
+            &crate::jose::Expectations {
+                typ: crate::jose::Typ::Is(crate::tokens::access_token::TYP),
+                required: &[],
+                audience: None,
+                max_lifetime: None,
+                origin: crate::jose::Origin::Ours,
+            },
+        )
+        .ok()
+        .and_then(|jws| {
+            #[derive(serde::Deserialize)]
+            struct Iss {
+                iss: String,
+            }
+            jws.unverified_claims::<Iss>().ok()
+        })
+        .ok_or(no)?
+        .iss;
+        let prefix = format!("{}/orgs/", self.oauth.public_url);
+        let slug = iss.strip_prefix(&prefix).ok_or(no)?;
+        let org = self
+            .directory
+            .org(slug)
+            .await
+            .map_err(|_| Refusal::Unavailable)?
+            .ok_or(no)?;
+        let now = self.clock.now();
+        let (claims, holder) = match self.oauth.active_token(&org, token, now).await {
+            Ok(x) => x,
+            Err(crate::oauth::TokenStateError::Unavailable) => return Err(Refusal::Unavailable),
+            Err(_) => return Err(no),
+        };
+        if !claims.aud.contains(&self.oauth.admin_api()) {
+            return Err(Refusal::Unauthenticated(
+                "the access token is not addressed to the admin API",
+            ));
+        }
+        match holder {
+            crate::oauth::Holder::Person { user, .. } => {
+                Ok(crate::tenancy::access::Principal::User {
+                    id: user.id.clone(),
+                    org_id: org.id.to_string(),
+                    role: user.role,
+                })
+            }
+            _ => Err(Refusal::Unauthenticated(
+                "only a person's token is an admin-API principal",
+            )),
+        }
+    }
 }

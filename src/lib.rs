@@ -23,10 +23,10 @@
 //! | `admin_error` | the admin use cases' error | model, storage, keys |
 //! | `tokens` | access tokens (RFC 9068), ID tokens | model, jose, keys |
 //! | `tenancy` | organizations, agents, secrets, access | model, storage, ephemeral, fetch, remote, jose, keys, admin_error |
-//! | `people` | user accounts, passwords, invites | model, storage, keys, tenancy, admin_error |
+//! | `people` | user accounts, passwords, invites, sign-in sessions | model, storage, keys, tenancy, admin_error |
 //! | `did` | DID documents, resolution, agent cards, proofs | model, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, admin_error |
 //! | `federation` | partners, their keys, assertion verification | model, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, did, admin_error |
-//! | `oauth` | client authentication, grants, introspection, revocation | model, storage, ephemeral, remote, jose, keys, tokens, tenancy, did, federation |
+//! | `oauth` | client authentication, the authorization endpoint, grants, introspection, revocation | model, storage, ephemeral, remote, jose, keys, tokens, tenancy, people, did, federation |
 //! | `oidc` | discovery, `/agent-info` | model, storage, jose, keys, tokens, tenancy, did, oauth |
 //! | `idp` | the assembled domain the edge holds | model, config, storage, ephemeral, fetch, remote, jose, keys, tokens, tenancy, people, did, federation, oauth, oidc |
 

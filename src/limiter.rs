@@ -252,7 +252,15 @@ impl Shared {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject<'a> {
     Ip(IpAddr),
-    Client { org: &'a str, client_id: &'a str },
+    Client {
+        org: &'a str,
+        client_id: &'a str,
+    },
+    /// A person's account at sign-in: the normalized email of one organization.
+    Account {
+        org: &'a str,
+        email: &'a str,
+    },
 }
 
 impl Subject<'_> {
@@ -272,6 +280,10 @@ impl Subject<'_> {
                 let id: String = client_id.chars().take(128).collect();
                 format!("client:{org}:{id}")
             }
+            Subject::Account { org, email } => {
+                let e: String = email.chars().take(254).collect();
+                format!("account:{org}:{e}")
+            }
         }
     }
 }
@@ -288,6 +300,17 @@ pub const CLIENT_FAILURES: Rate = Rate {
     window_ms: 600_000,
 };
 
+/// Failed sign-ins one account may have, from all addresses together, before it is braked to
+/// one a minute: 10 per 10 minutes. As for clients, the account's brake holds only for
+/// addresses that failed against the account themselves ([`FAILED_HERE`]): an attacker guessing
+/// an owner's password from anywhere never locks the owner out of signing in from an address
+/// that has not failed, and every lock ends by itself (GCRA: one more try a minute), so no one
+/// can lock an account forever.
+pub const ACCOUNT_FAILURES: Rate = Rate {
+    count: 10,
+    window_ms: 600_000,
+};
+
 /// How long an address that failed against a client is subject to that client's brake.
 pub const FAILED_HERE: Rate = Rate {
     count: 1,
@@ -299,7 +322,7 @@ fn pair_key(subjects: &[Subject<'_>]) -> Option<String> {
     let ip = subjects.iter().find(|s| matches!(s, Subject::Ip(_)))?;
     let client = subjects
         .iter()
-        .find(|s| matches!(s, Subject::Client { .. }))?;
+        .find(|s| matches!(s, Subject::Client { .. } | Subject::Account { .. }))?;
     Some(format!("pair:{}|{}", client.key(), ip.key()))
 }
 
@@ -339,6 +362,7 @@ impl FailureLimiter {
         match s {
             Subject::Ip(_) => self.per_ip,
             Subject::Client { .. } => Some(self.per_client),
+            Subject::Account { .. } => Some(ACCOUNT_FAILURES),
         }
     }
 
@@ -354,7 +378,9 @@ impl FailureLimiter {
         let failed_here = pair_key(subjects).is_some_and(|k| self.local.live(&k, now));
         subjects
             .iter()
-            .filter(|s| failed_here || !matches!(s, Subject::Client { .. }))
+            .filter(|s| {
+                failed_here || !matches!(s, Subject::Client { .. } | Subject::Account { .. })
+            })
             .filter_map(|s| {
                 self.rate(s)
                     .and_then(|r| self.local.refused(&s.key(), r, now))

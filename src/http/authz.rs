@@ -124,7 +124,7 @@ pub async fn authorize(
         tracing::info!(event = "admin.unauthorized", client_ip = %ip, reason = "no bearer token", "admin request refused");
         return ApiError::unauthorized().into_response();
     };
-    let principal = match state.idp.principals.authenticate(&token, ip).await {
+    let principal = match state.idp.admin_principal(&token, ip).await {
         Ok(p) => p,
         Err(refusal) => {
             let (reason, answer) = match refusal {

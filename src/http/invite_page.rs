@@ -50,6 +50,18 @@ pub fn escape(s: &str) -> String {
 
 /// A page: `title` and `body` (already escaped HTML) with the security headers.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with(status, title, body, None)
+}
+
+/// [`page`], its forms also allowed to end at `form_action` (a CSP source: the origin of a
+/// client's redirect URI, to which the form's answer redirects; browsers apply `form-action` to
+/// the redirects after a submission too).
+pub fn page_with(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    form_action: Option<&str>,
+) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -64,7 +76,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let h = resp.headers_mut();
     for (name, value) in [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-        (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -73,6 +84,14 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }
+    let csp = match form_action {
+        None => HeaderValue::from_static(CSP),
+        Some(extra) => HeaderValue::from_str(
+            &CSP.replace("form-action 'self'", &format!("form-action 'self' {extra}")),
+        )
+        .unwrap_or_else(|_| HeaderValue::from_static(CSP)),
+    };
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     resp
 }
 
@@ -208,7 +227,7 @@ fn parse_form(body: &[u8]) -> Result<Submission, &'static str> {
 }
 
 /// Whether a present `Origin` names this issuer's origin (scheme, host and port).
-fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
+pub fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };

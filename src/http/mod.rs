@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod people;
 pub mod principals;
 pub mod registration;
+pub mod signin;
 pub mod state;
 
 use axum::Router;
@@ -204,6 +205,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/orgs/{slug}/invites/{token}",
             get(invite_page::invite_get).post(invite_page::invite_post),
+        )
+        // People's sign-in (HTML): the authorization endpoint, the sign-in and consent forms,
+        // RP-Initiated Logout.
+        .route(
+            "/orgs/{slug}/oauth2/authorize",
+            get(signin::authorize_get).post(signin::authorize_post),
+        )
+        .route(
+            "/orgs/{slug}/login",
+            get(signin::login_get).post(signin::login_post),
+        )
+        .route("/orgs/{slug}/consent", post(signin::consent_post))
+        .route(
+            "/orgs/{slug}/account",
+            get(signin::account_get).post(signin::account_post),
+        )
+        .route(
+            "/orgs/{slug}/oauth2/logout",
+            get(signin::logout_get).post(signin::logout_post),
         );
     // Per client IP (`AGENTIDP_IP_RATE_LIMIT`), only when it is on: off, these GETs pay nothing.
     let public = if state.limits.ip.is_some() {

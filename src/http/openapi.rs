@@ -88,6 +88,11 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
             people::user_patch,
             people::user_delete
         ))
+        .routes(routes!(
+            people::user_sessions_get,
+            people::user_sessions_delete
+        ))
+        .routes(routes!(people::user_session_delete))
         .routes(routes!(people::invites_post, people::invites_get))
         .routes(routes!(people::invite_delete))
         .routes(routes!(admin::policy_get, admin::policy_put))

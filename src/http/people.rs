@@ -288,3 +288,90 @@ pub async fn invite_delete(
     s.idp.people.revoke_invite(&p, &org, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// `.../users/{id}/sessions/{session_id}` path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SessionPath {
+    /// The organization's slug.
+    pub org: String,
+    /// The user's id.
+    pub id: String,
+    /// The session's id.
+    pub session_id: String,
+}
+
+/// The person's sign-in sessions in force (newest first, at most 100). (A person sees and ends
+/// their own at `{iss}/account`.)
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/users/{id}/sessions",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 200, description = "The sessions", body = Vec<crate::people::sessions::SessionResponse>),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn user_sessions_get(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    let list = s.idp.sessions.list_for(&p, &org, &id).await?;
+    let items: Vec<_> = list.iter().map(crate::people::sessions::view).collect();
+    Ok(Json(items).into_response())
+}
+
+/// Ends every session of the person (they must sign in again everywhere).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/users/{id}/sessions",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(ObjectPath),
+    responses(
+        (status = 204, description = "Ended"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn user_sessions_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(ObjectPath { org, id }): Path<ObjectPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    s.idp.sessions.end_for(&p, &org, &id, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Ends one session of the person.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/users/{id}/sessions/{session_id}",
+    tag = "users",
+    extensions(("x-agentidp-role" = json!("admin"))),
+    params(SessionPath),
+    responses(
+        (status = 204, description = "Ended"),
+        Authenticated, Forbidden, NotFound,
+    ),
+)]
+pub async fn user_session_delete(
+    State(s): State<AppState>,
+    Admin(p): Admin,
+    Path(SessionPath {
+        org,
+        id,
+        session_id,
+    }): Path<SessionPath>,
+) -> ApiResult {
+    let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
+    s.idp
+        .sessions
+        .end_for(&p, &org, &id, Some(&session_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,11 +1,13 @@
 //! OAuth 2.0 endpoints of each organization's issuer: token (RFC 6749 §4.4 client credentials),
 //! introspection (RFC 7662) and revocation (RFC 7009), with client authentication.
 
+pub mod authorize;
 pub mod client_auth;
 pub mod error;
 pub mod form;
 pub mod grants;
 pub mod introspect;
+pub mod logout;
 pub mod proof;
 pub mod revocations;
 pub mod revoke;
@@ -43,6 +45,8 @@ pub enum TokenStateError {
     IssuedBeforeCutoff,
     #[error("the partner that vouched for this identity is disabled or no longer registered")]
     PartnerInactive,
+    #[error("the person is suspended or no longer a user")]
+    PersonInactive,
     #[error("storage unavailable")]
     Unavailable,
 }
@@ -64,6 +68,12 @@ pub struct OAuth {
     pub replay: DynReplay,
     pub access_token_ttl: i64,
     pub clock: Arc<dyn Clock>,
+    /// Codes, consents and refresh tokens of the authorization code flow.
+    pub grants: Arc<dyn crate::storage::GrantStore>,
+    /// People, whom their tokens speak for.
+    pub users: Arc<dyn crate::storage::UserStore>,
+    /// The instance's public URL (no trailing slash): the admin API is below it.
+    pub public_url: String,
 }
 
 impl OAuth {
@@ -136,7 +146,22 @@ impl OAuth {
                 if issued_ms <= agent.record.tokens_valid_after_ms {
                     return Err(TokenStateError::IssuedBeforeCutoff);
                 }
-                Holder::Agent(agent)
+                if claims.sub == claims.client_id {
+                    Holder::Agent(agent)
+                } else {
+                    // A person's token, issued to this client: good while the person is active.
+                    let user = self
+                        .users
+                        .user(&org.id, &claims.sub)
+                        .await
+                        .map_err(|_| TokenStateError::Unavailable)?
+                        .filter(|u| u.status == crate::storage::UserStatus::Active)
+                        .ok_or(TokenStateError::PersonInactive)?;
+                    Holder::Person {
+                        client: agent,
+                        user: Arc::new(user),
+                    }
+                }
             }
         };
         if self
@@ -164,6 +189,9 @@ impl OAuth {
             (_, Holder::Federated(_)) => Err(OAuthError::invalid_token(
                 "a federated identity cannot verify assertions",
             )),
+            (_, Holder::Person { .. }) => Err(OAuthError::invalid_token(
+                "a person's token cannot verify assertions",
+            )),
         }
     }
 }
@@ -175,6 +203,11 @@ pub enum Holder {
     Agent(Arc<Agent>),
     /// A foreign identity vouched for by this partner.
     Federated(Arc<crate::federation::Partner>),
+    /// A person of the organization, through the client they signed in to.
+    Person {
+        client: Arc<Agent>,
+        user: Arc<crate::storage::UserRecord>,
+    },
 }
 
 impl From<TokenStateError> for OAuthError {

@@ -9,7 +9,8 @@ use super::client_auth::ClientCredentials;
 use super::error::{ErrorCode, OAuthError};
 use super::form::FormParams;
 use super::wire::{
-    GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE, TokenResponse,
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
+    GRANT_TOKEN_EXCHANGE, TokenResponse,
 };
 use crate::oauth::OAuth;
 use crate::storage::OrgRecord;
@@ -39,6 +40,8 @@ impl OAuth {
                 self.issue_client_credentials(org, &agent, &policy, form, now)
                     .await
             }
+            GRANT_AUTHORIZATION_CODE => self.redeem_code(org, client, form, now).await,
+            GRANT_REFRESH_TOKEN => self.refresh(org, client, form, now).await,
             GRANT_JWT_BEARER | GRANT_TOKEN_EXCHANGE => {
                 self.exchange(org, client, form, grant_type, now).await
             }

@@ -28,6 +28,31 @@ pub async fn agent_info(
             "description": agent.record.description,
             "status": agent.status.as_str(),
         }),
+        // A person (OIDC Core §5.3.2: the standard claims their token's scopes allow).
+        Holder::Person { client, user } => {
+            let has = |s: &str| {
+                claims
+                    .scope
+                    .as_deref()
+                    .is_some_and(|sc| sc.split(' ').any(|x| x == s))
+            };
+            let mut v = json!({
+                "sub": user.id,
+                "client_id": client.client_id(),
+                "org_id": org.id,
+                "org": org.slug,
+                "iss": org.issuer,
+                "scope": claims.scope,
+            });
+            if has("profile") {
+                v["name"] = json!(user.name);
+            }
+            if has("email") {
+                v["email"] = json!(user.email);
+                v["email_verified"] = json!(user.email_verified);
+            }
+            v
+        }
         // A foreign identity: no local membership, only who vouched for whom.
         Holder::Federated(partner) => json!({
             "sub": claims.sub,

@@ -9,7 +9,7 @@ use crate::storage::OrgRecord;
 use crate::tenancy::AuthMethod;
 
 /// Claims that `/agent-info`, access tokens and ID tokens carry.
-pub const CLAIMS: [&str; 13] = [
+pub const CLAIMS: [&str; 19] = [
     "iss",
     "sub",
     "aud",
@@ -23,17 +23,25 @@ pub const CLAIMS: [&str; 13] = [
     "did",
     "agent_name",
     "name",
+    "email",
+    "email_verified",
+    "amr",
+    "sid",
+    "nonce",
+    "act",
 ];
 
 /// The metadata shared by OIDC Discovery (§3) and RFC 8414 (§2).
 ///
-/// `response_types_supported` is empty and there is no `authorization_endpoint` until the human
-/// sign-in (authorization code) flow exists: agents use only the token endpoint.
+/// People sign in through the authorization code flow with PKCE `S256` (RFC 9207 `iss` in every
+/// authorization response); agents use the token endpoint.
 pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
     let iss = &org.issuer;
     json!({
         "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
         "token_endpoint": format!("{iss}/oauth2/token"),
+        "end_session_endpoint": format!("{iss}/oauth2/logout"),
         "jwks_uri": format!("{iss}/jwks.json"),
         "userinfo_endpoint": format!("{iss}/agent-info"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
@@ -43,7 +51,11 @@ pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
         // draft-ietf-oauth-client-id-metadata-document: an https `client_id` is fetched.
         "client_id_metadata_document_supported": true,
         "grant_types_supported": GRANT_TYPES,
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "scopes_supported": scopes,
         "claims_supported": CLAIMS,
         "subject_types_supported": ["public"],
@@ -66,5 +78,8 @@ pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
 /// Scopes advertised: `openid` plus the standard ones we honour. Agent-specific scopes are
 /// configured per agent and are not enumerated (OIDC Discovery §3 allows listing a subset).
 pub fn advertised_scopes() -> Vec<String> {
-    vec!["openid".to_owned()]
+    crate::oauth::authorize::OIDC_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }

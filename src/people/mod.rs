@@ -15,6 +15,7 @@
 
 pub mod invites;
 pub mod passwords;
+pub mod sessions;
 pub mod users;
 
 use crate::model::Role;

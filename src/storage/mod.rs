@@ -27,8 +27,8 @@
 //!   re-basing every issuer, the outbox relay, the revocations in force and the purge of
 //!   expired ones, an API key by its id and its last use (the id in the bearer key is all an
 //!   admin request has before it is authenticated), creating an invite (its cap counts the
-//!   address's pending invites in every organization), and the platform admin tokens (their events
-//!   have no organization). Tables without `org_id` (`meta`, `replay_markers`,
+//!   address's pending invites in every organization), the platform admin tokens (their events
+//!   have no organization), and the purge of ended sessions, used codes and dead refresh tokens. Tables without `org_id` (`meta`, `replay_markers`,
 //!   `admin_tokens`) are not tenant data and have no policy. On SQLite (one process, no roles) the scope is not recorded and the
 //!   statements run exactly as before: a plain transaction, or the pool.
 //! - Rows (`*Row`, private to their module) are parsed strictly into records (`*Record`): an
@@ -40,6 +40,7 @@
 
 mod agents;
 mod enrollments;
+mod grants;
 mod keys;
 mod lease;
 mod meta;
@@ -49,6 +50,7 @@ mod partners;
 mod policies;
 mod principals;
 mod replay;
+mod sessions;
 mod users;
 
 use std::str::FromStr;
@@ -62,6 +64,7 @@ use sqlx::sqlite::{
 
 pub use agents::{AgentFilter, AgentRecord, AgentStore};
 pub use enrollments::{EnrollRefusal, EnrollmentRecord, EnrollmentStore};
+pub use grants::{CodeRecord, ConsentRecord, GrantStore, Redeemed, RefreshRecord, Rotated};
 pub use keys::{KeyRecord, KeyStore};
 pub use lease::LeaderLock;
 pub use meta::MetaStore;
@@ -71,6 +74,7 @@ pub use partners::{PartnerRecord, PartnerStore};
 pub use policies::{PolicyRecord, PolicyStore};
 pub use principals::{AdminTokenRecord, ApiKeyRecord, PrincipalStore, Rotation};
 pub use replay::{Marker, ReplayStore, Revocation};
+pub use sessions::{SessionRecord, SessionStore};
 pub use users::{
     InviteRecord, InviteState, MAX_PENDING_INVITES, Refused, UserChange, UserFilter, UserRecord,
     UserStatus, UserStore, WriteError, WriteResult,
@@ -552,6 +556,8 @@ pub struct Stores {
     pub replay: Arc<dyn ReplayStore>,
     pub users: Arc<dyn UserStore>,
     pub enrollments: Arc<dyn EnrollmentStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub grants: Arc<dyn GrantStore>,
     pub outbox: Arc<dyn Outbox>,
     pub meta: Arc<dyn MetaStore>,
 }
@@ -568,6 +574,8 @@ impl Stores {
             replay: Arc::new(db.clone()),
             users: Arc::new(db.clone()),
             enrollments: Arc::new(db.clone()),
+            sessions: Arc::new(db.clone()),
+            grants: Arc::new(db.clone()),
             outbox: Arc::new(db.clone()),
             meta: Arc::new(db),
         }

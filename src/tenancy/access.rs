@@ -27,6 +27,13 @@ pub enum Principal {
         role: Role,
         previous_secret: bool,
     },
+    /// A person of an organization, by an access token of its issuer addressed to the admin API
+    /// (`aud` = `{public_url}/api/v1`): the person's role there.
+    User {
+        id: String,
+        org_id: String,
+        role: Role,
+    },
 }
 
 /// What a use case is about to do, as the role it needs.
@@ -113,7 +120,7 @@ impl Principal {
     pub fn org_id(&self) -> Option<&str> {
         match self {
             Principal::Platform { .. } => None,
-            Principal::ApiKey { org_id, .. } => Some(org_id),
+            Principal::ApiKey { org_id, .. } | Principal::User { org_id, .. } => Some(org_id),
         }
     }
 
@@ -123,6 +130,9 @@ impl Principal {
         match self {
             Principal::Platform { .. } => Some(Role::Owner),
             Principal::ApiKey {
+                org_id: own, role, ..
+            }
+            | Principal::User {
                 org_id: own, role, ..
             } => (own == org_id).then_some(*role),
         }
@@ -135,6 +145,7 @@ impl Principal {
             Principal::Platform { token_id: None } => "platform".into(),
             Principal::Platform { token_id: Some(id) } => format!("admin_token:{id}"),
             Principal::ApiKey { id, .. } => format!("api_key:{id}"),
+            Principal::User { id, .. } => format!("user:{id}"),
         }
     }
 

@@ -68,6 +68,42 @@ pub struct TokenRateLimit {
     pub burst: u32,
 }
 
+/// How people's sign-in sessions behave. Absent members: the defaults ([`SessionPolicy::DEFAULT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionPolicy {
+    /// A session unused this long ends (300 s to 30 days; default 7200).
+    #[schema(minimum = 300, maximum = 2592000)]
+    pub idle_timeout_secs: Option<i64>,
+    /// A session ends this long after sign-in, used or not (300 s to 90 days; default 86400).
+    #[schema(minimum = 300, maximum = 7776000)]
+    pub absolute_timeout_secs: Option<i64>,
+    /// Sensitive actions (consenting to a client, delegating to an agent) need a sign-in at
+    /// most this old, else the person signs in again (60 s to 1 day; default 900).
+    #[schema(minimum = 60, maximum = 86400)]
+    pub reauthenticate_after_secs: Option<i64>,
+    /// One session per person: signing in ends the person's other sessions (default false).
+    pub single_session: Option<bool>,
+}
+
+/// The session rules in force (every member decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRules {
+    pub idle_timeout_secs: i64,
+    pub absolute_timeout_secs: i64,
+    pub reauthenticate_after_secs: i64,
+    pub single_session: bool,
+}
+
+impl SessionPolicy {
+    pub const DEFAULT: SessionRules = SessionRules {
+        idle_timeout_secs: 7200,
+        absolute_timeout_secs: 86_400,
+        reauthenticate_after_secs: 900,
+        single_session: false,
+    };
+}
+
 /// An organization's policy as the admin API reads and writes it (and as it is stored). Every
 /// member is optional: absent or `null` means no restriction. `PUT` replaces the whole policy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -98,6 +134,14 @@ pub struct PolicyDocument {
     /// `off` (the default), `initial_access_token` or `open`.
     #[schema(value_type = Option<DynamicRegistration>)]
     pub dynamic_registration: Option<DynamicRegistration>,
+    /// People's sessions; null: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionPolicy>,
+    /// The RFC 8707 resources (`https` URLs; a resource below one's path matches too) that
+    /// tokens of the authorization code flow may be addressed to, besides the organization's
+    /// issuer and the admin API (1 to 100); null: any `https` resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_resources: Option<Vec<String>>,
 }
 
 /// A validated policy, as every check reads it.
@@ -115,6 +159,8 @@ pub struct Policy {
     pub admin_allowed_cidrs: Option<Vec<IpNet>>,
     pub token_rate_limit: Option<TokenRateLimit>,
     pub dynamic_registration: DynamicRegistration,
+    pub session: Option<SessionPolicy>,
+    pub allowed_resources: Option<Vec<String>>,
 }
 
 /// One rule an agent breaks.
@@ -170,6 +216,11 @@ pub struct PolicyResponse {
     #[schema(required = true)]
     pub token_rate_limit: Option<TokenRateLimit>,
     pub dynamic_registration: DynamicRegistration,
+    /// People's sessions (null: the defaults).
+    #[schema(required = true)]
+    pub session: Option<SessionPolicy>,
+    #[schema(required = true)]
+    pub allowed_resources: Option<Vec<String>>,
     /// When it was last changed (null: never, the default policy).
     #[schema(required = true, format = DateTime)]
     pub updated_at: Option<String>,
@@ -193,6 +244,8 @@ impl Policy {
         let mut p = Policy {
             dynamic_registration: doc.dynamic_registration.unwrap_or_default(),
             token_rate_limit: doc.token_rate_limit,
+            session: doc.session,
+            allowed_resources: doc.allowed_resources.clone(),
             ..Policy::default()
         };
         if let Some(n) = doc.max_agents {
@@ -298,6 +351,61 @@ impl Policy {
                 }
             }
         }
+        if let Some(list) = &doc.allowed_resources {
+            if list.is_empty() || list.len() > 100 {
+                return Err(AdminError::field(
+                    "allowed_resources",
+                    "must list 1 to 100 resources (null: any https resource)",
+                ));
+            }
+            for r in list {
+                let ok = r.len() <= 512
+                    && r.starts_with("https://")
+                    && url::Url::parse(r).is_ok_and(|u| {
+                        u.fragment().is_none() && u.query().is_none() && u.has_host()
+                    });
+                if !ok {
+                    return Err(AdminError::field(
+                        "allowed_resources",
+                        format!(
+                            "{:?} is not an https URL without query or fragment",
+                            r.chars().take(80).collect::<String>()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(sp) = doc.session {
+            for (field, v, lo, hi) in [
+                (
+                    "session.idle_timeout_secs",
+                    sp.idle_timeout_secs,
+                    300,
+                    2_592_000,
+                ),
+                (
+                    "session.absolute_timeout_secs",
+                    sp.absolute_timeout_secs,
+                    300,
+                    7_776_000,
+                ),
+                (
+                    "session.reauthenticate_after_secs",
+                    sp.reauthenticate_after_secs,
+                    60,
+                    86_400,
+                ),
+            ] {
+                if let Some(v) = v
+                    && !(lo..=hi).contains(&v)
+                {
+                    return Err(AdminError::field(
+                        field,
+                        format!("must be between {lo} and {hi}"),
+                    ));
+                }
+            }
+        }
         Ok(p)
     }
 
@@ -318,6 +426,8 @@ impl Policy {
                 .map(|n| n.iter().map(IpNet::to_string).collect()),
             token_rate_limit: self.token_rate_limit,
             dynamic_registration: Some(self.dynamic_registration),
+            session: self.session,
+            allowed_resources: self.allowed_resources.clone(),
         }
     }
 
@@ -333,8 +443,26 @@ impl Policy {
             admin_allowed_cidrs: d.admin_allowed_cidrs,
             token_rate_limit: d.token_rate_limit,
             dynamic_registration: self.dynamic_registration,
+            session: d.session,
+            allowed_resources: d.allowed_resources,
             updated_at: self.updated_at.map(rfc3339),
             violations,
+        }
+    }
+
+    /// The session rules in force: the policy's, the defaults where it says nothing.
+    pub fn sessions(&self) -> SessionRules {
+        let d = SessionPolicy::DEFAULT;
+        let Some(sp) = self.session else {
+            return d;
+        };
+        SessionRules {
+            idle_timeout_secs: sp.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
+            absolute_timeout_secs: sp.absolute_timeout_secs.unwrap_or(d.absolute_timeout_secs),
+            reauthenticate_after_secs: sp
+                .reauthenticate_after_secs
+                .unwrap_or(d.reauthenticate_after_secs),
+            single_session: sp.single_session.unwrap_or(d.single_session),
         }
     }
 

@@ -438,7 +438,8 @@ impl Principals {
     /// A key presented with its previous secret may not manage keys at all.
     async fn creator_key(&self, principal: &Principal) -> Result<Option<ApiKeyRecord>, AdminError> {
         match principal {
-            Principal::Platform { .. } => Ok(None),
+            // A person's reach is their role's, as the platform's is everything.
+            Principal::Platform { .. } | Principal::User { .. } => Ok(None),
             Principal::ApiKey {
                 previous_secret: true,
                 ..

@@ -372,7 +372,7 @@ async fn malformed_token_requests_get_precise_errors(backend: Backend) {
     assert_oauth_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
 
     // Unknown grant types (RFC 6749 §5.2).
-    for grant in ["password", "authorization_code", "CLIENT_CREDENTIALS"] {
+    for grant in ["password", "implicit", "CLIENT_CREDENTIALS"] {
         let resp = app
             .post_form(
                 &org,

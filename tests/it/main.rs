@@ -30,6 +30,7 @@ mod rls;
 mod roles;
 mod scale_out;
 mod schemas;
+mod signin;
 mod startup;
 mod state;
 mod storage;

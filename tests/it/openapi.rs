@@ -886,6 +886,23 @@ async fn responses_match_the_document(backend: Backend) {
     f.ok(delete.clone(), &inv_path, None, 204).await;
     f.err(delete.clone(), &inv_path, None, 404).await;
 
+    // A person's sessions: listed, one ended, all ended.
+    let test_org = TestOrg {
+        slug: slug.clone(),
+        id: org["id"].as_str().unwrap().to_owned(),
+        issuer: org["issuer"].as_str().unwrap().to_owned(),
+        did: org["did"].as_str().unwrap().to_owned(),
+    };
+    let (uid, sid) = super::signin::session_fixture(&f.app, &test_org).await;
+    let sessions = format!("{o}/users/{uid}/sessions");
+    let list = f.ok(get.clone(), &sessions, None, 200).await;
+    assert_eq!(list[0]["id"], sid, "{list}");
+    f.ok(delete.clone(), &format!("{sessions}/{sid}"), None, 204)
+        .await;
+    f.err(delete.clone(), &format!("{sessions}/{sid}"), None, 404)
+        .await;
+    f.ok(delete.clone(), &sessions, None, 204).await;
+
     // Apps: registered (confidential and public), read, listed, changed, rotated, deleted.
     let clients = format!("{o}/clients");
     let web = f

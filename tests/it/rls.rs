@@ -214,6 +214,89 @@ async fn populate(stores: &Stores, slug: &str) -> OrgId {
         .create_enrollment(&enrollment, &ev(&o.id, "enrollment_token.created"))
         .await
         .unwrap();
+    // Sign-in: a session, a code, a consent, a refresh token.
+    stores
+        .sessions
+        .create_session(&agentidp::storage::SessionRecord {
+            org_id: o.id.clone(),
+            id: "s1".into(),
+            digest: vec![1],
+            digest_version: 1,
+            user_id: user.id.clone(),
+            auth_time: 1,
+            amr: vec!["pwd".into()],
+            created_at: 1,
+            last_seen_at: 1,
+            expires_at: i64::MAX,
+            ip: "127.0.0.1".into(),
+            user_agent: "t".into(),
+            ended_at: None,
+        })
+        .await
+        .unwrap();
+    stores
+        .grants
+        .create_code(&agentidp::storage::CodeRecord {
+            org_id: o.id.clone(),
+            id: "c1".into(),
+            digest: vec![1],
+            digest_version: 1,
+            client_id: "x".into(),
+            user_id: user.id.clone(),
+            session_id: "s1".into(),
+            redirect_uri: String::new(),
+            code_challenge: "c".into(),
+            scopes: vec![],
+            nonce: None,
+            resource: vec![],
+            auth_time: 1,
+            amr: vec![],
+            created_at: 1,
+            expires_at: i64::MAX,
+            used_at: None,
+            access_jti: None,
+            access_exp: None,
+            refresh_family: None,
+        })
+        .await
+        .unwrap();
+    stores
+        .grants
+        .put_consent(&agentidp::storage::ConsentRecord {
+            org_id: o.id.clone(),
+            user_id: user.id.clone(),
+            client_id: "x".into(),
+            scopes: vec!["openid".into()],
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    stores
+        .grants
+        .create_refresh(&agentidp::storage::RefreshRecord {
+            org_id: o.id.clone(),
+            id: "r1".into(),
+            family_id: "f1".into(),
+            digest: vec![1],
+            digest_version: 1,
+            client_id: "x".into(),
+            user_id: user.id.clone(),
+            session_id: "s1".into(),
+            scopes: vec![],
+            resource: vec![],
+            auth_time: 1,
+            amr: vec![],
+            created_at: 1,
+            expires_at: i64::MAX,
+            family_expires_at: i64::MAX,
+            access_jti: "j".into(),
+            access_exp: i64::MAX,
+            used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
     o.id
 }
 

@@ -172,6 +172,12 @@ impl World {
     async fn path(&self, app: &TestApp, template: &str) -> String {
         let slug = &self.org.slug;
         let mut path = template.replace("{org}", slug);
+        if path.contains("{session_id}") {
+            let (user, session) = super::signin::session_fixture(app, &self.org).await;
+            path = path
+                .replace("{id}", &user)
+                .replace("{session_id}", &session);
+        }
         if path.contains("{id}") {
             let id = if template.contains("/enrollment-tokens/") {
                 let (st, v) = app
@@ -227,6 +233,16 @@ impl World {
                     .await;
                 assert_eq!(st, StatusCode::CREATED, "{v}");
                 v["id"].as_str().unwrap().to_owned()
+            } else if template.contains("/clients/") {
+                super::clients::app_client(
+                    app,
+                    &self.org,
+                    json!({"name": "web", "scopes": [], "redirect_uris": ["https://app.example/cb"]}),
+                )
+                .await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
             } else if template.contains("/api-keys/") {
                 api_key(app, &self.org, json!({"name": "victim", "role": "member"})).await["id"]
                     .as_str()
@@ -263,6 +279,7 @@ impl World {
         for p in [
             "",
             "/agents",
+            "/clients",
             "/partners",
             "/api-keys",
             "/keys",

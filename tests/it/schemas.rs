@@ -347,6 +347,7 @@ fn openid_configuration_schema_rejects_broken_documents() {
             "a code response type without an authorization endpoint",
             with(&good, |m| {
                 m.insert("response_types_supported".into(), json!(["code"]));
+                m.remove("authorization_endpoint");
             }),
         ),
         (
@@ -356,6 +357,7 @@ fn openid_configuration_schema_rejects_broken_documents() {
                     "grant_types_supported".into(),
                     json!(["client_credentials", "authorization_code"]),
                 );
+                m.remove("authorization_endpoint");
             }),
         ),
         (
@@ -443,6 +445,8 @@ fn oauth_authorization_server_schema_rejects_broken_documents() {
             "implicit without an authorization endpoint",
             with(&good, |m| {
                 m.insert("grant_types_supported".into(), json!(["implicit"]));
+                m.remove("authorization_endpoint");
+                m.insert("response_types_supported".into(), json!([]));
             }),
         ),
     ];

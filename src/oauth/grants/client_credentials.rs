@@ -156,6 +156,7 @@ impl OAuth {
             scope,
             id_token,
             issued_token_type: None,
+            refresh_token: None,
         })
     }
 }

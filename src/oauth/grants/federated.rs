@@ -170,6 +170,7 @@ impl OAuth {
             scope,
             id_token: None,
             issued_token_type: token_exchange.then_some(TT_ACCESS_TOKEN),
+            refresh_token: None,
         })
     }
 }

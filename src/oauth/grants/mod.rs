@@ -1,4 +1,5 @@
 //! One file per grant type.
 
 pub mod client_credentials;
+pub mod code;
 pub mod federated;
