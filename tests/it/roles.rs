@@ -189,16 +189,6 @@ impl World {
                     .await;
                 assert_eq!(st, StatusCode::CREATED, "{v}");
                 v["id"].as_str().unwrap().to_owned()
-            } else if template.contains("/clients/") {
-                let (st, v) = app
-                    .admin(
-                        Method::POST,
-                        &format!("/api/v1/orgs/{slug}/clients"),
-                        Some(json!({"name": "web", "scopes": [], "redirect_uris": ["https://app.example/cb"]})),
-                    )
-                    .await;
-                assert_eq!(st, StatusCode::CREATED, "{v}");
-                v["id"].as_str().unwrap().to_owned()
             } else if template.contains("/agents/") {
                 app.create_agent(&self.org, &["read"]).await.id
             } else if template.contains("/partners/") {
@@ -285,7 +275,6 @@ impl World {
             "/keys",
             "/users",
             "/invites",
-            "/clients",
             "/enrollment-tokens",
         ] {
             let (st, mut v) = app
