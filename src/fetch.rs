@@ -362,6 +362,15 @@ impl Fetcher {
         &self.policy
     }
 
+    /// The same client (address policy, roots, proxy, in-flight budget) with tighter limits:
+    /// at most `max_bytes` of body and `timeout` per fetch (each no looser than this one's).
+    pub fn limited(&self, max_bytes: usize, timeout: Duration) -> Fetcher {
+        let mut f = self.clone();
+        f.policy.max_bytes = max_bytes.min(self.policy.max_bytes);
+        f.policy.timeout = timeout.min(self.policy.timeout);
+        f
+    }
+
     /// GET `url` with `Accept: accept`, enforcing the address policy, the time limit and the size cap.
     /// A failure is logged with the host and the cause.
     pub async fn get(&self, url: &str, accept: &str) -> Result<Fetched, FetchError> {

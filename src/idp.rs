@@ -23,9 +23,12 @@ use crate::people::{Passwords, People};
 use crate::remote::RemoteJson;
 use crate::storage::Stores;
 use crate::tenancy::agents::Agents;
+use crate::tenancy::cimd::Clients;
+use crate::tenancy::enrollments::Enrollments;
 use crate::tenancy::orgs::Orgs;
 use crate::tenancy::policy::{OrgPolicies, Policies};
 use crate::tenancy::principals::Principals;
+use crate::tenancy::registration::Registrations;
 use crate::tenancy::{Directory, cache_ttl};
 
 /// Every use case, each over exactly what it needs; the shared parts (directories, keys, caches
@@ -45,6 +48,13 @@ pub struct Idp {
     pub apps: Agents,
     /// User accounts and invites.
     pub people: People,
+    /// Enrollment tokens (initial access tokens of agent registration).
+    pub enrollments: Enrollments,
+    /// `{iss}/oauth2/register` (RFC 7591) and its management (RFC 7592).
+    pub registrations: Registrations,
+    /// Client lookup for the authorization and token endpoints: stored clients and Client ID
+    /// Metadata Documents ([`Clients::lookup`]).
+    pub clients: Arc<Clients>,
     /// People's sign-in sessions.
     pub sessions: Sessions,
     /// People's delegation grants to agents.
@@ -142,7 +152,41 @@ impl Idp {
             clock: p.clock.clone(),
             kind: crate::model::ClientKind::Agent,
         };
+        let enrollments = Enrollments {
+            store: p.stores.enrollments.clone(),
+            directory: directory.clone(),
+            digester: digester.clone(),
+            policies: policies.clone(),
+            clock: p.clock.clone(),
+        };
+        let registrations = Registrations {
+            agents: agents.for_kind(crate::model::ClientKind::Agent),
+            apps: agents.for_kind(crate::model::ClientKind::App),
+            enrollments: enrollments.clone(),
+            policies: policies.clone(),
+            digester: digester.clone(),
+            clock: p.clock.clone(),
+        };
+        let clients = Clients {
+            directory: directory.clone(),
+            policies: policies.clone(),
+            documents: Arc::new(RemoteJson::new(
+                p.fetcher.limited(
+                    crate::tenancy::cimd::MAX_DOCUMENT_BYTES,
+                    crate::tenancy::cimd::FETCH_TIMEOUT,
+                ),
+                "application/json",
+                |_| true,
+                p.clock.clone(),
+            )),
+            fetch_policy: *p.fetcher.policy(),
+            clock: p.clock.clone(),
+        };
+        let clients = Arc::new(clients);
         Idp {
+            clients: clients.clone(),
+            enrollments,
+            registrations,
             principals: Principals::new(
                 p.stores.principals.clone(),
                 p.stores.meta.clone(),
@@ -205,6 +249,7 @@ impl Idp {
                     agent_jwks,
                     replay: p.replay.clone(),
                     policies: policies.clone(),
+                    cimd: clients.clone(),
                 },
                 directory: directory.clone(),
                 partners: partners.clone(),

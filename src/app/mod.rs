@@ -192,6 +192,11 @@ impl App {
         &self.public_url
     }
 
+    /// The assembled domain this app serves (tests call its use cases directly).
+    pub fn idp(&self) -> Arc<crate::idp::Idp> {
+        self.state.idp.clone()
+    }
+
     /// The bound address of the separate `/metrics` listener, when configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener

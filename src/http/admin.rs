@@ -440,6 +440,7 @@ impl AgentQuery {
             expiring_before,
             name_contains: name,
             kind: None,
+            enrollment_id: None,
         })
     }
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod authz;
 pub mod clients;
 pub mod did;
+pub mod enrollment;
 pub mod error;
 pub mod extract;
 pub mod federation;
@@ -15,6 +16,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod people;
 pub mod principals;
+pub mod registration;
 pub mod signin;
 pub mod state;
 
@@ -164,6 +166,16 @@ pub fn router(state: AppState) -> Router {
             post(oauth::introspect_post),
         )
         .route("/orgs/{slug}/oauth2/revoke", post(oauth::revoke_post))
+        .route(
+            "/orgs/{slug}/oauth2/register",
+            post(registration::register_post),
+        )
+        .route(
+            "/orgs/{slug}/oauth2/register/{client_id}",
+            get(registration::client_get)
+                .put(registration::client_put)
+                .delete(registration::client_delete),
+        )
         .route("/orgs/{slug}/agent-proof", post(oauth::agent_proof_post))
         .route(
             "/orgs/{slug}/federation/verify",

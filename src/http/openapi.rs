@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::error::ErrorResponse;
 use super::state::AppState;
-use super::{admin, clients, did, federation, people, principals};
+use super::{admin, clients, did, enrollment, federation, people, principals};
 
 /// The name of the admin bearer security scheme (also spelled out in `security(...)` below).
 pub const BEARER: &str = "admin_token";
@@ -50,6 +50,7 @@ pub const BEARER: &str = "admin_token";
         (name = "partners", description = "Federation partners of an organization"),
         (name = "api-keys", description = "API keys of an organization: principals with a role"),
         (name = "users", description = "People of an organization (user accounts) and invites"),
+        (name = "enrollment-tokens", description = "Enrollment tokens: initial access tokens (RFC 7591) with which agent runtimes register themselves at `{iss}/oauth2/register`"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -125,6 +126,16 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
             clients::client_delete
         ))
         .routes(routes!(clients::client_rotate_secret_post))
+        .routes(routes!(
+            enrollment::enrollment_tokens_post,
+            enrollment::enrollment_tokens_get
+        ))
+        .routes(routes!(
+            enrollment::enrollment_token_get,
+            enrollment::enrollment_token_delete
+        ))
+        .routes(routes!(enrollment::enrollment_token_agents_get))
+        .routes(routes!(enrollment::enrollment_token_revoke_agents_post))
         .routes(routes!(did::agent_card_meta_get, did::agent_card_meta_put))
         .routes(routes!(federation::partners_post, federation::partners_get))
         .routes(routes!(

@@ -159,13 +159,21 @@ impl OAuth {
         let client_id = form
             .get("client_id")
             .ok_or_else(|| page("The request names no client (client_id is missing)."))?;
-        let client = self
-            .directory
-            .agent(&org.id, client_id)
-            .await
-            .map_err(|_| page("The server could not look up the client; try again."))?
-            .filter(|c| clients::allows_grant(&c.record, AUTHORIZATION_CODE))
-            .ok_or_else(|| page("The client is unknown or not registered for sign-in."))?;
+        let client = match self.clients.lookup(org, client_id).await {
+            Ok(c) => c,
+            Err(crate::tenancy::cimd::LookupError::Internal(_)) => {
+                return Err(page("The server could not look up the client; try again."));
+            }
+            // A Client ID Metadata Document that cannot be used (RFC 6749 §4.1.2.1: not
+            // redirected, its redirect URIs are not to be trusted).
+            Err(e) => {
+                return Err(AuthzError::Page(format!(
+                    "The client's metadata document cannot be used: {e}"
+                )));
+            }
+        }
+        .filter(|c| clients::allows_grant(&c.record, AUTHORIZATION_CODE))
+        .ok_or_else(|| page("The client is unknown or not registered for sign-in."))?;
         let sent = bounded(form, "redirect_uri", clients::MAX_URI_BYTES).map_err(|m| page(&m))?;
         let redirect_uri = match sent {
             Some(r) => clients::find_redirect(&client.record.redirect_uris, r)
@@ -639,5 +647,5 @@ pub fn resource_allowed(
 /// Is this client one whose consent screen must say its identity is not verified (a Client ID
 /// Metadata Document, or a dynamically registered client)? Public clients always are.
 pub fn unverified(client: &Agent) -> bool {
-    client.auth_method == AuthMethod::None || client.client_id().starts_with("https://")
+    client.auth_method == AuthMethod::None || client.unverified_host.is_some()
 }

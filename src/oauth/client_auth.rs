@@ -134,6 +134,9 @@ pub struct ClientAuth {
     pub replay: DynReplay,
     /// Organization policies (allowed auth methods, secret age), read from memory.
     pub policies: Arc<Policies>,
+    /// Clients named by a Client ID Metadata Document (an `https` `client_id`), and the stored
+    /// ones.
+    pub cimd: Arc<crate::tenancy::cimd::Clients>,
 }
 
 /// Which of an agent's secrets a request presented.
@@ -275,11 +278,22 @@ impl ClientAuth {
     /// client is active is said only to one that proved it holds the credentials
     /// ([`active`]); before that, an unknown client and bad credentials read the same.
     async fn agent(&self, org: &OrgRecord, client_id: &str) -> Result<Arc<Agent>, OAuthError> {
-        self.directory
-            .agent(&org.id, client_id)
-            .await
-            .map_err(|_| OAuthError::server_error())?
-            .ok_or_else(bad_credentials)
+        match self.cimd.lookup(org, client_id).await {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(bad_credentials()),
+            // A document that cannot be fetched or is not valid names no client we know.
+            Err(crate::tenancy::cimd::LookupError::Internal(_)) => Err(OAuthError::server_error()),
+            Err(_) => Err(bad_credentials()),
+        }
+    }
+
+    /// The client of an authorization request: stored, or a Client ID Metadata Document.
+    pub async fn lookup(
+        &self,
+        org: &OrgRecord,
+        client_id: &str,
+    ) -> Result<Option<Arc<Agent>>, crate::tenancy::cimd::LookupError> {
+        self.cimd.lookup(org, client_id).await
     }
 
     async fn by_secret(

@@ -46,6 +46,10 @@ pub fn metadata(org: &OrgRecord, scopes: &[String]) -> Value {
         "userinfo_endpoint": format!("{iss}/agent-info"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        // RFC 7591 (RFC 8414 §2), management per RFC 7592 at each registration's URI.
+        "registration_endpoint": format!("{iss}/oauth2/register"),
+        // draft-ietf-oauth-client-id-metadata-document: an https `client_id` is fetched.
+        "client_id_metadata_document_supported": true,
         "grant_types_supported": GRANT_TYPES,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -55,6 +55,12 @@ pub struct AgentRecord {
     /// The grant types the client may use; empty on an agent: the agent grants (client
     /// credentials, JWT bearer, token exchange).
     pub grant_types: Vec<String>,
+    /// The enrollment token that enrolled it (at `{iss}/oauth2/register`), if any.
+    pub enrollment_id: Option<String>,
+    /// The keyed digest (and its key version) of its RFC 7592 registration access token: only
+    /// for clients registered at `{iss}/oauth2/register`. Set at creation, never changed.
+    pub registration_digest: Option<Vec<u8>>,
+    pub registration_digest_version: Option<i64>,
 }
 
 impl AgentRecord {
@@ -98,6 +104,9 @@ impl AgentRecord {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
+            enrollment_id: None,
+            registration_digest: None,
+            registration_digest_version: None,
         }
     }
 }
@@ -113,6 +122,8 @@ pub struct AgentFilter {
     pub name_contains: Option<String>,
     /// Only agents, or only apps.
     pub kind: Option<ClientKind>,
+    /// Only the clients this enrollment token enrolled.
+    pub enrollment_id: Option<String>,
 }
 
 /// `s` as a `LIKE` pattern matching any text that contains it (`\` escapes `%`, `_`, `\`).
@@ -145,6 +156,18 @@ pub trait AgentStore: Send + Sync + 'static {
         event: &Event,
         max_live: Option<i64>,
     ) -> StorageResult<bool>;
+    /// Creates `agent` as enrolled by its `enrollment_id` token, in one transaction: the token
+    /// must be unrevoked, unexpired at `now` and below its `max_uses` (its `uses` counted up
+    /// here, so two concurrent registrations cannot both take the last use), and the
+    /// organization below `max_live` live clients of the agent's kind (as
+    /// [`AgentStore::create_within`]). A refusal writes nothing.
+    async fn enroll(
+        &self,
+        agent: &AgentRecord,
+        event: &Event,
+        max_live: Option<i64>,
+        now: i64,
+    ) -> StorageResult<Result<(), super::EnrollRefusal>>;
     /// The live (not deleted) agent.
     async fn get(&self, org_id: &str, id: &str) -> StorageResult<Option<AgentRecord>>;
     /// Live agents of the organization ordered by id, after the cursor.
@@ -218,6 +241,9 @@ struct AgentRow {
     redirect_uris: String,
     post_logout_redirect_uris: String,
     grant_types: String,
+    enrollment_id: Option<String>,
+    registration_digest: Option<Vec<u8>>,
+    registration_digest_version: Option<i64>,
 }
 
 impl TryFrom<AgentRow> for AgentRecord {
@@ -263,6 +289,9 @@ impl TryFrom<AgentRow> for AgentRecord {
             secret_created_at: r.secret_created_at,
             prev_secret_created_at: r.prev_secret_created_at,
             expires_at: r.expires_at,
+            enrollment_id: r.enrollment_id,
+            registration_digest: r.registration_digest,
+            registration_digest_version: r.registration_digest_version,
         })
     }
 }
@@ -274,8 +303,83 @@ macro_rules! columns {
          secret_digest_version, prev_secret_digest, prev_secret_version, prev_secret_expires_at, \
          jwks, jwks_uri, access_token_alg, id_token_alg, access_token_ttl, tokens_valid_after_ms, \
          created_at, updated_at, version, secret_created_at, prev_secret_created_at, expires_at, \
-         kind, redirect_uris, post_logout_redirect_uris, grant_types"
+         kind, redirect_uris, post_logout_redirect_uris, grant_types, enrollment_id, \
+         registration_digest, registration_digest_version"
     };
+}
+
+/// Inserts agent `$a` in transaction `$tx` (in an [`on_db!`] body: written once, compiled for
+/// both backends).
+macro_rules! insert_agent {
+    ($tx:expr, $a:expr) => {{
+        let a: &AgentRecord = $a;
+        sqlx::query(concat!(
+            "INSERT INTO agents (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                 $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+                 $30, $31, $32)"
+        ))
+        .bind(a.org_id.as_str())
+        .bind(a.id.as_str())
+        .bind(&a.name)
+        .bind(&a.description)
+        .bind(&a.did)
+        .bind(to_json_list(&a.scopes))
+        .bind(a.status.as_str())
+        .bind(a.auth_method.as_str())
+        .bind(&a.secret_digest)
+        .bind(a.secret_digest_version)
+        .bind(&a.prev_secret_digest)
+        .bind(a.prev_secret_version)
+        .bind(a.prev_secret_expires_at)
+        .bind(a.jwks.as_ref().map(Value::to_string))
+        .bind(&a.jwks_uri)
+        .bind(a.access_token_alg.as_str())
+        .bind(a.id_token_alg.as_str())
+        .bind(a.access_token_ttl)
+        .bind(a.tokens_valid_after_ms)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .bind(a.version)
+        .bind(a.secret_created_at)
+        .bind(a.prev_secret_created_at)
+        .bind(a.expires_at)
+        .bind(a.kind.as_str())
+        .bind(to_json_list(&a.redirect_uris))
+        .bind(to_json_list(&a.post_logout_redirect_uris))
+        .bind(to_json_list(&a.grant_types))
+        .bind(&a.enrollment_id)
+        .bind(&a.registration_digest)
+        .bind(a.registration_digest_version)
+        .execute(&mut *$tx)
+        .await
+        .map_err(conflict("agent id"))?;
+    }};
+}
+
+/// Takes the organization's write lock and counts its live clients of `$kind`: `true` when
+/// there are fewer than `$max` (in an [`on_db!`] body, inside transaction `$tx`).
+macro_rules! below_max {
+    ($tx:expr, $org_id:expr, $kind:expr, $max:expr) => {{
+        // A write first: PostgreSQL locks the organization's row, SQLite takes its one
+        // write lock, so the count below cannot change before this commits.
+        sqlx::query("UPDATE orgs SET updated_at = updated_at WHERE id = $1")
+            .bind($org_id)
+            .execute(&mut *$tx)
+            .await
+            .map_err(db_err)?;
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agents WHERE org_id = $1 \
+             AND deleted_at IS NULL AND status <> 'revoked' AND kind = $2",
+        )
+        .bind($org_id)
+        .bind($kind)
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+        live < $max
+    }};
 }
 
 #[async_trait]
@@ -288,68 +392,69 @@ impl AgentStore for Db {
     ) -> StorageResult<bool> {
         on_db!(self, |pool| {
             let mut tx = pool.begin_in(Scope::Org(a.org_id.as_str())).await?;
-            if let Some(max) = max_live {
-                // A write first: PostgreSQL locks the organization's row, SQLite takes its one
-                // write lock, so the count below cannot change before this commits.
-                sqlx::query("UPDATE orgs SET updated_at = updated_at WHERE id = $1")
-                    .bind(a.org_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                let live: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM agents WHERE org_id = $1 \
-                     AND deleted_at IS NULL AND status <> 'revoked' AND kind = $2",
-                )
-                .bind(a.org_id.as_str())
-                .bind(a.kind.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if live >= max {
-                    return Ok(false);
-                }
+            if let Some(max) = max_live
+                && !below_max!(tx, a.org_id.as_str(), a.kind.as_str(), max)
+            {
+                return Ok(false);
             }
-            sqlx::query(concat!(
-                "INSERT INTO agents (",
-                columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
-            ))
-            .bind(a.org_id.as_str())
-            .bind(a.id.as_str())
-            .bind(&a.name)
-            .bind(&a.description)
-            .bind(&a.did)
-            .bind(to_json_list(&a.scopes))
-            .bind(a.status.as_str())
-            .bind(a.auth_method.as_str())
-            .bind(&a.secret_digest)
-            .bind(a.secret_digest_version)
-            .bind(&a.prev_secret_digest)
-            .bind(a.prev_secret_version)
-            .bind(a.prev_secret_expires_at)
-            .bind(a.jwks.as_ref().map(Value::to_string))
-            .bind(&a.jwks_uri)
-            .bind(a.access_token_alg.as_str())
-            .bind(a.id_token_alg.as_str())
-            .bind(a.access_token_ttl)
-            .bind(a.tokens_valid_after_ms)
-            .bind(a.created_at)
-            .bind(a.updated_at)
-            .bind(a.version)
-            .bind(a.secret_created_at)
-            .bind(a.prev_secret_created_at)
-            .bind(a.expires_at)
-            .bind(a.kind.as_str())
-            .bind(to_json_list(&a.redirect_uris))
-            .bind(to_json_list(&a.post_logout_redirect_uris))
-            .bind(to_json_list(&a.grant_types))
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict("agent id"))?;
+            insert_agent!(tx, a);
             outbox::append(&mut tx, event).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(true)
+        })
+    }
+
+    async fn enroll(
+        &self,
+        a: &AgentRecord,
+        event: &Event,
+        max_live: Option<i64>,
+        now: i64,
+    ) -> StorageResult<Result<(), super::EnrollRefusal>> {
+        use super::EnrollRefusal;
+        let Some(token) = a.enrollment_id.as_deref() else {
+            return Ok(Err(EnrollRefusal::Unknown));
+        };
+        on_db!(self, |pool| {
+            let mut tx = pool.begin_in(Scope::Org(a.org_id.as_str())).await?;
+            // The organization's lock first (as every creation takes it), then the token's row.
+            if let Some(max) = max_live
+                && !below_max!(tx, a.org_id.as_str(), a.kind.as_str(), max)
+            {
+                return Ok(Err(EnrollRefusal::MaxAgents));
+            }
+            let n = sqlx::query(
+                "UPDATE enrollment_tokens SET uses = uses + 1 WHERE org_id = $1 AND id = $2 \
+                 AND revoked_at IS NULL AND expires_at > $3 AND uses < max_uses",
+            )
+            .bind(a.org_id.as_str())
+            .bind(token)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if n == 0 {
+                let row: Option<(Option<i64>, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT revoked_at, expires_at, uses, max_uses FROM enrollment_tokens \
+                     WHERE org_id = $1 AND id = $2",
+                )
+                .bind(a.org_id.as_str())
+                .bind(token)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                return Ok(Err(match row {
+                    None => EnrollRefusal::Unknown,
+                    Some((Some(_), ..)) => EnrollRefusal::Revoked,
+                    Some((None, exp, ..)) if exp <= now => EnrollRefusal::Expired,
+                    Some(_) => EnrollRefusal::Exhausted,
+                }));
+            }
+            insert_agent!(tx, a);
+            outbox::append(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(Ok(()))
         })
     }
 
@@ -388,6 +493,7 @@ impl AgentStore for Db {
                  AND ($5 IS NULL OR (expires_at IS NOT NULL AND expires_at < $5)) \
                  AND ($6 IS NULL OR LOWER(name) LIKE $6 ESCAPE '\\') \
                  AND ($7 IS NULL OR kind = $7) \
+                 AND ($8 IS NULL OR enrollment_id = $8) \
                  ORDER BY id LIMIT $3"
             ))
             .bind(org_id)
@@ -397,6 +503,7 @@ impl AgentStore for Db {
             .bind(f.expiring_before)
             .bind(name.as_deref())
             .bind(f.kind.map(ClientKind::as_str))
+            .bind(f.enrollment_id.as_deref())
             .fetch_all(&mut *c)
             .await
             .map_err(db_err)?
@@ -610,6 +717,9 @@ mod tests {
             redirect_uris: vec!["https://app.example/cb".into()],
             post_logout_redirect_uris: vec![],
             grant_types: vec!["authorization_code".into()],
+            enrollment_id: None,
+            registration_digest: Some(vec![1, 2, 3]),
+            registration_digest_version: Some(1),
         }
     }
 

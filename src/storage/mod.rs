@@ -40,6 +40,7 @@
 
 mod agents;
 mod delegations;
+mod enrollments;
 mod grants;
 mod keys;
 mod lease;
@@ -66,6 +67,7 @@ use sqlx::sqlite::{
 
 pub use agents::{AgentFilter, AgentRecord, AgentStore};
 pub use delegations::{DelegationRecord, DelegationStore};
+pub use enrollments::{EnrollRefusal, EnrollmentRecord, EnrollmentStore};
 pub use grants::{CodeRecord, ConsentRecord, GrantStore, Redeemed, RefreshRecord, Rotated};
 pub use keys::{KeyRecord, KeyStore};
 pub use lease::LeaderLock;
@@ -559,6 +561,7 @@ pub struct Stores {
     pub policies: Arc<dyn PolicyStore>,
     pub replay: Arc<dyn ReplayStore>,
     pub users: Arc<dyn UserStore>,
+    pub enrollments: Arc<dyn EnrollmentStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub delegations: Arc<dyn DelegationStore>,
     pub grants: Arc<dyn GrantStore>,
@@ -579,6 +582,7 @@ impl Stores {
             policies: Arc::new(db.clone()),
             replay: Arc::new(db.clone()),
             users: Arc::new(db.clone()),
+            enrollments: Arc::new(db.clone()),
             sessions: Arc::new(db.clone()),
             delegations: Arc::new(db.clone()),
             grants: Arc::new(db.clone()),

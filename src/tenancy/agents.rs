@@ -19,7 +19,7 @@ use crate::keys::SecretDigester;
 use crate::keys::envelope::random_token;
 use crate::model::{AgentId, Alg, ClientKind, Clock, Secret, is_uuid, rfc3339};
 use crate::remote::RemoteJson;
-use crate::storage::{AgentFilter, AgentRecord, Event, OrgRecord, StorageError};
+use crate::storage::{AgentFilter, AgentRecord, EnrollRefusal, Event, OrgRecord, StorageError};
 
 /// How often a change is redone on a fresh read when a concurrent write came first.
 const ATTEMPTS: usize = 8;
@@ -151,6 +151,23 @@ pub struct Agents {
     /// Which clients these use cases manage: agents (`/agents`) or apps (`/clients`); the other
     /// kind's ids answer 404.
     pub kind: ClientKind,
+}
+
+/// What a registration at `{iss}/oauth2/register` adds to a new client's record.
+#[derive(Debug, Default)]
+pub struct Registered {
+    /// The enrollment token to use up (its uses counted in the creating transaction).
+    pub enrollment_id: Option<String>,
+    /// The digest and key version of the RFC 7592 registration access token.
+    pub registration: Option<(Vec<u8>, i64)>,
+}
+
+/// Who asks for a change: an admin principal (through an organization slug it must see), or
+/// the client itself through its registration access token (the organization already known).
+#[derive(Clone, Copy)]
+pub enum Caller<'a> {
+    Admin(&'a Principal, &'a str),
+    Registered(&'a OrgRecord),
 }
 
 /// How many live apps an organization may have (agents are bounded by its policy).
@@ -333,6 +350,27 @@ impl Agents {
         input: AgentInput,
     ) -> Result<(Agent, Option<Secret>), AdminError> {
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
+        let id = AgentId::generate(self.clock.now_ms());
+        match self
+            .create_in(&org, id, input, Registered::default())
+            .await?
+        {
+            Ok(created) => Ok(created),
+            Err(r) => Err(AdminError::Internal(format!("unexpected refusal {r:?}"))),
+        }
+    }
+
+    /// Registers a client of this kind in `org` under `id` (the caller checked who may):
+    /// [`Agents::create`]'s rules and policy checks, plus what `extra` adds (an enrollment
+    /// token to use up, a registration access token's digest). An enrollment token that cannot
+    /// be used answers its refusal (nothing was written).
+    pub async fn create_in(
+        &self,
+        org: &OrgRecord,
+        id: AgentId,
+        input: AgentInput,
+        extra: Registered,
+    ) -> Result<Result<(Agent, Option<Secret>), EnrollRefusal>, AdminError> {
         let name = input
             .name
             .clone()
@@ -341,7 +379,6 @@ impl Agents {
             return Err(AdminError::field("scopes", "is required (may be empty)"));
         }
         let now = self.clock.now();
-        let id = AgentId::generate(self.clock.now_ms());
         let method = match &input.token_endpoint_auth_method {
             Some(m) => AuthMethod::parse(m)
                 .ok_or_else(|| AdminError::field("token_endpoint_auth_method", AUTH_METHODS))?,
@@ -355,6 +392,11 @@ impl Agents {
         };
         let mut rec = AgentRecord::new(org.id.clone(), id.clone(), did, name, method, now);
         rec.kind = self.kind;
+        rec.enrollment_id = extra.enrollment_id;
+        if let Some((digest, version)) = extra.registration {
+            rec.registration_digest = Some(digest);
+            rec.registration_digest_version = Some(version);
+        }
         let mut input = input;
         input.token_endpoint_auth_method = None;
         if self.kind == ClientKind::App && input.grant_types.is_none() {
@@ -385,11 +427,23 @@ impl Agents {
             ClientKind::Agent => policy.max_agents,
             ClientKind::App => Some(MAX_APPS),
         };
-        let created = self
-            .directory
-            .agent_store()
-            .create_within(&rec, &ev, max)
-            .await?;
+        let created = if rec.enrollment_id.is_some() {
+            match self
+                .directory
+                .agent_store()
+                .enroll(&rec, &ev, max, now)
+                .await?
+            {
+                Ok(()) => true,
+                Err(EnrollRefusal::MaxAgents) => false,
+                Err(r) => return Ok(Err(r)),
+            }
+        } else {
+            self.directory
+                .agent_store()
+                .create_within(&rec, &ev, max)
+                .await?
+        };
         if !created && self.kind == ClientKind::App {
             return Err(AdminError::Policy(format!(
                 "the organization has {MAX_APPS} live clients; delete one first"
@@ -403,11 +457,11 @@ impl Agents {
         }
         self.directory
             .invalidate(Invalidation::Agent {
-                org_id: org.id.into(),
+                org_id: org.id.to_string(),
                 agent_id: id.into(),
             })
             .await;
-        Ok((Agent::from_record(rec), secret))
+        Ok(Ok((Agent::from_record(rec), secret)))
     }
 
     pub async fn get(
@@ -451,16 +505,13 @@ impl Agents {
     /// `change` answering `None`: nothing to write.
     async fn modify(
         &self,
-        principal: &Principal,
-        org_slug: &str,
+        caller: Caller<'_>,
         id: &str,
         if_match: Option<&IfMatch>,
         mut change: impl FnMut(&Agent) -> Result<Option<(AgentRecord, Event)>, AdminError>,
     ) -> Result<Agent, AdminError> {
         for _ in 0..ATTEMPTS {
-            let (_, agent) = load(&self.directory, principal, org_slug, id, Action::Write)
-                .await
-                .and_then(|(o, a)| self.own(o, a))?;
+            let (_, agent) = self.load_for(caller, id, Action::Write).await?;
             if let Some(m) = if_match {
                 m.check(agent.version)?;
             }
@@ -535,12 +586,33 @@ impl Agents {
         .filter_map(|(f, set)| set.then_some(f))
         .collect();
         let org = orgs::visible(&self.directory, principal, org_slug, Action::Write).await?;
+        self.update_as(
+            &org,
+            Caller::Admin(principal, org_slug),
+            id,
+            input,
+            &fields,
+            if_match,
+        )
+        .await
+    }
+
+    /// [`Agents::update`] for `caller`, in `org` (which the caller may change), of `fields`.
+    pub async fn update_as(
+        &self,
+        org: &OrgRecord,
+        caller: Caller<'_>,
+        id: &str,
+        input: AgentInput,
+        fields: &[&str],
+        if_match: Option<&IfMatch>,
+    ) -> Result<Agent, AdminError> {
         let policy = self.policies.get(&org.id).await?;
-        self.modify(principal, org_slug, id, if_match, |agent| {
+        self.modify(caller, id, if_match, |agent| {
             ensure_not_revoked(agent)?;
             let mut rec = agent.record.clone();
             self.apply_input(&mut rec, input.clone())?;
-            policy.check_agent(&rec, Some(&fields[..]))?;
+            policy.check_agent(&rec, Some(fields))?;
             let now = self.clock.now();
             rec.updated_at = now;
             let ev = event(
@@ -563,7 +635,7 @@ impl Agents {
         id: &str,
         status: AgentStatus,
     ) -> Result<Agent, AdminError> {
-        self.modify(principal, org_slug, id, None, |agent| {
+        self.modify(Caller::Admin(principal, org_slug), id, None, |agent| {
             if agent.status == status {
                 return Ok(None);
             }
@@ -592,9 +664,12 @@ impl Agents {
         org_slug: &str,
         id: &str,
     ) -> Result<(), AdminError> {
-        let (org, agent) = load(&self.directory, principal, org_slug, id, Action::Write)
-            .await
-            .and_then(|(o, a)| self.own(o, a))?;
+        self.delete_as(Caller::Admin(principal, org_slug), id).await
+    }
+
+    /// [`Agents::delete`] for `caller`.
+    pub async fn delete_as(&self, caller: Caller<'_>, id: &str) -> Result<(), AdminError> {
+        let (org, agent) = self.load_for(caller, id, Action::Write).await?;
         let now = self.clock.now();
         self.directory
             .agent_store()
@@ -632,7 +707,7 @@ impl Agents {
         }
         let mut issued = None;
         let agent = self
-            .modify(principal, org_slug, id, None, |agent| {
+            .modify(Caller::Admin(principal, org_slug), id, None, |agent| {
                 ensure_not_revoked(agent)?;
                 if !agent.auth_method.uses_secret() {
                     return Err(AdminError::Conflict(
@@ -676,6 +751,33 @@ impl Agents {
 }
 
 impl Agents {
+    /// The client `id` of this kind that `caller` may act on; others answer `NotFound`.
+    pub async fn load_for(
+        &self,
+        caller: Caller<'_>,
+        id: &str,
+        action: Action,
+    ) -> Result<(OrgRecord, Agent), AdminError> {
+        let (org, agent) = match caller {
+            Caller::Admin(principal, slug) => {
+                load(&self.directory, principal, slug, id, action).await?
+            }
+            Caller::Registered(org) => {
+                if !is_uuid(id) {
+                    return Err(AdminError::NotFound);
+                }
+                let rec = self
+                    .directory
+                    .agent_store()
+                    .get(&org.id, id)
+                    .await?
+                    .ok_or(AdminError::NotFound)?;
+                (org.clone(), Agent::from_record(rec))
+            }
+        };
+        self.own(org, agent)
+    }
+
     /// A client of the other kind is not found here.
     fn own(&self, org: OrgRecord, agent: Agent) -> Result<(OrgRecord, Agent), AdminError> {
         if agent.kind == self.kind {
@@ -765,6 +867,10 @@ pub struct AgentResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub did: Option<String>,
+    /// The enrollment token that enrolled it at `{iss}/oauth2/register`, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub enrollment_id: Option<String>,
     /// When the agent expires (null: never).
     #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
@@ -811,6 +917,7 @@ pub fn view(agent: &Agent, org: Option<&str>, secret: Option<&Secret>) -> AgentR
         created_at: rfc3339(r.created_at),
         description: r.description.clone(),
         did: (r.kind == ClientKind::Agent).then(|| r.did.clone()),
+        enrollment_id: r.enrollment_id.clone(),
         expires_at: r.expires_at.map(rfc3339),
         id: r.id.to_string(),
         id_token_signed_response_alg: agent.id_token_alg,

@@ -2,10 +2,13 @@
 
 pub mod access;
 pub mod agents;
+pub mod cimd;
 pub mod clients;
+pub mod enrollments;
 pub mod orgs;
 pub mod policy;
 pub mod principals;
+pub mod registration;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,10 @@ pub struct Agent {
     pub record: AgentRecord,
     /// The inline `jwks`, parsed once when the agent is loaded (empty without one).
     pub key_set: KeySet,
+    /// For a client described by a Client ID Metadata Document (see [`cimd`]): the host of its
+    /// `client_id` URL, which nothing verified (the consent screen says so). `None` for every
+    /// registered client.
+    pub unverified_host: Option<String>,
 }
 
 impl Agent {
@@ -33,7 +40,11 @@ impl Agent {
             .as_ref()
             .map(KeySet::from_jwks)
             .unwrap_or_default();
-        Agent { record, key_set }
+        Agent {
+            record,
+            key_set,
+            unverified_host: None,
+        }
     }
 
     pub fn id(&self) -> &str {

@@ -187,6 +187,7 @@ async fn discovery_lists_what_is_served(backend: Backend) {
     assert_eq!(oidc["response_types_supported"], json!(["code"]));
     assert_eq!(oidc["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(oidc["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(oidc["client_id_metadata_document_supported"], true);
     // Every endpoint URL listed is routed: GET endpoints answer 200, POST-only ones do not 404.
     for field in [
         "jwks_uri",
@@ -196,6 +197,7 @@ async fn discovery_lists_what_is_served(backend: Backend) {
         "revocation_endpoint",
         "authorization_endpoint",
         "end_session_endpoint",
+        "registration_endpoint",
     ] {
         let url = oidc[field].as_str().unwrap();
         assert!(url.starts_with(&org.issuer), "{field}");

@@ -1038,6 +1038,59 @@ async fn responses_match_the_document(backend: Backend) {
     f.ok(delete.clone(), &transfer, None, 204).await;
     f.err(delete.clone(), &transfer, None, 404).await;
 
+    // Enrollment tokens: made, listed, read, an agent enrolled with one, its agents listed and
+    // revoked, the token revoked.
+    let tokens = format!("{o}/enrollment-tokens");
+    let et = f
+        .ok(
+            post.clone(),
+            &tokens,
+            Some(json!({"name": "fleet-", "max_uses": 2, "expires_in_secs": 3600, "scopes": ["read"]})),
+            201,
+        )
+        .await;
+    assert!(et["token"].is_string(), "{et}");
+    f.err(post.clone(), &tokens, Some(json!({"max_uses": 0})), 422)
+        .await;
+    f.err(post.clone(), &tokens, Some(json!({"uses": 1})), 400)
+        .await;
+    f.ok(get.clone(), &tokens, None, 200).await;
+    let et_path = format!("{tokens}/{}", et["id"].as_str().unwrap());
+    f.ok(get.clone(), &et_path, None, 200).await;
+    f.err(get.clone(), &format!("{tokens}/nothex"), None, 404)
+        .await;
+    let issuer = format!("{}/orgs/{slug}", f.app.base);
+    let enrolled = f
+        .app
+        .http
+        .post(format!("{issuer}/oauth2/register"))
+        .bearer_auth(et["token"].as_str().unwrap())
+        .json(&json!({"client_name": "host", "jwks": ClientKey::es256().jwks()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), StatusCode::CREATED);
+    let agents_of = f
+        .ok(get.clone(), &format!("{et_path}/agents"), None, 200)
+        .await;
+    assert_eq!(
+        agents_of["items"].as_array().unwrap().len(),
+        1,
+        "{agents_of}"
+    );
+    let r = f
+        .ok(post.clone(), &format!("{et_path}/revoke-agents"), None, 200)
+        .await;
+    assert_eq!(r["revoked"], 1);
+    f.ok(delete.clone(), &et_path, None, 204).await;
+    f.err(
+        delete.clone(),
+        &format!("{tokens}/{}", "0".repeat(32)),
+        None,
+        404,
+    )
+    .await;
+
     // Deleting the organization.
     let gone = format!("/api/v1/orgs/{other}");
     f.ok(delete.clone(), &gone, None, 204).await;

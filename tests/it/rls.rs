@@ -239,6 +239,25 @@ async fn populate(stores: &Stores, slug: &str) -> OrgId {
         user_id: None,
     };
     stores.users.create_invite(&invite, 1).await.unwrap();
+    let enrollment = agentidp::storage::EnrollmentRecord {
+        org_id: o.id.clone(),
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        name: "fleet-".into(),
+        digest: vec![1],
+        digest_version: 1,
+        scopes: vec![],
+        max_uses: 1,
+        uses: 0,
+        expires_at: i64::MAX,
+        created_at: 1,
+        created_by: "platform".into(),
+        revoked_at: None,
+    };
+    stores
+        .enrollments
+        .create_enrollment(&enrollment, &ev(&o.id, "enrollment_token.created"))
+        .await
+        .unwrap();
     // Sign-in: a session, a code, a consent, a refresh token.
     stores
         .sessions

@@ -196,7 +196,17 @@ impl World {
             }
         }
         if path.contains("{id}") {
-            let id = if template.contains("/agents/") {
+            let id = if template.contains("/enrollment-tokens/") {
+                let (st, v) = app
+                    .admin(
+                        Method::POST,
+                        &format!("/api/v1/orgs/{slug}/enrollment-tokens"),
+                        Some(json!({"max_uses": 2})),
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::CREATED, "{v}");
+                v["id"].as_str().unwrap().to_owned()
+            } else if template.contains("/agents/") {
                 app.create_agent(&self.org, &["read"]).await.id
             } else if template.contains("/partners/") {
                 let (st, v) = app
@@ -283,6 +293,7 @@ impl World {
             "/users",
             "/invites",
             "/ownership-transfer",
+            "/enrollment-tokens",
         ] {
             let (st, mut v) = app
                 .admin(

@@ -121,6 +121,9 @@ fn agent(org_id: &OrgId) -> AgentRecord {
         redirect_uris: vec!["http://127.0.0.1/cb?x='\"".into()],
         post_logout_redirect_uris: vec!["https://app.example/bye".into()],
         grant_types: vec!["client_credentials".into(), "authorization_code".into()],
+        enrollment_id: Some("0123456789abcdef0123456789abcdef".into()),
+        registration_digest: Some(vec![9; 32]),
+        registration_digest_version: Some(1),
     }
 }
 

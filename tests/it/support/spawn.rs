@@ -54,6 +54,8 @@ pub struct TestApp {
     /// The server's clock: the wall clock plus an offset that [`TestApp::advance`] moves, so
     /// tests pass time without sleeping.
     pub clock: Arc<OffsetClock>,
+    /// The server's domain, for tests of use cases with no HTTP surface of their own.
+    pub idp: Arc<agentidp::idp::Idp>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     cleanup: Option<Cleanup>,
@@ -186,6 +188,7 @@ pub async fn spawn_with_clock(
         .expect("app builds");
     let app = startup.app;
     let addr = app.local_addr();
+    let idp = app.idp();
     let base = app.public_url().as_str().trim_end_matches('/').to_owned();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -206,6 +209,7 @@ pub async fn spawn_with_clock(
         token,
         http,
         clock,
+        idp,
         shutdown: Some(tx),
         server: Some(server),
         cleanup,
