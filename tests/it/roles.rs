@@ -340,8 +340,9 @@ async fn send(
 
 /// Operations a person does as themselves, whatever their role (accepting an ownership
 /// transfer that names them): declared `member`, they change state, and every principal that
-/// is not that person (every principal today: people become principals with the sign-in part
-/// of issue 12) is refused 403 by the use case.
+/// is not that person (every principal of this test: keys and platform tokens; the person's
+/// own token succeeds in `openapi::responses_match_the_document`) is refused 403 by the use
+/// case.
 const PERSON_ONLY: &[(&str, &str)] = &[("post", "/api/v1/orgs/{org}/ownership-transfer/accept")];
 
 async fn every_admin_operation_by_every_principal(backend: Backend) {

@@ -915,6 +915,48 @@ async fn sign_in_again(b: &mut Browser, s: &Setup) {
     assert!(query_of(r.location.as_deref().unwrap()).contains_key("code"));
 }
 
+/// An access token for the admin API of the existing person `email` (password [`PASSWORD`])
+/// of `org`, through a public app and the sign-in pages: what the console will do.
+pub async fn admin_api_token(app: &TestApp, org: &TestOrg, email: &str) -> String {
+    let client = app_client(
+        app,
+        org,
+        json!({"name": "Console", "scopes": [], "token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let s = Setup {
+        org: org.clone(),
+        user: json!({}),
+        client_id: client["client_id"].as_str().unwrap().to_owned(),
+        origin: String::new(),
+    };
+    let api = app.url("/api/v1");
+    let mut b = Browser::new();
+    let a = b
+        .get(&authorize_url(&s, REDIRECT, &[("resource", &api)]).replace("scope=openid+profile+email+offline_access+notes%3Aread", "scope=openid"))
+        .await;
+    let page = b.get(a.location.as_deref().unwrap()).await;
+    let consent = b
+        .post(
+            &format!("{}/login", org.issuer),
+            &[("email", email), ("password", PASSWORD), ("csrf", &hidden(&page.body, "csrf")), ("authorize", &hidden(&page.body, "authorize"))],
+            None,
+        )
+        .await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    let done = b
+        .post(
+            &format!("{}/consent", org.issuer),
+            &[("authorize", &hidden(&consent.body, "authorize")), ("csrf", &hidden(&consent.body, "csrf")), ("decision", "allow")],
+            None,
+        )
+        .await;
+    let q = query_of(done.location.as_deref().unwrap());
+    let (st, t) = json_of(redeem(app, &s, &q["code"], VERIFIER).await).await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    t["access_token"].as_str().unwrap().to_owned()
+}
+
 /// A session of a new person of `org` (signed in through the sign-in page): (user id, session
 /// id).
 pub async fn session_fixture(app: &TestApp, org: &TestOrg) -> (String, String) {
