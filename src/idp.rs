@@ -358,7 +358,25 @@ impl Idp {
                 "the access token is not addressed to the admin API",
             ));
         }
+        // The person themselves, through an app granted the admin_api scope: never an agent
+        // acting for them (a delegation's scopes do not extend to the admin API).
+        let scoped = claims.scope.as_deref().is_some_and(|s| {
+            s.split(' ')
+                .any(|x| x == crate::oauth::authorize::ADMIN_API_SCOPE)
+        });
+        if !scoped || claims.act.is_some() || claims.dlg.is_some() {
+            return Err(Refusal::Unauthenticated(
+                "the access token was not granted the admin_api scope by the person",
+            ));
+        }
         match holder {
+            crate::oauth::Holder::Person { client, .. }
+                if client.kind != crate::model::ClientKind::App =>
+            {
+                Err(Refusal::Unauthenticated(
+                    "an agent's token is not the person's",
+                ))
+            }
             crate::oauth::Holder::Person { user, .. } => {
                 Ok(crate::tenancy::access::Principal::User {
                     id: user.id.clone(),

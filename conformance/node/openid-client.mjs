@@ -16,7 +16,9 @@ const basicCfg = await r.check('discovery of the issuer (OIDC Discovery) is acce
   expect(m.issuer === acme.issuer, `issuer ${m.issuer}`);
   expect(m.token_endpoint === `${acme.issuer}/oauth2/token`, `token_endpoint ${m.token_endpoint}`);
   expect(m.userinfo_endpoint === `${acme.issuer}/agent-info`, `userinfo_endpoint ${m.userinfo_endpoint}`);
-  expect(m.authorization_endpoint === undefined, 'no authorization_endpoint expected');
+  expect(m.authorization_endpoint === `${acme.issuer}/oauth2/authorize`, `authorization_endpoint ${m.authorization_endpoint}`);
+  expect((m.code_challenge_methods_supported || []).includes('S256'), 'PKCE S256 is offered');
+  expect(m.authorization_response_iss_parameter_supported === true, 'RFC 9207 iss is announced');
   return cfg;
 });
 

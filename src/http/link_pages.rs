@@ -342,11 +342,18 @@ pub async fn reset_post(
     };
     let password = password.unwrap_or_default();
     match s.idp.people.reset_password(&org, &token, &password).await {
-        Ok(user) => message(
-            StatusCode::OK,
-            "Password changed",
-            &format!("The password of {} at {} is changed.", user.email, org.name),
-        ),
+        Ok(user) => {
+            // A new password ends the sessions before it (sessions.rs) and what the person's
+            // refresh tokens would still give.
+            if s.idp.oauth.revoke_person(&org, &user.id).await.is_err() {
+                tracing::error!("revoking the refresh tokens after a password reset failed");
+            }
+            message(
+                StatusCode::OK,
+                "Password changed",
+                &format!("The password of {} at {} is changed.", user.email, org.name),
+            )
+        }
         Err(LinkError::Field { field, message: m }) => page(
             StatusCode::BAD_REQUEST,
             "Choose a new password",

@@ -350,6 +350,9 @@ pub async fn user_sessions_delete(
 ) -> ApiResult {
     let org = orgs::visible(&s.idp.directory, &p, &org, Action::Read).await?;
     s.idp.sessions.end_for(&p, &org, &id, None).await?;
+    s.idp.oauth.revoke_person(&org, &id).await.map_err(|_| {
+        crate::admin_error::AdminError::Internal("revoking the refresh tokens failed".into())
+    })?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -326,6 +326,7 @@ fn consent_page(
             "profile" => "see your name".into(),
             "email" => "see your email address".into(),
             "offline_access" => "stay signed in for you when you are away".into(),
+            "admin_api" => "manage the organization with your role (the admin API)".into(),
             other => format!("use {}", other),
         }
     };
@@ -479,7 +480,8 @@ fn login_form(
 }
 
 /// The sign-in page with a fresh CSRF cookie.
-fn login_page(
+async fn login_page(
+    s: &AppState,
     org: &OrgRecord,
     status: StatusCode,
     authorize: Option<&str>,
@@ -487,10 +489,14 @@ fn login_page(
     error: Option<&str>,
 ) -> Response {
     let csrf = crate::keys::envelope::random_token();
-    // Where a successful sign-in may redirect: the client's redirect origin.
-    let source = authorize
-        .and_then(|a| FormParams::parse(a.as_bytes()).ok())
-        .and_then(|f| f.get("redirect_uri").and_then(redirect_source));
+    // Where a successful sign-in may redirect: the origin of the client's redirect URI, once the
+    // request has been checked (a registered URI of a known client), never as merely sent.
+    let mut source = None;
+    if let Some(f) = authorize.and_then(|a| FormParams::parse(a.as_bytes()).ok())
+        && let Ok(req) = s.idp.oauth.authorization_request(org, &f).await
+    {
+        source = redirect_source(&req.redirect_uri);
+    }
     let mut r = page_with(
         status,
         "Sign in",
@@ -533,7 +539,7 @@ pub async fn login_get(
                 .map(|h| h.chars().take(254).collect::<String>())
         })
         .unwrap_or_default();
-    login_page(&org, StatusCode::OK, authorize, &hint, None)
+    login_page(&s, &org, StatusCode::OK, authorize, &hint, None).await
 }
 
 /// `POST {iss}/login`: `email`, `password`, `csrf` and, from an authorization request,
@@ -565,35 +571,41 @@ pub async fn login_post(
     let shown_email: String = email.chars().take(254).collect();
     let (Some(password), Some(csrf)) = (field(&f, "password"), field(&f, "csrf")) else {
         return login_page(
+            &s,
             &org,
             StatusCode::BAD_REQUEST,
             authorize,
             &shown_email,
             Some("Enter your email and password."),
-        );
+        )
+        .await;
     };
     match cookie(&headers, &cookie_name(&org, CSRF_COOKIE)) {
         Some(c) if eq_ct(&c, csrf) => {}
         _ => {
             return login_page(
+                &s,
                 &org,
                 StatusCode::FORBIDDEN,
                 authorize,
                 &shown_email,
                 Some("The sign-in form expired or was sent from another site; try again."),
-            );
+            )
+            .await;
         }
     }
     if password.len() > crate::people::passwords::MAX_PASSWORD_BYTES
         || email.len() > crate::people::MAX_EMAIL_BYTES
     {
         return login_page(
+            &s,
             &org,
             StatusCode::BAD_REQUEST,
             authorize,
             "",
             Some("The email or password is too long."),
-        );
+        )
+        .await;
     }
     let account = crate::people::normalize_email(email)
         .map(|(_, n)| n)
@@ -608,6 +620,7 @@ pub async fn login_post(
     if let Some(retry) = s.auth_failures.refused(&subjects) {
         tracing::info!(event = "user.login_rate_limited", org = %org.slug, client_ip = %ip, retry_after = retry.0, "sign-in refused: too many failed attempts");
         let mut r = login_page(
+            &s,
             &org,
             StatusCode::TOO_MANY_REQUESTS,
             authorize,
@@ -616,7 +629,8 @@ pub async fn login_post(
                 "Too many failed sign-ins. Try again in {} seconds.",
                 retry.0
             )),
-        );
+        )
+        .await;
         if let Ok(v) = HeaderValue::from_str(&retry.0.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -634,12 +648,14 @@ pub async fn login_post(
             tracing::info!(event = "user.login_failed", org = %org.slug, client_ip = %ip, "sign-in failed");
             crate::telemetry::auth_failure("user", "invalid_password");
             return login_page(
+                &s,
                 &org,
                 StatusCode::UNAUTHORIZED,
                 authorize,
                 &shown_email,
                 Some("The email or password is not right."),
-            );
+            )
+            .await;
         }
         Err(LoginError::Internal(e)) => return internal(&e),
     };
@@ -935,6 +951,14 @@ async fn account(
             );
         }
         let ended = if which == "all" {
+            if s.idp
+                .oauth
+                .revoke_person(org, &session.user.id)
+                .await
+                .is_err()
+            {
+                return internal("revoking the refresh tokens failed");
+            }
             s.idp
                 .sessions
                 .end_all(&org.id, &session.user.id)

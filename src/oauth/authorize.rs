@@ -35,6 +35,10 @@ pub const CODE_PREFIX: &str = "aidp_c_";
 /// the refresh-token grant).
 pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
+/// The scope of an access token for the admin API (`resource` = `{public_url}/api/v1`): the
+/// person's role there. Only apps registered with it may ask for it.
+pub const ADMIN_API_SCOPE: &str = "admin_api";
+
 /// Where the failure of an authorization request is told.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuthzError {
@@ -67,6 +71,8 @@ pub struct AuthorizeRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub resource: Vec<String>,
+    /// Whether errors may be redirected to the client (not for an unverified client).
+    pub redirect_errors: bool,
 }
 
 /// What the endpoint does next.
@@ -200,11 +206,18 @@ impl OAuth {
                 });
             }
         };
-        let fail = |error: &'static str, description: String| AuthzError::Redirect {
-            redirect_uri: redirect_uri.clone(),
-            error,
-            description,
-            state: state.clone(),
+        let unverified_client = client.unverified_host.is_some();
+        let fail = |error: &'static str, description: String| {
+            if unverified_client {
+                AuthzError::Page(format!("Cannot sign in: {error} ({description})."))
+            } else {
+                AuthzError::Redirect {
+                    redirect_uri: redirect_uri.clone(),
+                    error,
+                    description,
+                    state: state.clone(),
+                }
+            }
         };
         // The client must be usable now.
         if client.status != crate::tenancy::AgentStatus::Active
@@ -321,6 +334,26 @@ impl OAuth {
             .resources(org, form)
             .await
             .map_err(|m| fail("invalid_target", m))?;
+        // The admin API acts with the person's whole role: only for an app registered with the
+        // `admin_api` scope and asking for it (the consent screen names it), never an agent.
+        if resource
+            .iter()
+            .any(|r| r.trim_end_matches('/') == self.admin_api())
+        {
+            if client.kind != crate::model::ClientKind::App
+                || !scopes.iter().any(|s| s == ADMIN_API_SCOPE)
+            {
+                return Err(fail(
+                    "invalid_target",
+                    format!(
+                        "tokens for the admin API need an app registered with, and asking for, the {ADMIN_API_SCOPE} scope"
+                    ),
+                ));
+            }
+        }
+        // An unverified client (a metadata document anyone can publish) is not redirected to
+        // with errors before the person has approved it (RFC 9700 §4.11.2: no open redirector).
+        let redirect_errors = !unverified_client;
         Ok(AuthorizeRequest {
             client,
             redirect_uri_sent: sent.is_some(),
@@ -335,6 +368,7 @@ impl OAuth {
             max_age,
             login_hint,
             resource,
+            redirect_errors,
         })
     }
 
@@ -386,7 +420,12 @@ impl OAuth {
         let admin_api = self.admin_api();
         let mut out: Vec<String> = Vec::new();
         for r in form.all("resource") {
+            // As written, no dot segments (`..` or `%2e`): a resource server that normalises
+            // `aud` must read the same resource the policy allowed.
+            let lower = r.to_ascii_lowercase();
             let ok = r.len() <= 512
+                && !lower.contains("/.")
+                && !lower.contains("%2e")
                 && url::Url::parse(&r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
             if !ok {
                 return Err("resource must be an absolute URI without a fragment".into());
@@ -430,11 +469,17 @@ impl OAuth {
         recent: bool,
     ) -> Result<Next, AuthzError> {
         let now = self.clock.now();
-        let fail = |error: &'static str, description: &str| AuthzError::Redirect {
-            redirect_uri: req.redirect_uri.clone(),
-            error,
-            description: description.to_owned(),
-            state: req.state.clone(),
+        let fail = |error: &'static str, description: &str| {
+            if req.redirect_errors {
+                AuthzError::Redirect {
+                    redirect_uri: req.redirect_uri.clone(),
+                    error,
+                    description: description.to_owned(),
+                    state: req.state.clone(),
+                }
+            } else {
+                AuthzError::Page(format!("Cannot sign in: {error} ({description})."))
+            }
         };
         let needs_login = match session {
             None => true,

@@ -1047,7 +1047,12 @@ async fn responses_match_the_document(backend: Backend) {
     .await;
     let person = super::signin::admin_api_token(&f.app, &test_org, "member2@example.com").await;
     let got = f
-        .send(post.clone(), &format!("{transfer}/accept"), Some(&person), None)
+        .send(
+            post.clone(),
+            &format!("{transfer}/accept"),
+            Some(&person),
+            None,
+        )
         .await;
     let accepted = f.expect(got, StatusCode::OK);
     assert_eq!(accepted["state"], "accepted", "{accepted}");

@@ -1009,6 +1009,12 @@ async fn a_metadata_document_client_completes_the_code_flow(backend: Backend) {
         id.as_str()
     );
     assert!(t["refresh_token"].is_string());
+    // An unverified client's errors are shown, not redirected (no open redirector).
+    let no_pkce =
+        authorize(&id).replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let a = b.get(&no_pkce).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+    assert!(a.location.is_none());
     // A document that names another client_id, or another redirect URI than the request's.
     let liar = docs.url("liar");
     docs.set_client(

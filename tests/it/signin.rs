@@ -147,7 +147,7 @@ pub async fn setup(app: &TestApp) -> Setup {
     let client = app_client(
         app,
         &org,
-        json!({"name": "Notebook", "scopes": ["notes:read"], "token_endpoint_auth_method": "none",
+        json!({"name": "Notebook", "scopes": ["notes:read", "admin_api"], "token_endpoint_auth_method": "none",
                "redirect_uris": [REDIRECT], "post_logout_redirect_uris": ["http://127.0.0.1/bye"]}),
     )
     .await;
@@ -167,15 +167,19 @@ pub fn authorize_url(s: &Setup, redirect_uri: &str, extra: &[(&str, &str)]) -> S
     let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.org.issuer)).unwrap();
     {
         let mut q = u.query_pairs_mut();
+        let scope = extra.iter().find(|(k, _)| *k == "scope").map_or(
+            "openid profile email offline_access notes:read",
+            |(_, v)| *v,
+        );
         q.append_pair("response_type", "code")
             .append_pair("client_id", &s.client_id)
             .append_pair("redirect_uri", redirect_uri)
-            .append_pair("scope", "openid profile email offline_access notes:read")
+            .append_pair("scope", scope)
             .append_pair("state", "st-123")
             .append_pair("nonce", "n-456")
             .append_pair("code_challenge", &challenge(VERIFIER))
             .append_pair("code_challenge_method", "S256");
-        for (k, v) in extra {
+        for (k, v) in extra.iter().filter(|(k, _)| *k != "scope") {
             q.append_pair(k, v);
         }
     }
@@ -921,7 +925,7 @@ pub async fn admin_api_token(app: &TestApp, org: &TestOrg, email: &str) -> Strin
     let client = app_client(
         app,
         org,
-        json!({"name": "Console", "scopes": [], "token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]}),
+        json!({"name": "Console", "scopes": ["admin_api"], "token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]}),
     )
     .await;
     let s = Setup {
@@ -933,13 +937,22 @@ pub async fn admin_api_token(app: &TestApp, org: &TestOrg, email: &str) -> Strin
     let api = app.url("/api/v1");
     let mut b = Browser::new();
     let a = b
-        .get(&authorize_url(&s, REDIRECT, &[("resource", &api)]).replace("scope=openid+profile+email+offline_access+notes%3Aread", "scope=openid"))
+        .get(&authorize_url(
+            &s,
+            REDIRECT,
+            &[("resource", &api), ("scope", "openid admin_api")],
+        ))
         .await;
     let page = b.get(a.location.as_deref().unwrap()).await;
     let consent = b
         .post(
             &format!("{}/login", org.issuer),
-            &[("email", email), ("password", PASSWORD), ("csrf", &hidden(&page.body, "csrf")), ("authorize", &hidden(&page.body, "authorize"))],
+            &[
+                ("email", email),
+                ("password", PASSWORD),
+                ("csrf", &hidden(&page.body, "csrf")),
+                ("authorize", &hidden(&page.body, "authorize")),
+            ],
             None,
         )
         .await;
@@ -947,7 +960,11 @@ pub async fn admin_api_token(app: &TestApp, org: &TestOrg, email: &str) -> Strin
     let done = b
         .post(
             &format!("{}/consent", org.issuer),
-            &[("authorize", &hidden(&consent.body, "authorize")), ("csrf", &hidden(&consent.body, "csrf")), ("decision", "allow")],
+            &[
+                ("authorize", &hidden(&consent.body, "authorize")),
+                ("csrf", &hidden(&consent.body, "csrf")),
+                ("decision", "allow"),
+            ],
             None,
         )
         .await;
@@ -1004,12 +1021,75 @@ async fn a_persons_token_for_the_admin_api_is_a_principal_with_their_role(backen
     let q = sign_in(
         &mut b,
         &s,
-        &authorize_url(&s, REDIRECT, &[("resource", &api)]),
+        &authorize_url(
+            &s,
+            REDIRECT,
+            &[("resource", &api), ("scope", "openid admin_api notes:read")],
+        ),
     )
     .await;
     let (st, t) = json_of(redeem(&app, &s, &q["code"], VERIFIER).await).await;
     assert_eq!(st, StatusCode::OK, "{t}");
     let token = t["access_token"].as_str().unwrap().to_owned();
+    // Without the admin_api scope the admin API is no resource of this client's tokens.
+    let refused = b
+        .get(&authorize_url(
+            &s,
+            REDIRECT,
+            &[("resource", &api), ("scope", "openid")],
+        ))
+        .await;
+    assert_eq!(
+        query_of(refused.location.as_deref().unwrap())["error"],
+        "invalid_target"
+    );
+    // An agent the person delegated to never gets the person's admin role: the exchange drops
+    // the admin API from the audience, and the admin API refuses delegated tokens.
+    let helper = app.create_agent(&s.org, &["notes:read"]).await;
+    let (st, _) = app
+        .admin(
+            Method::POST,
+            &format!(
+                "/api/v1/orgs/{}/users/{}/delegations",
+                s.org.slug,
+                s.user["id"].as_str().unwrap()
+            ),
+            Some(json!({"agent_id": helper.id, "scopes": ["notes:read"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, d) = json_of(
+        app.post_form(
+            &s.org,
+            "/oauth2/token",
+            Some((&helper.client_id, helper.secret.as_deref().unwrap())),
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", &token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{d}");
+    let dt = d["access_token"].as_str().unwrap();
+    assert_eq!(jwt_claims(dt)["aud"], s.org.issuer);
+    let (st, _) = super::api_keys::call(
+        &app,
+        dt,
+        Method::GET,
+        &format!("/api/v1/orgs/{}/agents", s.org.slug),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
     assert_eq!(jwt_claims(&token)["aud"], api);
     let agents = format!("/api/v1/orgs/{}/agents", s.org.slug);
     // Ada is an admin: she reads and registers agents with her own token.
@@ -1057,7 +1137,11 @@ async fn a_persons_token_for_the_admin_api_is_a_principal_with_their_role(backen
     let q = sign_in_as(
         &mut bob,
         &s,
-        &authorize_url(&s, REDIRECT, &[("resource", &api)]),
+        &authorize_url(
+            &s,
+            REDIRECT,
+            &[("resource", &api), ("scope", "openid admin_api")],
+        ),
         "bob@example.com",
     )
     .await;
@@ -1160,9 +1244,31 @@ async fn people_and_admins_see_and_end_sessions(backend: Backend) {
     assert!(
         query_of(phone.get(&prompt_none).await.location.as_deref().unwrap()).contains_key("code")
     );
-    // An admin ends every session of the person.
+    // An admin ends every session of the person, and what their refresh tokens would give.
+    let q = query_of(
+        laptop
+            .get(&authorize_url(&s, REDIRECT, &[]))
+            .await
+            .location
+            .as_deref()
+            .unwrap(),
+    );
+    let (_, t) = json_of(redeem(&app, &s, &q["code"], VERIFIER).await).await;
     let (st, _) = app.admin(Method::DELETE, &sessions, None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
+    let r = app
+        .post_form(
+            &s.org,
+            "/oauth2/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t["refresh_token"].as_str().unwrap()),
+                ("client_id", &s.client_id),
+            ],
+        )
+        .await;
+    assert_oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     for b in [&mut laptop, &mut phone] {
         let q = query_of(b.get(&prompt_none).await.location.as_deref().unwrap());
         assert_eq!(q["error"], "login_required");

@@ -358,6 +358,18 @@ impl OAuth {
         tracing::warn!(event = "oauth.code_reused", org = %org.slug, "an authorization code was redeemed twice; what it was issued is revoked");
     }
 
+    /// Ends what a person's refresh tokens would still give (after a password reset or "sign out
+    /// everywhere"): every refresh token of the person, and the access tokens issued with them.
+    pub async fn revoke_person(&self, org: &OrgRecord, user_id: &str) -> Result<(), OAuthError> {
+        let issued = self
+            .grants
+            .revoke_user_refresh(&org.id, user_id, None, self.clock.now())
+            .await
+            .map_err(|_| OAuthError::server_error())?;
+        self.revoke_issued(org, &issued).await;
+        Ok(())
+    }
+
     /// Adds access tokens (`jti`, `exp`) to the revocation list.
     pub(crate) async fn revoke_issued(&self, org: &OrgRecord, issued: &[(String, i64)]) {
         for (jti, exp) in issued {

@@ -23,6 +23,7 @@ use crate::oauth::wire::TokenResponse;
 use crate::oauth::{Holder, OAuth};
 use crate::storage::OrgRecord;
 use crate::tenancy::Agent;
+use crate::tokens::Audience;
 use crate::tokens::access_token::{self, AccessClaims};
 
 /// The most actors one delegated token may name.
@@ -60,6 +61,21 @@ pub fn is_own_access_token(org: &OrgRecord, token: &str) -> bool {
         .ok()
         .and_then(|j| j.unverified_claims::<Iss>().ok())
         .is_some_and(|c| c.iss == org.issuer)
+}
+
+/// The audience of a delegated token: the subject token's, without the admin API (an agent
+/// never acts in the person's admin role); the issuer when nothing else is left.
+fn delegated_audience(aud: &Audience, issuer: &str, admin_api: &str) -> Audience {
+    let kept: Vec<String> = aud
+        .iter()
+        .filter(|a| a.trim_end_matches('/') != admin_api)
+        .map(str::to_owned)
+        .collect();
+    if kept.is_empty() {
+        Audience::One(issuer.to_owned())
+    } else {
+        Audience::from_vec(kept)
+    }
 }
 
 impl OAuth {
@@ -137,6 +153,15 @@ impl OAuth {
                 ));
             }
         };
+        if !crate::tenancy::clients::allows_grant(
+            &actor.record,
+            crate::tenancy::clients::TOKEN_EXCHANGE,
+        ) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this agent is not registered for token exchange",
+            ));
+        }
         if actor.kind != ClientKind::Agent {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
@@ -248,7 +273,7 @@ impl OAuth {
         let claims = AccessClaims {
             iss: org.issuer.clone(),
             sub: person.to_owned(),
-            aud: subject.aud.clone(),
+            aud: delegated_audience(&subject.aud, &org.issuer, &self.admin_api()),
             exp,
             iat: now,
             jti: new_id(self.clock.now_ms()),
