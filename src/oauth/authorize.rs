@@ -336,20 +336,19 @@ impl OAuth {
             .map_err(|m| fail("invalid_target", m))?;
         // The admin API acts with the person's whole role: only for an app registered with the
         // `admin_api` scope and asking for it (the consent screen names it), never an agent.
-        if resource
+        let for_admin_api = resource
             .iter()
-            .any(|r| r.trim_end_matches('/') == self.admin_api())
+            .any(|r| r.trim_end_matches('/') == self.admin_api());
+        if for_admin_api
+            && (client.kind != crate::model::ClientKind::App
+                || !scopes.iter().any(|s| s == ADMIN_API_SCOPE))
         {
-            if client.kind != crate::model::ClientKind::App
-                || !scopes.iter().any(|s| s == ADMIN_API_SCOPE)
-            {
-                return Err(fail(
-                    "invalid_target",
-                    format!(
-                        "tokens for the admin API need an app registered with, and asking for, the {ADMIN_API_SCOPE} scope"
-                    ),
-                ));
-            }
+            return Err(fail(
+                "invalid_target",
+                format!(
+                    "tokens for the admin API need an app registered with, and asking for, the {ADMIN_API_SCOPE} scope"
+                ),
+            ));
         }
         // An unverified client (a metadata document anyone can publish) is not redirected to
         // with errors before the person has approved it (RFC 9700 §4.11.2: no open redirector).

@@ -226,7 +226,7 @@ pub async fn sign_in_as(
         .await;
     assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
     assert!(
-        consent.body.contains("Notebook") && consent.body.contains("see your email address"),
+        consent.body.contains("Notebook") && consent.body.contains("know who you are"),
         "{}",
         consent.body
     );
@@ -1160,7 +1160,7 @@ async fn a_persons_token_for_the_admin_api_is_a_principal_with_their_role(backen
     assert_eq!(st, StatusCode::FORBIDDEN);
     // A token for another audience, an agent's token, a suspended person's: 401.
     let q = query_of(
-        b.get(&authorize_url(&s, REDIRECT, &[]))
+        b.get(&authorize_url(&s, REDIRECT, &[("scope", "openid notes:read")]))
             .await
             .location
             .as_deref()
