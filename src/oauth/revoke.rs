@@ -1,5 +1,6 @@
-//! RFC 7009 token revocation. Only the client a token was issued to may revoke it (§2.1);
-//! an invalid or unknown token answers 200 all the same (§2.2).
+//! RFC 7009 token revocation of access and refresh tokens. Only the client a token was issued
+//! to may revoke it (§2.1; a public client by its client_id); an invalid or unknown token
+//! answers 200 all the same (§2.2).
 
 use super::client_auth::ClientCredentials;
 use super::error::{ErrorCode, OAuthError};
@@ -16,11 +17,32 @@ impl OAuth {
         form: &FormParams,
         now: i64,
     ) -> Result<(), OAuthError> {
-        let caller = self
+        // §2.1: a public client (the code flow's `none`) identifies itself by its client_id.
+        let (caller, _) = self
             .clients
-            .authenticate(org, client, now, "/oauth2/revoke")
+            .authenticate_or_public(org, client, now, "/oauth2/revoke")
             .await?;
         let token = form.require("token")?;
+        // A refresh token (§2.1 `token_type_hint` is only a hint): its whole family, and the
+        // access tokens issued in it.
+        if token.starts_with(super::grants::code::REFRESH_PREFIX) {
+            let Ok(rec) = self.refresh_record(org, token).await else {
+                return Ok(());
+            };
+            if rec.client_id != caller.client_id() {
+                return Err(OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "the token was issued to another client",
+                ));
+            }
+            let issued = self
+                .grants
+                .revoke_family(&org.id, &rec.family_id, now)
+                .await
+                .map_err(|_| OAuthError::server_error())?;
+            self.revoke_issued(org, &issued).await;
+            return Ok(());
+        }
         let keys = self
             .keys
             .org_keys(org, now)

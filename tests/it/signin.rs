@@ -395,6 +395,51 @@ async fn a_person_signs_in_consents_and_gets_tokens(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
+    // RFC 7009: the public client revokes a refresh token (by its client_id): the family and
+    // its access tokens end.
+    let q3 = query_of(
+        b.get(&authorize_url(&s, REDIRECT, &[]))
+            .await
+            .location
+            .as_deref()
+            .unwrap(),
+    );
+    let (_, t3) = json_of(redeem(&app, &s, &q3["code"], VERIFIER).await).await;
+    let r = app
+        .post_form(
+            &s.org,
+            "/oauth2/revoke",
+            None,
+            &[
+                ("token", t3["refresh_token"].as_str().unwrap()),
+                ("token_type_hint", "refresh_token"),
+                ("client_id", &s.client_id),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .post_form(
+            &s.org,
+            "/oauth2/token",
+            None,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", t3["refresh_token"].as_str().unwrap()),
+                ("client_id", &s.client_id),
+            ],
+        )
+        .await;
+    assert_oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    let r = app
+        .http
+        .get(format!("{}/agent-info", s.org.issuer))
+        .bearer_auth(t3["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
     // RP-Initiated Logout with the ID token as hint: back to the registered URI with state.
     let mut logout = url::Url::parse(&format!("{}/oauth2/logout", s.org.issuer)).unwrap();
     logout
@@ -1160,11 +1205,15 @@ async fn a_persons_token_for_the_admin_api_is_a_principal_with_their_role(backen
     assert_eq!(st, StatusCode::FORBIDDEN);
     // A token for another audience, an agent's token, a suspended person's: 401.
     let q = query_of(
-        b.get(&authorize_url(&s, REDIRECT, &[("scope", "openid notes:read")]))
-            .await
-            .location
-            .as_deref()
-            .unwrap(),
+        b.get(&authorize_url(
+            &s,
+            REDIRECT,
+            &[("scope", "openid notes:read")],
+        ))
+        .await
+        .location
+        .as_deref()
+        .unwrap(),
     );
     let (_, plain) = json_of(redeem(&app, &s, &q["code"], VERIFIER).await).await;
     let (st, _) = super::api_keys::call(
