@@ -150,6 +150,26 @@ async fn current_session(
         .map_err(|e| internal(&e.to_string()))
 }
 
+/// The start of every form POST of these pages: the organization (404 when unknown), the
+/// `Origin` check (403 for another site), the bounded form of `allowed` fields.
+async fn form_post(
+    s: &AppState,
+    slug: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    allowed: &[&str],
+) -> Result<(std::sync::Arc<OrgRecord>, Vec<(String, String)>), Response> {
+    let org = org_of(s, slug).await?;
+    if !same_origin(headers, &org.issuer) {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "This form was sent from another site.",
+        ));
+    }
+    Ok((org, parse_form(body, allowed)?))
+}
+
 /// A form body: bounded, UTF-8, each field of `allowed` at most once, no other field.
 /// (The error is the page to answer; a response is large, and rare here.)
 #[allow(clippy::result_large_err)]
@@ -378,19 +398,16 @@ pub async fn consent_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let org = match org_of(&s, &slug).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    if !same_origin(&headers, &org.issuer) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This form was sent from another site.",
-        );
-    }
-    let f = match parse_form(body, &["authorize", "csrf", "decision"]) {
-        Ok(f) => f,
+    let (org, f) = match form_post(
+        &s,
+        &slug,
+        &headers,
+        body,
+        &["authorize", "csrf", "decision"],
+    )
+    .await
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let (Some(query), Some(csrf), Some(decision)) = (
@@ -551,19 +568,16 @@ pub async fn login_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let org = match org_of(&s, &slug).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    if !same_origin(&headers, &org.issuer) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This form was sent from another site.",
-        );
-    }
-    let f = match parse_form(body, &["email", "password", "csrf", "authorize"]) {
-        Ok(f) => f,
+    let (org, f) = match form_post(
+        &s,
+        &slug,
+        &headers,
+        body,
+        &["email", "password", "csrf", "authorize"],
+    )
+    .await
+    {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let authorize = field(&f, "authorize");
@@ -870,19 +884,8 @@ pub async fn account_post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let org = match org_of(&s, &slug).await {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
-    if !same_origin(&headers, &org.issuer) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "This form was sent from another site.",
-        );
-    }
-    let f = match parse_form(body, &["end", "revoke", "csrf"]) {
-        Ok(f) => f,
+    let (org, f) = match form_post(&s, &slug, &headers, body, &["end", "revoke", "csrf"]).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(csrf) = field(&f, "csrf") else {
