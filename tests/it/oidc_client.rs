@@ -5,7 +5,7 @@
 
 use openidconnect::core::{CoreClient, CoreProviderMetadata, CoreResponseType, CoreUserInfoClaims};
 use openidconnect::{
-    AccessTokenHash, AuthenticationFlow, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce,
+    AuthenticationFlow, AuthorizationCode, ClientId, CsrfToken, IssuerUrl, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use serde_json::Value;
@@ -127,12 +127,6 @@ async fn the_openidconnect_crate_completes_the_code_flow(backend: Backend) {
     assert_eq!(claims.subject().as_str(), s.user["id"].as_str().unwrap());
     assert_eq!(claims.email().map(|e| e.as_str()), Some("ada@example.com"));
     assert!(claims.auth_time().is_some());
-    // at_hash is optional in the code flow (OIDC Core §3.1.3.6): absent here.
-    assert!(
-        claims
-            .access_token_hash()
-            .is_none_or(|h: &AccessTokenHash| !h.to_string().is_empty())
-    );
 
     let info: CoreUserInfoClaims = client
         .user_info(tokens.access_token().clone(), None)
